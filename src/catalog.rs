@@ -1,0 +1,227 @@
+//! The catalog: what the store publishes. Torrents, trees and refs, one small file
+//! each, written atomically (temporary file, fsync, rename), so that a crash leaves
+//! either the old or the new record, never half of one.
+//!
+//! - `torrents/<info-hash hex>`: a [`TorrentRecord`] (the .torrent bytes and the
+//!   BLAKE3 id of every piece);
+//! - `trees/<tree id hex>`: a [`TreeRecord`] (the torrents that carry a tree);
+//! - `refs/<name>`: the tree id a ref points at, as hex and a newline.
+
+use std::path::{Path, PathBuf};
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::store::{sync_dir, write_atomic};
+use crate::{ChunkId, ContentId, Error, InfoHash, Result, TreeId};
+
+const TORRENT_MAGIC: &[u8; 8] = b"CASTORR\x01";
+const TREE_MAGIC: &[u8; 8] = b"CASTREE\x01";
+
+/// What a torrent carries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TorrentKind {
+    /// One file, named by its content hash.
+    File { content: ContentId },
+    /// A tree's manifest, named by the tree id.
+    Manifest { tree: TreeId },
+    /// A whole imported directory, with BEP 47 pad files.
+    Directory { tree: TreeId },
+}
+
+/// A torrent the store seeds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TorrentRecord {
+    pub kind: TorrentKind,
+    /// Total length of the torrent's content, pad files included.
+    pub length: u64,
+    pub piece_length: u32,
+    /// BLAKE3 id of each piece, in order; `pieces.len()` is the piece count.
+    pub pieces: Vec<ChunkId>,
+    /// The complete .torrent file (bencoded metainfo).
+    pub metainfo: Vec<u8>,
+}
+
+/// The torrents that carry one tree.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TreeRecord {
+    /// The torrent of the manifest bytes.
+    pub manifest: InfoHash,
+    /// The multi-file torrent of the whole directory, if it has any file content.
+    pub directory: Option<InfoHash>,
+    /// Name the directory had when imported (the directory torrent's name).
+    pub name: String,
+}
+
+/// Access to the catalog directories of a store.
+pub struct Catalog {
+    root: PathBuf,
+}
+
+/// Checks a ref name: 1-255 bytes, no `/`, no NUL, not starting with `.`.
+pub fn check_ref_name(name: &str) -> Result<()> {
+    if name.is_empty()
+        || name.len() > 255
+        || name.starts_with('.')
+        || name.contains(['/', '\0', ':'])
+        || name.chars().any(char::is_control)
+    {
+        return Err(Error::Invalid(format!(
+            "{name:?} is not a valid ref name (1-255 bytes, no '/', ':' or control characters, not starting with '.')"
+        )));
+    }
+    Ok(())
+}
+
+fn encode<T: Serialize>(magic: &[u8; 8], value: &T) -> Vec<u8> {
+    let mut out = magic.to_vec();
+    out.extend(postcard::to_stdvec(value).expect("record serialises"));
+    out
+}
+
+fn decode<T: DeserializeOwned>(magic: &[u8; 8], bytes: &[u8], path: &Path) -> Result<T> {
+    let body = bytes.strip_prefix(magic.as_slice()).ok_or_else(|| Error::Corrupt {
+        path: path.to_path_buf(),
+        reason: "unknown record magic or version".into(),
+    })?;
+    postcard::from_bytes(body).map_err(|e| Error::Corrupt {
+        path: path.to_path_buf(),
+        reason: format!("record does not decode: {e}"),
+    })
+}
+
+fn read_opt(path: &Path) -> Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(path, "read")(e)),
+    }
+}
+
+fn remove(path: &Path) -> Result<bool> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {
+            sync_dir(path.parent().expect("catalog paths have a parent"))?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(path, "remove")(e)),
+    }
+}
+
+/// Names of the entries of `dir` that parse with `parse`; temporary files are skipped.
+fn list<T>(dir: &Path, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(Error::io(dir, "list"))? {
+        let entry = entry.map_err(Error::io(dir, "list"))?;
+        if let Some(v) = entry.file_name().to_str().and_then(&parse) {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+impl Catalog {
+    pub fn open(root: &Path) -> Result<Self> {
+        for d in ["torrents", "trees", "refs"] {
+            let p = root.join(d);
+            std::fs::create_dir_all(&p).map_err(Error::io(&p, "create directory"))?;
+        }
+        Ok(Catalog {
+            root: root.to_path_buf(),
+        })
+    }
+
+    fn torrent_path(&self, ih: &InfoHash) -> PathBuf {
+        self.root.join("torrents").join(ih.to_hex())
+    }
+
+    fn tree_path(&self, id: &TreeId) -> PathBuf {
+        self.root.join("trees").join(id.to_hex())
+    }
+
+    fn ref_path(&self, name: &str) -> PathBuf {
+        self.root.join("refs").join(name)
+    }
+
+    pub fn put_torrent(&self, ih: &InfoHash, record: &TorrentRecord) -> Result<()> {
+        write_atomic(&self.torrent_path(ih), &encode(TORRENT_MAGIC, record))
+    }
+
+    pub fn torrent(&self, ih: &InfoHash) -> Result<Option<TorrentRecord>> {
+        let path = self.torrent_path(ih);
+        read_opt(&path)?
+            .map(|b| decode(TORRENT_MAGIC, &b, &path))
+            .transpose()
+    }
+
+    pub fn has_torrent(&self, ih: &InfoHash) -> bool {
+        self.torrent_path(ih).exists()
+    }
+
+    pub fn torrents(&self) -> Result<Vec<InfoHash>> {
+        list(&self.root.join("torrents"), |n| n.parse().ok())
+    }
+
+    pub fn remove_torrent(&self, ih: &InfoHash) -> Result<bool> {
+        remove(&self.torrent_path(ih))
+    }
+
+    pub fn put_tree(&self, id: &TreeId, record: &TreeRecord) -> Result<()> {
+        write_atomic(&self.tree_path(id), &encode(TREE_MAGIC, record))
+    }
+
+    pub fn tree(&self, id: &TreeId) -> Result<Option<TreeRecord>> {
+        let path = self.tree_path(id);
+        read_opt(&path)?
+            .map(|b| decode(TREE_MAGIC, &b, &path))
+            .transpose()
+    }
+
+    pub fn trees(&self) -> Result<Vec<TreeId>> {
+        list(&self.root.join("trees"), |n| n.parse().ok())
+    }
+
+    pub fn remove_tree(&self, id: &TreeId) -> Result<bool> {
+        remove(&self.tree_path(id))
+    }
+
+    pub fn set_ref(&self, name: &str, tree: &TreeId) -> Result<()> {
+        check_ref_name(name)?;
+        write_atomic(&self.ref_path(name), format!("{tree}\n").as_bytes())
+    }
+
+    pub fn get_ref(&self, name: &str) -> Result<Option<TreeId>> {
+        if check_ref_name(name).is_err() {
+            return Ok(None);
+        }
+        let path = self.ref_path(name);
+        let Some(bytes) = read_opt(&path)? else {
+            return Ok(None);
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        text.trim().parse().map(Some).map_err(|_| Error::Corrupt {
+            path,
+            reason: "ref does not hold a tree id".into(),
+        })
+    }
+
+    /// Every ref, sorted by name.
+    pub fn refs(&self) -> Result<Vec<(String, TreeId)>> {
+        let names = list(&self.root.join("refs"), |n| {
+            check_ref_name(n).is_ok().then(|| n.to_string())
+        })?;
+        let mut out = Vec::new();
+        for name in names {
+            if let Some(id) = self.get_ref(&name)? {
+                out.push((name, id));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    pub fn remove_ref(&self, name: &str) -> Result<bool> {
+        check_ref_name(name)?;
+        remove(&self.ref_path(name))
+    }
+}

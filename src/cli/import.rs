@@ -1,0 +1,86 @@
+//! `cas import`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use cas::import::{import, ImportOptions};
+use cas::meta::torrent::Publish;
+
+use super::{human, print_json, Cli};
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The directory to import
+    dir: PathBuf,
+    /// Ref to point at the tree [default: the directory's name]
+    #[arg(long, value_name = "REF")]
+    name: Option<String>,
+    /// Piece length [default: the store's, 1M for a new store]
+    #[arg(long, value_name = "SIZE", value_parser = super::parse_size)]
+    piece_length: Option<u32>,
+    /// Mark the torrents private (BEP 27): no DHT, LSD or PEX
+    #[arg(long)]
+    private: bool,
+    /// Announce URL to put in the torrents (repeatable)
+    #[arg(long = "tracker", value_name = "URL")]
+    trackers: Vec<String>,
+    /// Print the result as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(cli: &Cli, args: &ImportArgs) -> Result<i32> {
+    let mut store = cli.open(args.piece_length)?;
+    let opts = ImportOptions {
+        name: args.name.clone(),
+        piece_length: args.piece_length,
+        publish: Publish {
+            private: args.private,
+            trackers: args.trackers.clone(),
+        },
+    };
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} importing [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
+            )
+            .expect("progress template is valid")
+            .progress_chars("=> "),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let report = import(
+        &mut store,
+        &args.dir,
+        &opts,
+        &|total| bar.set_length(total),
+        &|n| bar.inc(n),
+    );
+    bar.finish_and_clear();
+    let report = report?;
+    if args.json {
+        print_json(&report)?;
+        return Ok(0);
+    }
+    println!(
+        "imported {} as ref {}: {} files, {} ({} newly stored)",
+        args.dir.display(),
+        report.ref_name,
+        report.files.len(),
+        human(report.logical_bytes),
+        human(report.new_bytes)
+    );
+    println!("tree       {}", report.tree);
+    if let Some(d) = &report.directory_torrent {
+        println!("directory  {}", d.magnet);
+    }
+    println!("manifest   {}", report.tree_torrent.magnet);
+    Ok(0)
+}

@@ -1,0 +1,196 @@
+//! Read-only commands: `ls`, `cat`, `torrent`, `magnet`, `stats`.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+
+use anyhow::{bail, Result};
+use serde::Serialize;
+
+use cas::catalog::TorrentRecord;
+use cas::manifest::EntryKind;
+use cas::meta::bencode;
+use cas::read::{load_manifest, resolve, write_file, Target, WriteSink};
+use cas::{InfoHash, Store};
+
+use super::{human, print_json, Cli};
+
+/// The torrent a target means: a tree's directory (or manifest) torrent, a file's, or
+/// an info-hash.
+fn pick_torrent(store: &Store, target: &str, manifest: bool) -> Result<(InfoHash, TorrentRecord)> {
+    let ih = match resolve(store, target)? {
+        Target::Torrent(ih) => ih,
+        Target::Tree { id, .. } => {
+            let Some(rec) = store.catalog().tree(&id)? else {
+                bail!("tree {id} is not in the store");
+            };
+            match (manifest, rec.directory) {
+                (false, Some(d)) => d,
+                (false, None) => bail!("tree {id} has no file content, so no directory torrent; --manifest gives its manifest torrent"),
+                (true, _) => rec.manifest,
+            }
+        }
+        Target::File { entry, .. } => match entry.kind {
+            EntryKind::File { info_hash: Some(ih), .. } => ih,
+            EntryKind::File { .. } => bail!("{target} is an empty file: it has no torrent"),
+            _ => bail!("{target} is not a regular file"),
+        },
+    };
+    Ok((ih, cas::read::torrent(store, &ih)?))
+}
+
+pub fn torrent(cli: &Cli, target: &str, output: Option<&Path>, manifest: bool) -> Result<i32> {
+    let store = cli.open(None)?;
+    let (_, record) = pick_torrent(&store, target, manifest)?;
+    match output {
+        Some(p) => cas::store::write_atomic(p, &record.metainfo)?,
+        None if std::io::stdout().is_terminal() => {
+            bail!("refusing to write a .torrent to a terminal; pass -o FILE")
+        }
+        None => std::io::stdout().write_all(&record.metainfo)?,
+    }
+    Ok(0)
+}
+
+pub fn magnet(cli: &Cli, target: &str, manifest: bool) -> Result<i32> {
+    let store = cli.open(None)?;
+    let (ih, record) = pick_torrent(&store, target, manifest)?;
+    let meta = bencode::decode(&record.metainfo)?;
+    let name = meta
+        .get("info")
+        .and_then(|i| i.get("name"))
+        .and_then(|n| n.as_bytes())
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .unwrap_or_default();
+    let trackers: Vec<String> = meta
+        .get("announce-list")
+        .and_then(|l| l.as_list())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|tier| tier.as_list()?.first()?.as_bytes())
+        .map(|t| String::from_utf8_lossy(t).into_owned())
+        .collect();
+    println!("{}", cas::meta::torrent::magnet(&ih, &name, &trackers));
+    Ok(0)
+}
+
+#[derive(Serialize)]
+struct RefRow {
+    name: String,
+    tree: cas::TreeId,
+    files: usize,
+    bytes: u64,
+}
+
+#[derive(Serialize)]
+struct EntryRow {
+    path: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    mode: String,
+    mtime: i64,
+    size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    blake3: Option<cas::ContentId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    info_hash: Option<InfoHash>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<String>,
+}
+
+pub fn ls(cli: &Cli, target: Option<&str>, json: bool) -> Result<i32> {
+    let store = cli.open(None)?;
+    let Some(target) = target else {
+        let mut rows = Vec::new();
+        for (name, tree) in store.catalog().refs()? {
+            let m = load_manifest(&store, &tree)?;
+            let files = m.entries.iter().filter(|e| matches!(e.kind, EntryKind::File { .. })).count();
+            rows.push(RefRow { name, tree, files, bytes: m.logical_bytes() });
+        }
+        if json {
+            print_json(&rows)?;
+        } else {
+            for r in rows {
+                println!("{:<24} {}  {:>6} files  {:>10}", r.name, r.tree, r.files, human(r.bytes));
+            }
+        }
+        return Ok(0);
+    };
+    let tree = match resolve(&store, target)? {
+        Target::Tree { id, .. } => id,
+        _ => bail!("{target} is not a ref or tree id"),
+    };
+    let m = load_manifest(&store, &tree)?;
+    let rows: Vec<EntryRow> = m
+        .entries
+        .iter()
+        .map(|e| {
+            let mut row = EntryRow {
+                path: e.path_lossy(),
+                kind: "dir",
+                mode: format!("{:04o}", e.mode),
+                mtime: e.mtime_secs,
+                size: 0,
+                blake3: None,
+                info_hash: None,
+                target: None,
+            };
+            match &e.kind {
+                EntryKind::Dir => {}
+                EntryKind::File { size, content, info_hash } => {
+                    row.kind = "file";
+                    row.size = *size;
+                    row.blake3 = Some(*content);
+                    row.info_hash = *info_hash;
+                }
+                EntryKind::Symlink { target } => {
+                    row.kind = "symlink";
+                    row.target = Some(String::from_utf8_lossy(target).into_owned());
+                }
+            }
+            row
+        })
+        .collect();
+    if json {
+        print_json(&rows)?;
+    } else {
+        for r in rows {
+            let tail = match (&r.target, r.kind) {
+                (Some(t), _) => format!(" -> {t}"),
+                (None, "dir") => "/".to_string(),
+                _ => String::new(),
+            };
+            println!("{} {:>12} {}{}", r.mode, r.size, r.path, tail);
+        }
+    }
+    Ok(0)
+}
+
+pub fn cat(cli: &Cli, target: &str) -> Result<i32> {
+    let store = cli.open(None)?;
+    let Target::File { entry, .. } = resolve(&store, target)? else {
+        bail!("{target}: give REF:path or TREE:path");
+    };
+    let stdout = std::io::stdout();
+    let mut sink = WriteSink(std::io::BufWriter::with_capacity(1 << 20, stdout.lock()));
+    write_file(&store, &entry, &mut sink)?;
+    sink.0.flush()?;
+    Ok(0)
+}
+
+pub fn stats(cli: &Cli, json: bool) -> Result<i32> {
+    let store = cli.open(None)?;
+    let s = cas::stats::stats(&store)?;
+    if json {
+        print_json(&s)?;
+    } else {
+        println!("store          {}", store.root().display());
+        println!("refs           {}", s.refs);
+        println!("trees          {}", s.trees);
+        println!("torrents       {}", s.torrents);
+        println!("chunks         {}", s.chunks);
+        println!("logical bytes  {} ({})", s.logical_bytes, human(s.logical_bytes));
+        println!("physical bytes {} ({})", s.physical_bytes, human(s.physical_bytes));
+        println!("dedup ratio    {:.2}", s.dedup_ratio);
+    }
+    Ok(0)
+}

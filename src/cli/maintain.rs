@@ -1,0 +1,128 @@
+//! Commands that change or check the store: `export`, `rm`, `gc`, `fsck`, `index rebuild`.
+
+use std::path::Path;
+
+use anyhow::{bail, Result};
+
+use cas::read::{resolve, Target};
+
+use super::{human, print_json, Cli};
+
+pub fn export(cli: &Cli, target: &str, dir: &Path, json: bool) -> Result<i32> {
+    let store = cli.open(None)?;
+    let Target::Tree { id, .. } = resolve(&store, target)? else {
+        bail!("{target} is not a ref or tree id");
+    };
+    let report = cas::export::export(&store, &id, dir)?;
+    if json {
+        print_json(&report)?;
+    } else {
+        println!(
+            "exported {} files, {} directories, {} symlinks ({}) to {}",
+            report.files,
+            report.dirs,
+            report.symlinks,
+            human(report.bytes),
+            dir.display()
+        );
+    }
+    Ok(0)
+}
+
+pub fn rm(cli: &Cli, target: &str) -> Result<i32> {
+    let store = cli.open(None)?;
+    match resolve(&store, target)? {
+        Target::Tree { via_ref: Some(name), .. } => {
+            store.catalog().remove_ref(&name)?;
+            println!("removed ref {name}; `cas gc` frees what nothing else uses");
+        }
+        Target::Tree { id, via_ref: None } => {
+            for (name, tree) in store.catalog().refs()? {
+                if tree == id {
+                    store.catalog().remove_ref(&name)?;
+                    println!("removed ref {name}");
+                }
+            }
+            store.catalog().remove_tree(&id)?;
+            println!("removed tree {id}; `cas gc` frees what nothing else uses");
+        }
+        _ => bail!("{target}: cas rm takes a ref or a tree id"),
+    }
+    Ok(0)
+}
+
+pub fn gc(cli: &Cli, json: bool) -> Result<i32> {
+    let mut store = cli.open(None)?;
+    let r = cas::store::gc::collect(&mut store)?;
+    if json {
+        print_json(&r)?;
+    } else {
+        println!(
+            "removed {} trees, {} torrents, {} chunks; rewrote {} packs; {} -> {}",
+            r.trees_removed,
+            r.torrents_removed,
+            r.chunks_removed,
+            r.packs_rewritten,
+            human(r.bytes_before),
+            human(r.bytes_after)
+        );
+    }
+    Ok(0)
+}
+
+pub fn fsck(cli: &Cli, repair: bool, json: bool) -> Result<i32> {
+    let mut store = cli.open(None)?;
+    let r = cas::store::fsck::fsck(&mut store, repair)?;
+    let clean = r.is_clean();
+    if json {
+        print_json(&r)?;
+    } else {
+        println!(
+            "checked {} chunks ({}) in {} packs",
+            r.chunks,
+            human(r.bytes_checked),
+            r.packs
+        );
+        for (label, list) in [
+            ("damaged", &r.damaged),
+            ("incomplete", &r.incomplete),
+            ("dangling", &r.dangling),
+            ("repaired", &r.repaired),
+            ("lost data", &r.lost_files),
+        ] {
+            for line in list {
+                println!("{label}: {line}");
+            }
+        }
+        if r.orphaned_records > 0 || r.orphaned_bytes > 0 {
+            println!(
+                "orphaned: {} unindexed records, {} unreadable bytes",
+                r.orphaned_records, r.orphaned_bytes
+            );
+        }
+        if clean {
+            println!("no errors found");
+        }
+    }
+    if let Some(hint) = r.hint() {
+        eprintln!("hint: {hint}");
+    }
+    Ok(if clean { 0 } else { 1 })
+}
+
+pub fn rebuild(cli: &Cli, json: bool) -> Result<i32> {
+    let mut store = cli.open(None)?;
+    let r = cas::store::rebuild::rebuild(&mut store)?;
+    if json {
+        print_json(&r)?;
+    } else {
+        println!(
+            "indexed {} chunks from {} packs; skipped {} damaged records and {} unreadable bytes",
+            r.chunks, r.packs, r.damaged_records, r.unreadable_bytes
+        );
+        for p in &r.unreadable_packs {
+            println!("unreadable pack: {p}");
+        }
+    }
+    Ok(0)
+}

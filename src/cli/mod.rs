@@ -1,0 +1,197 @@
+//! The `cas` command line: argument parsing and one module per group of commands.
+//! Everything here is presentation; the work is done by the library.
+
+mod import;
+mod inspect;
+mod maintain;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use cas::Store;
+
+/// A content-addressed chunk store whose transport is BitTorrent.
+#[derive(Parser, Debug)]
+#[command(name = "cas", version, about, long_about = None)]
+pub struct Cli {
+    /// The store directory [default: $XDG_DATA_HOME/cas, or ~/.local/share/cas]
+    #[arg(long, global = true, env = "CAS_STORE", value_name = "DIR")]
+    store: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a store (import creates one too, with the default piece length)
+    Init {
+        /// Piece length of the torrents this store makes (power of two, 16K to 64M)
+        #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "1M")]
+        piece_length: u32,
+    },
+    /// Store a directory and publish it as torrents; point a ref at its tree
+    Import(import::ImportArgs),
+    /// Write a .torrent: the directory torrent of a ref or tree, a file's (REF:path), or any info-hash
+    Torrent {
+        /// Ref, tree id, REF:path or info-hash
+        target: String,
+        /// Output file [default: standard output, when it is not a terminal]
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// The tree's manifest torrent instead of its directory torrent
+        #[arg(long)]
+        manifest: bool,
+    },
+    /// Print a magnet link (same targets as `torrent`)
+    Magnet {
+        target: String,
+        #[arg(long)]
+        manifest: bool,
+    },
+    /// List refs, or the files of a ref or tree
+    Ls {
+        /// Ref or tree id; without it, every ref
+        target: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a stored file to standard output
+    Cat {
+        /// REF:path or TREE:path
+        target: String,
+    },
+    /// Write a tree out as files (byte-identical, with modes, mtimes, symlinks)
+    Export {
+        /// Ref or tree id
+        target: String,
+        /// Destination directory (new or empty)
+        dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Chunks, bytes on disk, logical bytes, dedup ratio
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a ref (or a tree and the refs naming it); `cas gc` then frees its chunks
+    Rm { target: String },
+    /// Remove what nothing live reaches and compact the packs
+    Gc {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-hash every chunk; report damaged, missing and orphaned data
+    Fsck {
+        /// Drop what is bad and name the files that lost data
+        #[arg(long)]
+        repair: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Maintain the chunk index
+    Index {
+        #[command(subcommand)]
+        command: IndexCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum IndexCommand {
+    /// Recreate the index from the pack files alone
+    Rebuild {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Parses sizes such as `1M`, `512KiB`, `16k`, `1048576`.
+pub fn parse_size(s: &str) -> Result<u32, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size"))?;
+    let mult = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        _ => return Err(format!("{s:?}: unknown unit (use K or M)")),
+    };
+    let len = n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))?;
+    cas::store::check_piece_length(len).map_err(|e| e.to_string())
+}
+
+impl Cli {
+    fn store_path(&self) -> Result<PathBuf> {
+        if let Some(p) = &self.store {
+            return Ok(p.clone());
+        }
+        let data = std::env::var_os("XDG_DATA_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+            .context("no store given: pass --store DIR or set CAS_STORE (HOME is not set)")?;
+        Ok(data.join("cas"))
+    }
+
+    fn open(&self, piece_length: Option<u32>) -> Result<Store> {
+        let path = self.store_path()?;
+        Ok(Store::open(&path, piece_length)?)
+    }
+}
+
+/// Prints a value as pretty JSON on standard output.
+fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Human-readable byte counts.
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn run() -> Result<i32> {
+    let cli = Cli::parse();
+    match &cli.command {
+        Command::Init { piece_length } => {
+            let store = cli.open(Some(*piece_length))?;
+            println!(
+                "store {} (piece length {})",
+                store.root().display(),
+                human(store.config().piece_length.into())
+            );
+            Ok(0)
+        }
+        Command::Import(args) => import::run(&cli, args),
+        Command::Torrent { target, output, manifest } => {
+            inspect::torrent(&cli, target, output.as_deref(), *manifest)
+        }
+        Command::Magnet { target, manifest } => inspect::magnet(&cli, target, *manifest),
+        Command::Ls { target, json } => inspect::ls(&cli, target.as_deref(), *json),
+        Command::Cat { target } => inspect::cat(&cli, target),
+        Command::Export { target, dir, json } => maintain::export(&cli, target, dir, *json),
+        Command::Stats { json } => inspect::stats(&cli, *json),
+        Command::Rm { target } => maintain::rm(&cli, target),
+        Command::Gc { json } => maintain::gc(&cli, *json),
+        Command::Fsck { repair, json } => maintain::fsck(&cli, *repair, *json),
+        Command::Index {
+            command: IndexCommand::Rebuild { json },
+        } => maintain::rebuild(&cli, *json),
+    }
+}

@@ -1,0 +1,73 @@
+//! The library's error type. Every variant that concerns a file names it.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Result alias used throughout the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An I/O operation on `path` failed.
+    #[error("{}: {what}: {err}", path.display())]
+    Io {
+        path: PathBuf,
+        what: &'static str,
+        err: io::Error,
+    },
+
+    /// Another process holds the store.
+    #[error("store {} is in use by {holder}; stop it or point --store elsewhere", path.display())]
+    StoreBusy { path: PathBuf, holder: String },
+
+    /// A directory that is not a cas store, or one in a format this build does not know.
+    #[error("{}: {reason}", path.display())]
+    NotAStore { path: PathBuf, reason: String },
+
+    /// The index (sled) failed.
+    #[error("index {}: {err}; `cas index rebuild` recreates it from the packs", path.display())]
+    Index { path: PathBuf, err: sled::Error },
+
+    /// Input that cas refuses to store, with the file and the reason.
+    #[error("{}: {reason}", path.display())]
+    BadInput { path: PathBuf, reason: String },
+
+    /// Bytes on disk that do not decode or do not match their hash.
+    #[error("{}: {reason}", path.display())]
+    Corrupt { path: PathBuf, reason: String },
+
+    /// A chunk that the store does not hold.
+    #[error("chunk {0} is not in the store")]
+    MissingChunk(crate::ChunkId),
+
+    /// A name given on the command line that resolves to nothing.
+    #[error("{0}")]
+    NotFound(String),
+
+    /// A malformed hex identifier.
+    #[error("{input:?} is not a {what}")]
+    BadId { what: &'static str, input: String },
+
+    /// An argument out of its range.
+    #[error("{0}")]
+    Invalid(String),
+
+    /// A serialised record that does not decode.
+    #[error("{what}: {err}")]
+    Decode { what: String, err: postcard::Error },
+}
+
+impl Error {
+    /// Wraps an `io::Error` with the path it concerns and what was being done.
+    pub fn io(path: impl Into<PathBuf>, what: &'static str) -> impl FnOnce(io::Error) -> Error {
+        let path = path.into();
+        move |err| Error::Io { path, what, err }
+    }
+
+    /// Wraps a sled error with the index path.
+    pub fn index(path: impl Into<PathBuf>) -> impl FnOnce(sled::Error) -> Error {
+        let path = path.into();
+        move |err| Error::Index { path, err }
+    }
+}

@@ -1,0 +1,141 @@
+//! `cas export`: writes a tree out as files, byte-identical, with modes, mtimes,
+//! symlinks and empty directories; all-zero pieces become holes.
+//!
+//! The destination must be new or empty. Paths come from a validated manifest
+//! (relative, no `..`, nothing below a symlink) and every file is created with
+//! `O_EXCL | O_NOFOLLOW`, so an export never writes outside its directory.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::manifest::{Entry, EntryKind};
+use crate::read::{load_manifest, write_file, Sink};
+use crate::store::Store;
+use crate::{Error, Result, TreeId};
+
+/// What an export wrote.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ExportReport {
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub bytes: u64,
+}
+
+struct SparseFile<'a> {
+    file: &'a mut File,
+    written: u64,
+}
+
+impl Sink for SparseFile<'_> {
+    fn data(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.written += bytes.len() as u64;
+        self.file.write_all(bytes)
+    }
+    fn zeros(&mut self, len: u64) -> std::io::Result<()> {
+        self.written += len;
+        self.file.seek(SeekFrom::Current(len as i64)).map(|_| ())
+    }
+}
+
+fn mtime(e: &Entry) -> SystemTime {
+    let d = Duration::new(e.mtime_secs.unsigned_abs(), e.mtime_nanos.min(999_999_999));
+    if e.mtime_secs >= 0 {
+        UNIX_EPOCH + d
+    } else {
+        UNIX_EPOCH - d
+    }
+}
+
+fn set_symlink_mtime(path: &Path, e: &Entry) -> std::io::Result<()> {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    let ts = libc::timespec {
+        tv_sec: e.mtime_secs as libc::time_t,
+        tv_nsec: e.mtime_nanos.into(),
+    };
+    let times = [ts, ts];
+    // SAFETY: `c` is a valid NUL-terminated path and `times` two valid timespecs.
+    let r = unsafe {
+        libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW)
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Exports `tree` into `dest`, which must not exist or be an empty directory.
+pub fn export(store: &Store, tree: &TreeId, dest: &Path) -> Result<ExportReport> {
+    let manifest = load_manifest(store, tree)?;
+    match std::fs::read_dir(dest) {
+        Ok(mut d) => {
+            if d.next().is_some() {
+                return Err(Error::BadInput {
+                    path: dest.to_path_buf(),
+                    reason: "export destination is not empty".into(),
+                });
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dest).map_err(Error::io(dest, "create directory"))?;
+        }
+        Err(e) => return Err(Error::io(dest, "open export destination")(e)),
+    }
+    let mut report = ExportReport::default();
+    let mut dirs: Vec<(PathBuf, &Entry)> = Vec::new();
+    for e in &manifest.entries {
+        let path = dest.join(std::ffi::OsStr::from_bytes(&e.path));
+        match &e.kind {
+            EntryKind::Dir => {
+                std::fs::create_dir(&path).map_err(Error::io(&path, "create directory"))?;
+                dirs.push((path, e));
+                report.dirs += 1;
+            }
+            EntryKind::Symlink { target } => {
+                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), &path)
+                    .map_err(Error::io(&path, "create symlink"))?;
+                set_symlink_mtime(&path, e).map_err(Error::io(&path, "set mtime"))?;
+                report.symlinks += 1;
+            }
+            EntryKind::File { size, .. } => {
+                let mut file = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&path)
+                    .map_err(Error::io(&path, "create file"))?;
+                let mut sink = SparseFile {
+                    file: &mut file,
+                    written: 0,
+                };
+                write_file(store, e, &mut sink).map_err(|err| match err {
+                    Error::Io { err, .. } => Error::io(&path, "write")(err),
+                    other => other,
+                })?;
+                file.set_len(*size).map_err(Error::io(&path, "set length"))?;
+                file.set_permissions(std::fs::Permissions::from_mode(e.mode))
+                    .map_err(Error::io(&path, "set mode"))?;
+                file.set_modified(mtime(e)).map_err(Error::io(&path, "set mtime"))?;
+                file.sync_all().map_err(Error::io(&path, "sync"))?;
+                report.files += 1;
+                report.bytes += size;
+            }
+        }
+    }
+    // Directories last, deepest first, so that writing their contents does not change
+    // their mtimes and a read-only directory does not block its own contents.
+    for (path, e) in dirs.iter().rev() {
+        let dir = File::open(path).map_err(Error::io(path, "open directory"))?;
+        dir.set_modified(mtime(e)).map_err(Error::io(path, "set mtime"))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(e.mode))
+            .map_err(Error::io(path, "set mode"))?;
+    }
+    Ok(report)
+}

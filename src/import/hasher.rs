@@ -1,0 +1,208 @@
+//! Storing one file: read it piece by piece, hash pieces on every core, store the
+//! pieces the store lacks.
+//!
+//! One reader thread reads pieces in order and feeds the whole-file BLAKE3; worker
+//! threads compute each piece's BLAKE3 (its chunk id) and, only for chunks the index
+//! does not know, the SHA-1 with collision detection; the calling thread stores new
+//! chunks in order. A piece already stored costs one BLAKE3 and one index lookup:
+//! its SHA-1 comes from the index.
+
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::{Arc, Mutex};
+
+use crate::store::chunk::VerifiedChunk;
+use crate::store::index::Index;
+use crate::store::Store;
+use crate::{ChunkId, ContentId, Error, PieceHash, Result};
+
+/// A stored piece: its identity and the SHA-1 a torrent lists for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Piece {
+    pub id: ChunkId,
+    pub sha1: PieceHash,
+}
+
+/// What storing a file produced.
+#[derive(Debug)]
+pub struct StoredFile {
+    pub content: ContentId,
+    pub size: u64,
+    pub pieces: Vec<Piece>,
+    /// The last piece padded with zeros to the piece length (for a BEP 47 directory
+    /// torrent), when asked for and the file does not end on a piece boundary.
+    pub padded_tail: Option<Piece>,
+    /// Pack bytes written for this file.
+    pub new_bytes: u64,
+}
+
+enum Hashed {
+    Known(ChunkId),
+    New(VerifiedChunk),
+}
+
+fn hash_piece(index: &Index, bytes: Vec<u8>) -> Result<Hashed> {
+    let id = ChunkId::of(&bytes);
+    Ok(if index.get(&id)?.is_some() {
+        Hashed::Known(id)
+    } else {
+        Hashed::New(VerifiedChunk::with_id(bytes, id))
+    })
+}
+
+/// Reads `path` and stores its pieces. `expect` is the metadata seen by the walk: a
+/// file that differs from it, or changes while being read, is refused.
+pub fn store_file(
+    store: &mut Store,
+    path: &Path,
+    expect: &std::fs::Metadata,
+    piece_length: u32,
+    pad_tail: bool,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<StoredFile> {
+    let changed = || Error::BadInput {
+        path: path.to_path_buf(),
+        reason: "file changed while being read; import again when it is quiet".into(),
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(Error::io(path, "open"))?;
+    let before = file.metadata().map_err(Error::io(path, "read metadata"))?;
+    if !before.is_file() || before.ino() != expect.ino() || before.len() != expect.len() {
+        return Err(changed());
+    }
+    let size = before.len();
+    let pl = u64::from(piece_length);
+    let count = size.div_ceil(pl) as usize;
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let index = store.index().clone();
+
+    let (work_tx, work_rx) = sync_channel::<(usize, Vec<u8>)>(threads * 2);
+    let work_rx = Arc::new(Mutex::new(work_rx));
+    let (done_tx, done_rx) = sync_channel::<Result<(usize, Hashed)>>(threads * 2);
+
+    std::thread::scope(|s| {
+        let reader = s.spawn(move || -> Result<(ContentId, Option<usize>)> {
+            let mut hasher = blake3::Hasher::new();
+            let mut tail_job = None;
+            for i in 0..count {
+                let len = (size - i as u64 * pl).min(pl) as usize;
+                let mut buf = vec![0u8; len];
+                file.read_exact(&mut buf).map_err(|e| match e.kind() {
+                    std::io::ErrorKind::UnexpectedEof => changed(),
+                    _ => Error::io(path, "read")(e),
+                })?;
+                hasher.update(&buf);
+                let padded = (pad_tail && i + 1 == count && len < pl as usize).then(|| {
+                    let mut p = buf.clone();
+                    p.resize(pl as usize, 0);
+                    p
+                });
+                if work_tx.send((i, buf)).is_err() {
+                    return Ok((ContentId([0; 32]), None));
+                }
+                if let Some(p) = padded {
+                    tail_job = Some(count);
+                    if work_tx.send((count, p)).is_err() {
+                        return Ok((ContentId([0; 32]), None));
+                    }
+                }
+            }
+            let mut probe = [0u8; 1];
+            if file.read(&mut probe).map_err(Error::io(path, "read"))? != 0 {
+                return Err(changed());
+            }
+            Ok((ContentId(*hasher.finalize().as_bytes()), tail_job))
+        });
+        for _ in 0..threads {
+            let (rx, tx, index) = (work_rx.clone(), done_tx.clone(), index.clone());
+            s.spawn(move || worker(&rx, &tx, &index));
+        }
+        drop(done_tx);
+
+        let result = collect(store, done_rx, count, progress);
+        let (content, tail) = reader
+            .join()
+            .map_err(|_| Error::Invalid(format!("reader of {} panicked", path.display())))??;
+        let (mut pieces, new_bytes) = result?;
+        let padded_tail = tail.map(|_| pieces.pop().expect("tail piece collected"));
+        if pieces.len() != count {
+            return Err(changed());
+        }
+        let after = std::fs::symlink_metadata(path).map_err(Error::io(path, "read metadata"))?;
+        if after.len() != size
+            || after.mtime() != before.mtime()
+            || after.mtime_nsec() != before.mtime_nsec()
+        {
+            return Err(changed());
+        }
+        Ok(StoredFile {
+            content,
+            size,
+            pieces,
+            padded_tail,
+            new_bytes,
+        })
+    })
+}
+
+fn worker(
+    rx: &Mutex<Receiver<(usize, Vec<u8>)>>,
+    tx: &std::sync::mpsc::SyncSender<Result<(usize, Hashed)>>,
+    index: &Index,
+) {
+    loop {
+        let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+        let Ok((i, bytes)) = job else { return };
+        if tx.send(hash_piece(index, bytes).map(|h| (i, h))).is_err() {
+            return;
+        }
+    }
+}
+
+/// Receives hashed pieces, stores new ones in piece order, and returns the pieces
+/// (with the padded tail last, if any) and the pack bytes written.
+fn collect(
+    store: &mut Store,
+    done: Receiver<Result<(usize, Hashed)>>,
+    count: usize,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<(Vec<Piece>, u64)> {
+    let mut waiting = std::collections::BTreeMap::new();
+    let mut pieces = Vec::with_capacity(count + 1);
+    let mut new_bytes = 0;
+    for msg in done {
+        let (i, hashed) = msg?;
+        waiting.insert(i, hashed);
+        while let Some(h) = waiting.remove(&pieces.len()) {
+            let piece = match h {
+                Hashed::New(chunk) => {
+                    new_bytes += store.put(&chunk)?;
+                    if pieces.len() < count {
+                        progress(chunk.len() as u64);
+                    }
+                    Piece {
+                        id: chunk.id(),
+                        sha1: chunk.sha1(),
+                    }
+                }
+                Hashed::Known(id) => {
+                    let entry = store.entry(&id)?.ok_or(Error::MissingChunk(id))?;
+                    if pieces.len() < count {
+                        progress(u64::from(entry.len));
+                    }
+                    Piece {
+                        id,
+                        sha1: entry.sha1,
+                    }
+                }
+            };
+            pieces.push(piece);
+        }
+    }
+    Ok((pieces, new_bytes))
+}

@@ -1,0 +1,30 @@
+//! cas: a content-addressed chunk store whose transport is BitTorrent.
+//!
+//! Every torrent piece is stored once, identified by its BLAKE3 and findable by its
+//! SHA-1. A file's torrent is named by the BLAKE3 of its content, so the same bytes
+//! give the same info-hash anywhere; a directory is a tree (a canonical manifest)
+//! published as a torrent too, and a ref names a tree.
+//!
+//! Where to start reading:
+//! - [`store`]: packs, the sled index, the verified-chunk type, fsck, gc, rebuild;
+//! - [`catalog`]: the torrents, trees and refs a store publishes;
+//! - [`import`]: a directory in; [`export`] and [`read`]: content out;
+//! - [`meta`]: bencode and .torrent building; [`manifest`]: the tree format;
+//! - the `cas` binary (`src/main.rs`, `src/cli/`) is a thin layer over these.
+//!
+//! docs/ARCHITECTURE.md is the map; docs/on-disk-format.md describes every byte.
+
+pub mod catalog;
+mod error;
+pub mod export;
+mod id;
+pub mod import;
+pub mod manifest;
+pub mod meta;
+pub mod read;
+pub mod stats;
+pub mod store;
+
+pub use error::{Error, Result};
+pub use id::{ChunkId, ContentId, InfoHash, PieceHash, TreeId};
+pub use store::Store;

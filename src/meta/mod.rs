@@ -1,0 +1,4 @@
+//! Metainfo: bencode, .torrent building, magnet links.
+
+pub mod bencode;
+pub mod torrent;

@@ -1,0 +1,213 @@
+//! `cas fsck`: re-hashes every chunk in every pack and checks the index and the
+//! catalog against them.
+//!
+//! Findings: *damaged* chunks (the index points at bytes that are gone or do not hash
+//! to their id), *incomplete* torrents (a live torrent needs a chunk the index lacks),
+//! *dangling* refs and broken trees, and *orphaned* bytes (records nothing indexes,
+//! torn writes), which are harmless and which `cas gc` reclaims. With repair, bad
+//! index entries and dangling refs are dropped and the files that lost data are named.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+
+use super::gc::mark;
+use super::index::IndexBatch;
+use super::pack::{self, ScanItem};
+use super::Store;
+use crate::manifest::EntryKind;
+use crate::{ChunkId, Result};
+
+/// The findings of a check.
+#[derive(Debug, Default, Serialize)]
+pub struct FsckReport {
+    pub packs: usize,
+    pub chunks: usize,
+    pub bytes_checked: u64,
+    /// Index entries whose bytes are missing or do not match: "chunk: what is wrong".
+    pub damaged: Vec<String>,
+    /// Live torrents lacking chunks: "torrent (who needs it): N pieces missing".
+    pub incomplete: Vec<String>,
+    /// Refs naming no tree, and trees whose manifest cannot be read.
+    pub dangling: Vec<String>,
+    /// Records that nothing indexes, and unreadable byte ranges at pack ends.
+    pub orphaned_records: usize,
+    pub orphaned_bytes: u64,
+    /// Chunks missing from the index that intact pack records still hold.
+    pub recoverable: usize,
+    /// With repair: what was done, and which files lost data.
+    pub repaired: Vec<String>,
+    pub lost_files: Vec<String>,
+}
+
+impl FsckReport {
+    /// True when nothing is damaged, incomplete or dangling.
+    pub fn is_clean(&self) -> bool {
+        self.damaged.is_empty() && self.incomplete.is_empty() && self.dangling.is_empty()
+    }
+
+    /// What the user should run next, if anything.
+    pub fn hint(&self) -> Option<String> {
+        if self.recoverable > 0 {
+            Some(format!(
+                "{} needed chunks are intact in the packs but not indexed: run `cas index rebuild`",
+                self.recoverable
+            ))
+        } else if !self.is_clean() && self.repaired.is_empty() {
+            Some("run `cas fsck --repair` to drop what is bad and list the files that lost data; re-import them to restore".into())
+        } else if !self.is_clean() {
+            Some("re-import the files listed as lost to restore them".into())
+        } else if self.orphaned_bytes > 0 {
+            Some("orphaned bytes are harmless; `cas gc` reclaims them".into())
+        } else {
+            None
+        }
+    }
+}
+
+/// Checks the whole store; with `repair`, also fixes what can be fixed.
+pub fn fsck(store: &mut Store, repair: bool) -> Result<FsckReport> {
+    store.commit()?;
+    let mut report = FsckReport::default();
+    // Every record in every pack, re-hashed.
+    let mut records: HashMap<(u32, u64), (ChunkId, bool)> = HashMap::new();
+    let mut intact_ids: HashSet<ChunkId> = HashSet::new();
+    let dir = store.packs_dir();
+    for n in store.pack_numbers()? {
+        report.packs += 1;
+        let path = dir.join(pack::pack_file_name(n));
+        let items = match pack::scan(&path) {
+            Ok(items) => items,
+            Err(e) => {
+                report.damaged.push(format!("pack {}: {e}", path.display()));
+                continue;
+            }
+        };
+        for item in items {
+            match item {
+                ScanItem::Record { offset, header, intact } => {
+                    report.bytes_checked += u64::from(header.len);
+                    records.insert((n, offset), (header.digests.id, intact));
+                    if intact {
+                        intact_ids.insert(header.digests.id);
+                    }
+                }
+                ScanItem::Garbage { len, .. } => report.orphaned_bytes += len,
+            }
+        }
+    }
+    // Every index entry against the records.
+    let mut bad: Vec<(ChunkId, super::index::IndexEntry)> = Vec::new();
+    let mut referenced = HashSet::new();
+    for item in store.index().entries() {
+        let (id, entry) = item?;
+        report.chunks += 1;
+        let at = (entry.at.pack, entry.at.offset);
+        let problem = match records.get(&at) {
+            None => Some("its record is missing or its header is damaged"),
+            Some((rid, _)) if *rid != id => Some("the index points at another chunk's record"),
+            Some((_, false)) => Some("its bytes do not match its hash"),
+            Some(_) => None,
+        };
+        referenced.insert(at);
+        if let Some(p) = problem {
+            report.damaged.push(format!(
+                "chunk {id} ({} offset {}): {p}",
+                pack::pack_file_name(entry.at.pack),
+                entry.at.offset
+            ));
+            bad.push((id, entry));
+        }
+    }
+    for (at, (_, _)) in &records {
+        if !referenced.contains(at) {
+            report.orphaned_records += 1;
+        }
+    }
+    // Stale SHA-1 lookup keys.
+    let mut stale = Vec::new();
+    for item in store.index().sha1_keys() {
+        let (sha1, id) = item?;
+        if store.index().get(&id)?.is_none() {
+            stale.push((sha1, id));
+        }
+    }
+    let bad_ids: HashSet<ChunkId> = bad.iter().map(|(id, _)| *id).collect();
+
+    // The catalog against the index.
+    let marked = mark(store)?;
+    for (name, tree) in &marked.dangling_refs {
+        report.dangling.push(format!("ref {name} names tree {tree}, which is not in the store"));
+    }
+    for (tree, why) in &marked.broken_trees {
+        report.dangling.push(format!("tree {tree}: {why}"));
+    }
+    for (ih, who) in &marked.missing_torrents {
+        report.dangling.push(format!("torrent {ih} ({who}) is not in the store"));
+    }
+    let mut lacking: HashMap<crate::InfoHash, usize> = HashMap::new();
+    for ih in &marked.torrents {
+        let Some(record) = store.catalog().torrent(ih)? else { continue };
+        let mut missing = 0;
+        for id in &record.pieces {
+            if bad_ids.contains(id) || store.index().get(id)?.is_none() {
+                missing += 1;
+                if intact_ids.contains(id) && !bad_ids.contains(id) {
+                    report.recoverable += 1;
+                }
+            }
+        }
+        if missing > 0 {
+            lacking.insert(*ih, missing);
+            report.incomplete.push(format!("torrent {ih}: {missing} of {} pieces missing", record.pieces.len()));
+        }
+    }
+
+    if repair {
+        let mut batch = IndexBatch::default();
+        for (id, entry) in &bad {
+            batch.remove(*id, entry);
+        }
+        store.index().apply(batch)?;
+        for (sha1, id) in &stale {
+            store.index().remove_sha1_key(sha1, id)?;
+        }
+        store.index().flush()?;
+        if !bad.is_empty() {
+            report.repaired.push(format!("dropped {} damaged chunks from the index", bad.len()));
+        }
+        if !stale.is_empty() {
+            report.repaired.push(format!("dropped {} stale SHA-1 lookup keys", stale.len()));
+        }
+        for (name, _) in &marked.dangling_refs {
+            store.catalog().remove_ref(name)?;
+            report.repaired.push(format!("removed dangling ref {name}"));
+        }
+        report.lost_files = lost_files(store, &lacking)?;
+    }
+    Ok(report)
+}
+
+/// "ref:path" of every file (in every tree a ref names) whose torrent lacks pieces.
+fn lost_files(store: &Store, lacking: &HashMap<crate::InfoHash, usize>) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for (name, tree) in store.catalog().refs()? {
+        let Some(record) = store.catalog().tree(&tree)? else { continue };
+        if lacking.contains_key(&record.manifest) {
+            out.push(format!("{name}: the tree's manifest"));
+            continue;
+        }
+        let Ok(manifest) = crate::read::load_manifest(store, &tree) else {
+            out.push(format!("{name}: the tree's manifest"));
+            continue;
+        };
+        for e in &manifest.entries {
+            if let EntryKind::File { info_hash: Some(ih), .. } = &e.kind {
+                if let Some(n) = lacking.get(ih) {
+                    out.push(format!("{name}:{} ({n} pieces)", e.path_lossy()));
+                }
+            }
+        }
+    }
+    Ok(out)
+}

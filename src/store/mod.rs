@@ -1,0 +1,338 @@
+//! The chunk store: every torrent piece once, keyed by BLAKE3 and findable by SHA-1.
+//!
+//! A store directory holds `config.json`, the `lock`, `packs/` (append-only pack
+//! files, see [`pack`]), `index/` (sled, see [`index`]) and the catalog (torrents,
+//! trees, refs; see [`crate::catalog`]).
+//!
+//! Write protocol: chunks are appended to the current pack; [`Store::commit`] syncs the
+//! pack, then writes the index entries for everything appended, then flushes the index.
+//! So an index entry never names bytes that are not durable, and a crash leaves at
+//! worst bytes that no entry names (garbage collection reclaims them).
+
+pub mod chunk;
+pub mod fsck;
+pub mod gc;
+pub mod index;
+mod lock;
+pub mod pack;
+pub mod rebuild;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::Catalog;
+use crate::{ChunkId, Error, PieceHash, Result};
+use chunk::VerifiedChunk;
+use index::{Index, IndexBatch, IndexEntry};
+use lock::StoreLock;
+use pack::{Location, PackWriter};
+
+/// Piece length of a new store unless asked otherwise: 1 MiB.
+pub const DEFAULT_PIECE_LENGTH: u32 = 1 << 20;
+
+/// Uncommitted bytes after which [`Store::put`] commits by itself.
+const COMMIT_EVERY: u64 = 64 << 20;
+
+/// `config.json`: settings fixed when the store is made.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Config {
+    /// On-disk format version.
+    pub format: u32,
+    /// Piece length of the torrents `cas import` makes.
+    pub piece_length: u32,
+}
+
+/// Checks that a piece length is one BitTorrent clients accept: a power of two from
+/// 16 KiB to 64 MiB.
+pub fn check_piece_length(len: u64) -> Result<u32> {
+    if len.is_power_of_two() && (16 << 10..=pack::MAX_CHUNK_LEN as u64).contains(&len) {
+        Ok(len as u32)
+    } else {
+        Err(Error::Invalid(format!(
+            "piece length {len} is not a power of two from 16 KiB to 64 MiB"
+        )))
+    }
+}
+
+/// An open store. Holds the store lock until dropped.
+pub struct Store {
+    root: PathBuf,
+    config: Config,
+    index: Index,
+    catalog: Catalog,
+    writer: Option<PackWriter>,
+    pending: HashMap<ChunkId, IndexEntry>,
+    pending_bytes: u64,
+    readers: Mutex<HashMap<u32, std::sync::Arc<File>>>,
+    _lock: StoreLock,
+}
+
+impl Store {
+    /// Opens the store at `root`, creating it (with `piece_length`, or the default)
+    /// if the directory does not exist or is empty.
+    pub fn open(root: &Path, piece_length: Option<u32>) -> Result<Self> {
+        std::fs::create_dir_all(root).map_err(Error::io(root, "create store directory"))?;
+        let lock = StoreLock::acquire(root)?;
+        let config_path = root.join("config.json");
+        let config = match std::fs::read(&config_path) {
+            Ok(bytes) => {
+                let config: Config =
+                    serde_json::from_slice(&bytes).map_err(|e| Error::NotAStore {
+                        path: config_path.clone(),
+                        reason: format!("unreadable store config: {e}"),
+                    })?;
+                if config.format != 1 {
+                    return Err(Error::NotAStore {
+                        path: config_path,
+                        reason: format!(
+                            "store format {} is not supported by this cas (it knows 1)",
+                            config.format
+                        ),
+                    });
+                }
+                check_piece_length(config.piece_length.into())?;
+                config
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let config = Config {
+                    format: 1,
+                    piece_length: piece_length.unwrap_or(DEFAULT_PIECE_LENGTH),
+                };
+                let bytes = serde_json::to_vec_pretty(&config).expect("config serialises");
+                write_atomic(&config_path, &bytes)?;
+                config
+            }
+            Err(e) => return Err(Error::io(&config_path, "read store config")(e)),
+        };
+        let packs = root.join("packs");
+        std::fs::create_dir_all(&packs).map_err(Error::io(&packs, "create packs directory"))?;
+        let index = Index::open(&root.join("index"))?;
+        let catalog = Catalog::open(root)?;
+        Ok(Store {
+            root: root.to_path_buf(),
+            config,
+            index,
+            catalog,
+            writer: None,
+            pending: HashMap::new(),
+            pending_bytes: 0,
+            readers: Mutex::new(HashMap::new()),
+            _lock: lock,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn packs_dir(&self) -> PathBuf {
+        self.root.join("packs")
+    }
+
+    /// Numbers of the pack files present, ascending.
+    pub fn pack_numbers(&self) -> Result<Vec<u32>> {
+        let dir = self.packs_dir();
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(Error::io(&dir, "list packs"))? {
+            let entry = entry.map_err(Error::io(&dir, "list packs"))?;
+            if let Some(n) = entry.file_name().to_str().and_then(pack::parse_pack_file_name) {
+                out.push(n);
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// Index entry of a chunk, committed or not.
+    pub fn entry(&self, id: &ChunkId) -> Result<Option<IndexEntry>> {
+        match self.pending.get(id) {
+            Some(e) => Ok(Some(*e)),
+            None => self.index.get(id),
+        }
+    }
+
+    pub fn contains(&self, id: &ChunkId) -> Result<bool> {
+        Ok(self.entry(id)?.is_some())
+    }
+
+    /// Chunks findable by a torrent's piece hash. A chunk whose SHA-1 showed a
+    /// collision-attack pattern is never returned: it is found only by its BLAKE3.
+    pub fn find_by_sha1(&self, sha1: &PieceHash) -> Result<Vec<ChunkId>> {
+        let mut out = Vec::new();
+        for id in self.index.by_sha1(sha1)? {
+            if matches!(self.entry(&id)?, Some(e) if !e.sha1_collision) {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    fn writer(&mut self) -> Result<&mut PackWriter> {
+        if self.writer.is_none() || self.writer.as_ref().is_some_and(|w| w.len() >= pack::PACK_TARGET_LEN) {
+            self.commit()?;
+            let dir = self.packs_dir();
+            let committed: HashMap<u32, u64> = self.index.pack_lens()?.into_iter().collect();
+            let numbers = self.pack_numbers()?;
+            let last = numbers.last().copied();
+            let current = self.writer.as_ref().map(|w| w.number);
+            // Append to the newest pack only if it ends exactly where the index says it
+            // does; anything else (a torn write after a crash) is left for gc and fsck.
+            let reuse = last.filter(|n| Some(*n) != current).and_then(|n| {
+                let len = std::fs::metadata(dir.join(pack::pack_file_name(n))).ok()?.len();
+                (committed.get(&n) == Some(&len) && len < pack::PACK_TARGET_LEN).then_some((n, len))
+            });
+            let next = numbers.iter().chain(committed.keys()).max().map_or(1, |n| n + 1);
+            self.writer = Some(match reuse {
+                Some((n, len)) => PackWriter::reopen(&dir, n, len)?,
+                None => PackWriter::create(&dir, next)?,
+            });
+        }
+        Ok(self.writer.as_mut().expect("writer just set"))
+    }
+
+    /// Stores a chunk unless it is already stored. Returns the bytes written to the
+    /// pack (0 if the chunk was already stored).
+    pub fn put(&mut self, chunk: &VerifiedChunk) -> Result<u64> {
+        if self.contains(&chunk.id())? {
+            return Ok(0);
+        }
+        let (at, header) = self.writer()?.append(chunk)?;
+        self.pending.insert(chunk.id(), IndexEntry::new(&header, at));
+        self.pending_bytes += header.record_len();
+        if self.pending_bytes >= COMMIT_EVERY {
+            self.commit()?;
+        }
+        Ok(header.record_len())
+    }
+
+    /// Appends a chunk that is already indexed elsewhere (garbage collection moving a
+    /// live chunk out of a pack being compacted); its entry is repointed at commit.
+    pub(crate) fn relocate(&mut self, chunk: &VerifiedChunk) -> Result<()> {
+        let (at, header) = self.writer()?.append(chunk)?;
+        self.pending.insert(chunk.id(), IndexEntry::new(&header, at));
+        self.pending_bytes += header.record_len();
+        Ok(())
+    }
+
+    /// Commits, then makes the next append go to a new pack file.
+    pub(crate) fn start_new_pack(&mut self) -> Result<()> {
+        self.commit()?;
+        let dir = self.packs_dir();
+        let committed = self.index.pack_lens()?.into_iter().map(|(n, _)| n);
+        let next = self.pack_numbers()?.into_iter().chain(committed).max().map_or(1, |n| n + 1);
+        self.writer = Some(PackWriter::create(&dir, next)?);
+        Ok(())
+    }
+
+    /// Number of the pack new chunks go to, if one is open.
+    pub(crate) fn current_pack(&self) -> Option<u32> {
+        self.writer.as_ref().map(|w| w.number)
+    }
+
+    /// Makes every chunk put so far durable, then indexes it. See the module doc.
+    pub fn commit(&mut self) -> Result<()> {
+        let Some(writer) = &self.writer else {
+            return Ok(());
+        };
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        writer.sync()?;
+        let mut batch = IndexBatch::default();
+        for (id, entry) in self.pending.drain() {
+            batch.insert(id, &entry);
+        }
+        batch.set_pack_len(writer.number, writer.len());
+        self.index.apply(batch)?;
+        self.index.flush()?;
+        self.pending_bytes = 0;
+        Ok(())
+    }
+
+    fn reader(&self, pack: u32) -> Result<(std::sync::Arc<File>, PathBuf)> {
+        let path = self.packs_dir().join(pack::pack_file_name(pack));
+        let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = readers.get(&pack) {
+            return Ok((f.clone(), path));
+        }
+        let f = std::sync::Arc::new(File::open(&path).map_err(Error::io(&path, "open pack"))?);
+        readers.insert(pack, f.clone());
+        Ok((f, path))
+    }
+
+    /// Reads a chunk and checks it against its id: only verified bytes leave the store.
+    pub fn get(&self, id: &ChunkId) -> Result<VerifiedChunk> {
+        let entry = self.entry(id)?.ok_or(Error::MissingChunk(*id))?;
+        self.read_at(*id, &entry)
+    }
+
+    /// Reads the chunk that `entry` locates, verified against `id`.
+    pub fn read_at(&self, id: ChunkId, entry: &IndexEntry) -> Result<VerifiedChunk> {
+        let (file, path) = self.reader(entry.at.pack)?;
+        pack::read_record(&file, &path, entry.at.offset, Some(entry.digests(id)))
+    }
+
+    /// Forgets cached pack handles (after packs were rewritten or removed).
+    pub(crate) fn drop_readers(&self) {
+        self.readers.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// Location of a committed chunk, for checks.
+    pub fn location(&self, id: &ChunkId) -> Result<Option<Location>> {
+        Ok(self.entry(id)?.map(|e| e.at))
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Err(e) = self.commit() {
+            tracing::error!("committing chunks on close: {e}");
+        }
+    }
+}
+
+/// fsyncs a directory so that entries created or renamed in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(Error::io(dir, "sync directory"))
+}
+
+/// Writes `bytes` to `path` atomically and durably: a temporary file, fsync, rename,
+/// fsync of the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(path, "write")(e));
+    }
+    std::fs::rename(&tmp, path).map_err(Error::io(path, "rename into place"))?;
+    sync_dir(dir)
+}

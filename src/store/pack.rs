@@ -1,0 +1,335 @@
+//! Pack files: append-only files of self-describing chunk records.
+//!
+//! Layout (see docs/on-disk-format.md): a 16-byte file header, then records, each a
+//! 76-byte header (magic, BLAKE3, SHA-1, lengths, flags, CRC-32 of the header) and the
+//! chunk's bytes up to its last non-zero byte; the rest of the chunk is zeros and is
+//! not written. Because every record names its own digests, the index can be rebuilt
+//! from the packs alone, and a torn record at the end of a pack is recognisable.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use sha1::Digest;
+
+use super::chunk::{Digests, VerifiedChunk};
+use crate::{ChunkId, Error, PieceHash, Result};
+
+/// First bytes of every pack file.
+pub const PACK_MAGIC: &[u8; 8] = b"CASPACK\0";
+/// Pack format version written by this build.
+pub const PACK_VERSION: u32 = 1;
+/// Size of the pack file header.
+pub const PACK_HEADER_LEN: u64 = 16;
+/// First bytes of every record.
+pub const RECORD_MAGIC: &[u8; 8] = b"CASCHUNK";
+/// Size of a record header.
+pub const RECORD_HEADER_LEN: usize = 76;
+/// The largest chunk a record may hold (64 MiB, the largest piece length accepted).
+pub const MAX_CHUNK_LEN: u32 = 64 << 20;
+/// A pack is closed and a new one started once it is this large.
+pub const PACK_TARGET_LEN: u64 = 1 << 30;
+
+const FLAG_SHA1_COLLISION: u8 = 1;
+
+/// The decoded header of one record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordHeader {
+    pub digests: Digests,
+    /// Logical length of the chunk.
+    pub len: u32,
+    /// Bytes present in the pack; `len - stored` trailing zeros are implied.
+    pub stored: u32,
+}
+
+impl RecordHeader {
+    fn encode(&self) -> [u8; RECORD_HEADER_LEN] {
+        let mut h = [0u8; RECORD_HEADER_LEN];
+        h[0..8].copy_from_slice(RECORD_MAGIC);
+        h[8..40].copy_from_slice(&self.digests.id.0);
+        h[40..60].copy_from_slice(&self.digests.sha1.0);
+        h[60..64].copy_from_slice(&self.len.to_le_bytes());
+        h[64..68].copy_from_slice(&self.stored.to_le_bytes());
+        h[68] = if self.digests.sha1_collision {
+            FLAG_SHA1_COLLISION
+        } else {
+            0
+        };
+        let crc = crc32fast::hash(&h[..72]);
+        h[72..76].copy_from_slice(&crc.to_le_bytes());
+        h
+    }
+
+    /// Decodes a header, or says why the bytes are not one.
+    pub fn decode(h: &[u8; RECORD_HEADER_LEN]) -> std::result::Result<Self, &'static str> {
+        if &h[0..8] != RECORD_MAGIC {
+            return Err("no record magic");
+        }
+        let crc = u32::from_le_bytes([h[72], h[73], h[74], h[75]]);
+        if crc32fast::hash(&h[..72]) != crc {
+            return Err("record header checksum mismatch");
+        }
+        let len = u32::from_le_bytes([h[60], h[61], h[62], h[63]]);
+        let stored = u32::from_le_bytes([h[64], h[65], h[66], h[67]]);
+        if stored > len || len > MAX_CHUNK_LEN || h[68] & !FLAG_SHA1_COLLISION != 0 {
+            return Err("record header out of range");
+        }
+        Ok(RecordHeader {
+            digests: Digests {
+                id: ChunkId::from_slice(&h[8..40]).ok_or("bad id")?,
+                sha1: PieceHash::from_slice(&h[40..60]).ok_or("bad sha1")?,
+                sha1_collision: h[68] & FLAG_SHA1_COLLISION != 0,
+            },
+            len,
+            stored,
+        })
+    }
+
+    /// Bytes the whole record takes in the pack.
+    pub fn record_len(&self) -> u64 {
+        RECORD_HEADER_LEN as u64 + u64::from(self.stored)
+    }
+}
+
+/// Where a record lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Location {
+    pub pack: u32,
+    pub offset: u64,
+}
+
+/// File name of pack number `n`.
+pub fn pack_file_name(n: u32) -> String {
+    format!("pack-{n:08}")
+}
+
+/// Parses a pack file name back to its number.
+pub fn parse_pack_file_name(name: &str) -> Option<u32> {
+    let n = name.strip_prefix("pack-")?;
+    (n.len() == 8 && n.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| n.parse().ok())
+        .flatten()
+}
+
+/// Length of `bytes` without its trailing zeros.
+fn trimmed_len(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1)
+}
+
+/// Appends records to one pack file. Bytes are durable only after [`PackWriter::sync`].
+pub struct PackWriter {
+    pub number: u32,
+    path: PathBuf,
+    file: File,
+    len: u64,
+}
+
+impl PackWriter {
+    /// Creates pack `number` in `dir`, which must not exist yet.
+    pub fn create(dir: &Path, number: u32) -> Result<Self> {
+        let path = dir.join(pack_file_name(number));
+        let mut file = OpenOptions::new()
+            .create_new(true)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(Error::io(&path, "create pack"))?;
+        let mut header = [0u8; PACK_HEADER_LEN as usize];
+        header[..8].copy_from_slice(PACK_MAGIC);
+        header[8..12].copy_from_slice(&PACK_VERSION.to_le_bytes());
+        file.write_all(&header)
+            .map_err(Error::io(&path, "write pack header"))?;
+        super::sync_dir(dir)?;
+        Ok(PackWriter {
+            number,
+            path,
+            file,
+            len: PACK_HEADER_LEN,
+        })
+    }
+
+    /// Reopens pack `number` for appending at `len`, its committed length.
+    pub fn reopen(dir: &Path, number: u32, len: u64) -> Result<Self> {
+        let path = dir.join(pack_file_name(number));
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(Error::io(&path, "open pack"))?;
+        file.seek(SeekFrom::Start(len))
+            .map_err(Error::io(&path, "seek pack"))?;
+        Ok(PackWriter {
+            number,
+            path,
+            file,
+            len,
+        })
+    }
+
+    /// Current length of the pack.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len <= PACK_HEADER_LEN
+    }
+
+    /// Appends one chunk; returns where it went and its header.
+    pub fn append(&mut self, chunk: &VerifiedChunk) -> Result<(Location, RecordHeader)> {
+        let bytes = chunk.bytes();
+        let len = u32::try_from(bytes.len())
+            .ok()
+            .filter(|&l| l <= MAX_CHUNK_LEN)
+            .ok_or_else(|| Error::Invalid(format!("chunk of {} bytes is too large", bytes.len())))?;
+        let stored = trimmed_len(bytes);
+        let header = RecordHeader {
+            digests: chunk.digests(),
+            len,
+            stored: stored as u32,
+        };
+        let at = Location {
+            pack: self.number,
+            offset: self.len,
+        };
+        let write = |file: &mut File| -> io::Result<()> {
+            let head = header.encode();
+            let mut bufs = [io::IoSlice::new(&head), io::IoSlice::new(&bytes[..stored])];
+            let mut slices: &mut [io::IoSlice] = &mut bufs;
+            while !slices.is_empty() {
+                let n = file.write_vectored(slices)?;
+                if n == 0 {
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
+                io::IoSlice::advance_slices(&mut slices, n);
+            }
+            Ok(())
+        };
+        if let Err(e) = write(&mut self.file) {
+            // Leave the file at its last good length so a later append starts clean.
+            let _ = self.file.set_len(self.len);
+            let _ = self.file.seek(SeekFrom::Start(self.len));
+            return Err(Error::io(&self.path, "append to pack")(e));
+        }
+        self.len += header.record_len();
+        Ok((at, header))
+    }
+
+    /// Makes everything appended so far durable.
+    pub fn sync(&self) -> Result<()> {
+        self.file
+            .sync_data()
+            .map_err(Error::io(&self.path, "sync pack"))
+    }
+}
+
+/// Reads the record at `offset` of an open pack and verifies it against `expected`.
+pub fn read_record(
+    file: &File,
+    path: &Path,
+    offset: u64,
+    expected: Option<Digests>,
+) -> Result<VerifiedChunk> {
+    let mut head = [0u8; RECORD_HEADER_LEN];
+    let corrupt = |reason: String| Error::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    file.read_exact_at(&mut head, offset)
+        .map_err(|e| corrupt(format!("record at offset {offset}: {e}")))?;
+    let header = RecordHeader::decode(&head)
+        .map_err(|e| corrupt(format!("record at offset {offset}: {e}")))?;
+    if let Some(want) = expected {
+        if header.digests.id != want.id || header.digests.sha1 != want.sha1 {
+            return Err(corrupt(format!(
+                "record at offset {offset} holds chunk {}, not {}",
+                header.digests.id, want.id
+            )));
+        }
+    }
+    let mut bytes = vec![0u8; header.len as usize];
+    file.read_exact_at(
+        &mut bytes[..header.stored as usize],
+        offset + RECORD_HEADER_LEN as u64,
+    )
+    .map_err(|e| corrupt(format!("record at offset {offset}: {e}")))?;
+    VerifiedChunk::verify(bytes, header.digests).map_err(|_| {
+        corrupt(format!(
+            "chunk {} at offset {offset} does not match its BLAKE3",
+            header.digests.id
+        ))
+    })
+}
+
+/// One step of a sequential scan of a pack.
+#[derive(Debug)]
+pub enum ScanItem {
+    /// A record whose header decodes; `intact` says whether its bytes hash to its id
+    /// (and SHA-1).
+    Record {
+        offset: u64,
+        header: RecordHeader,
+        intact: bool,
+    },
+    /// Bytes that are not a record (damage or a torn write), from `offset`, `len` long.
+    Garbage { offset: u64, len: u64 },
+}
+
+/// Scans a whole pack sequentially, verifying every record's bytes. Returns the items
+/// and whether the pack header itself was valid.
+pub fn scan(path: &Path) -> Result<Vec<ScanItem>> {
+    let mut file = File::open(path).map_err(Error::io(path, "open pack"))?;
+    let mut data = Vec::new();
+    file.read_to_end(&mut data)
+        .map_err(Error::io(path, "read pack"))?;
+    if data.len() < PACK_HEADER_LEN as usize || &data[..8] != PACK_MAGIC {
+        return Err(Error::Corrupt {
+            path: path.to_path_buf(),
+            reason: "not a cas pack (bad header)".into(),
+        });
+    }
+    let mut items = Vec::new();
+    let mut pos = PACK_HEADER_LEN as usize;
+    let mut garbage_from: Option<usize> = None;
+    while pos < data.len() {
+        let header = data
+            .get(pos..pos + RECORD_HEADER_LEN)
+            .and_then(|h| RecordHeader::decode(h.try_into().ok()?).ok())
+            .filter(|h| pos + h.record_len() as usize <= data.len());
+        let Some(header) = header else {
+            garbage_from.get_or_insert(pos);
+            // Resynchronise on the next record magic.
+            pos = find(&data[pos + 1..], RECORD_MAGIC).map_or(data.len(), |i| pos + 1 + i);
+            continue;
+        };
+        if let Some(from) = garbage_from.take() {
+            items.push(ScanItem::Garbage {
+                offset: from as u64,
+                len: (pos - from) as u64,
+            });
+        }
+        let start = pos + RECORD_HEADER_LEN;
+        let mut bytes = data[start..start + header.stored as usize].to_vec();
+        bytes.resize(header.len as usize, 0);
+        let intact = ChunkId::of(&bytes) == header.digests.id
+            && <[u8; 20]>::from(sha1::Sha1::digest(&bytes)) == header.digests.sha1.0;
+        items.push(ScanItem::Record {
+            offset: pos as u64,
+            header,
+            intact,
+        });
+        pos += header.record_len() as usize;
+    }
+    if let Some(from) = garbage_from {
+        items.push(ScanItem::Garbage {
+            offset: from as u64,
+            len: (data.len() - from) as u64,
+        });
+    }
+    Ok(items)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
