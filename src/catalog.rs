@@ -15,7 +15,7 @@ use crate::store::{sync_dir, write_atomic};
 use crate::{ChunkId, ContentId, Error, InfoHash, Result, TreeId};
 
 const TORRENT_MAGIC: &[u8; 8] = b"CASTORR\x01";
-const TREE_MAGIC: &[u8; 8] = b"CASTREE\x01";
+const TREE_MAGIC: &[u8; 8] = b"CASTREC\x01";
 
 /// What a torrent carries.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

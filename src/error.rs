@@ -37,6 +37,10 @@ pub enum Error {
     #[error("{}: {reason}", path.display())]
     Corrupt { path: PathBuf, reason: String },
 
+    /// Storing one input file failed for a reason outside the file (a full disk).
+    #[error("importing {}: {err}", path.display())]
+    Importing { path: PathBuf, err: Box<Error> },
+
     /// A chunk that the store does not hold.
     #[error("chunk {0} is not in the store")]
     MissingChunk(crate::ChunkId),

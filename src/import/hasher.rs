@@ -122,7 +122,10 @@ pub fn store_file(
             let (rx, tx, index) = (work_rx.clone(), done_tx.clone(), index.clone());
             s.spawn(move || worker(&rx, &tx, &index));
         }
+        // Only the workers hold these now: when they stop, the reader's sends fail and
+        // the collector's receive ends, whichever side stopped first.
         drop(done_tx);
+        drop(work_rx);
 
         let result = collect(store, done_rx, count, progress);
         let (content, tail) = reader

@@ -147,7 +147,14 @@ pub fn import(
                 target: target.as_os_str().as_bytes().to_vec(),
             }
         } else {
-            let file = store_file(store, &f.disk, &f.meta, piece_length, Some(i) != last_nonempty, progress)?;
+            let file = store_file(store, &f.disk, &f.meta, piece_length, Some(i) != last_nonempty, progress)
+                .map_err(|err| match err {
+                    Error::Io { ref path, .. } | Error::BadInput { ref path, .. } if *path == f.disk => err,
+                    err => Error::Importing {
+                        path: f.disk.clone(),
+                        err: Box::new(err),
+                    },
+                })?;
             new_bytes += file.new_bytes;
             let kind = EntryKind::File {
                 size: file.size,

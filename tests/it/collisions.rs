@@ -1,0 +1,65 @@
+//! Real SHA-1 collisions (SHAttered, SHA-mbles) are never conflated.
+
+use std::path::PathBuf;
+
+use crate::common::*;
+
+fn testdata(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/testdata/sha1-collisions")
+        .join(name)
+}
+
+fn check_pair(piece_length: &str, a: &str, b: &str) {
+    let env = Env::with_piece_length(piece_length);
+    let (da, db) = (std::fs::read(testdata(a)).unwrap(), std::fs::read(testdata(b)).unwrap());
+    assert_ne!(da, db);
+    write(&env.path(&format!("src/{a}")), &da);
+    write(&env.path(&format!("src/{b}")), &db);
+    let r = env.import(&env.path("src"), "pair");
+    let files = r["files"].as_array().unwrap();
+    assert_ne!(files[0]["info_hash"], files[1]["info_hash"], "{a} and {b} must be two torrents");
+    for name in [a, b] {
+        let out = env.cmd().args(["cat", &format!("pair:{name}")]).output().unwrap();
+        assert!(out.stdout == std::fs::read(testdata(name)).unwrap(), "{name} reads back as itself ({piece_length})");
+    }
+    env.ok(&["export", "pair", env.path("out").to_str().unwrap()]);
+    for name in [a, b] {
+        assert_eq!(b3(&env.path(&format!("out/{name}"))), b3(&testdata(name)));
+    }
+    assert_eq!(env.run(&["fsck"]).status.code(), Some(0));
+
+    // The colliding pieces are flagged: never found by their SHA-1 alone.
+    let store = cas::Store::open(&env.store(), None).unwrap();
+    let first_a = cas::store::chunk::Digests::of(&da[..da.len().min(piece_bytes(piece_length))]);
+    let first_b = cas::store::chunk::Digests::of(&db[..db.len().min(piece_bytes(piece_length))]);
+    assert_eq!(first_a.sha1, first_b.sha1, "the first pieces of {a} and {b} collide");
+    assert_ne!(first_a.id, first_b.id);
+    assert!(first_a.sha1_collision && first_b.sha1_collision);
+    assert!(store.contains(&first_a.id).unwrap() && store.contains(&first_b.id).unwrap());
+    assert!(store.find_by_sha1(&first_a.sha1).unwrap().is_empty());
+    assert_eq!(store.index().by_sha1(&first_a.sha1).unwrap().len(), 2);
+}
+
+fn piece_bytes(s: &str) -> usize {
+    match s {
+        "512K" => 512 << 10,
+        "16K" => 16 << 10,
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn shattered_pdfs_with_512k_pieces() {
+    check_pair("512K", "shattered-1.pdf", "shattered-2.pdf");
+}
+
+#[test]
+fn shattered_pdfs_with_16k_pieces() {
+    check_pair("16K", "shattered-1.pdf", "shattered-2.pdf");
+}
+
+#[test]
+fn sha_mbles_chosen_prefix_pair() {
+    check_pair("16K", "sha-mbles-1.bin", "sha-mbles-2.bin");
+}

@@ -1,0 +1,130 @@
+//! fsck finds damage, repair drops it and names what was lost, rebuild recovers.
+
+use std::io::Write;
+
+use crate::common::*;
+
+fn packs(env: &Env) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(env.store().join("packs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+/// `cas fsck --repair --json`: exit 1 (damage was found), the report on stdout.
+fn repair(env: &Env) -> serde_json::Value {
+    let out = env.run(&["fsck", "--repair", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("re-import the files listed as lost"), "{stderr}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn imported(env: &Env) -> Vec<u8> {
+    let bytes = random_bytes(31, 200_000);
+    write(&env.path("src/data.bin"), &bytes);
+    write(&env.path("src/other.txt"), b"other file\n");
+    env.import(&env.path("src"), "docs");
+    bytes
+}
+
+#[test]
+fn flipped_bit_in_a_pack_is_found_and_repair_names_the_file() {
+    let env = Env::with_piece_length("16K");
+    let bytes = imported(&env);
+    assert_eq!(env.run(&["fsck"]).status.code(), Some(0));
+    // Flip one bit in the middle of the first pack (inside data.bin's chunks).
+    let pack = &packs(&env)[0];
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(pack).unwrap();
+    let at = 100_000;
+    let mut b = [0u8];
+    use std::os::unix::fs::FileExt;
+    f.read_exact_at(&mut b, at).unwrap();
+    f.write_all_at(&[b[0] ^ 0x10], at).unwrap();
+    drop(f);
+
+    let out = env.run(&["fsck"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("damaged: chunk"), "{stdout}");
+    assert!(stdout.contains("do not match its hash"), "{stdout}");
+    assert!(stderr.contains("cas fsck --repair"), "{stderr}");
+    // Reading the damaged file fails loudly; it never returns the bad bytes.
+    let cat = env.run(&["cat", "docs:data.bin"]);
+    assert!(!cat.status.success());
+    assert!(String::from_utf8_lossy(&cat.stderr).contains("does not match its BLAKE3"));
+
+    let rep = repair(&env);
+    let lost: Vec<String> = serde_json::from_value(rep["lost_files"].clone()).unwrap();
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    assert!(lost[0].starts_with("docs:data.bin"), "{lost:?}");
+    // The other file is intact and still reads.
+    assert_eq!(env.ok(&["cat", "docs:other.txt"]), "other file\n");
+    // Re-importing the source restores the store to clean.
+    env.import(&env.path("src"), "docs");
+    assert_eq!(env.run(&["fsck"]).status.code(), Some(0));
+    let cat = env.cmd().args(["cat", "docs:data.bin"]).output().unwrap();
+    assert!(cat.stdout == bytes);
+}
+
+#[test]
+fn deleted_index_is_rebuilt_from_the_packs() {
+    let env = Env::with_piece_length("16K");
+    let bytes = imported(&env);
+    std::fs::remove_dir_all(env.store().join("index")).unwrap();
+    let out = env.run(&["fsck"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cas index rebuild"));
+    let r = env.json(&["index", "rebuild"]);
+    assert!(r["chunks"].as_u64().unwrap() >= 13, "{r}");
+    assert_eq!(env.run(&["fsck"]).status.code(), Some(0));
+    let cat = env.cmd().args(["cat", "docs:data.bin"]).output().unwrap();
+    assert!(cat.stdout == bytes);
+    // New imports after a rebuild go to a fresh pack and stay consistent.
+    write(&env.path("more/x"), &random_bytes(32, 70_000));
+    env.import(&env.path("more"), "more");
+    assert_eq!(env.run(&["fsck"]).status.code(), Some(0));
+}
+
+#[test]
+fn missing_pack_truncated_pack_and_orphan_bytes() {
+    let env = Env::with_piece_length("16K");
+    imported(&env);
+    write(&env.path("second/y"), &random_bytes(33, 40_000));
+    // The second import appends to the same pack.
+    env.import(&env.path("second"), "second");
+
+    // Orphan bytes (a torn append) are harmless: fsck stays clean and says so.
+    let pack = packs(&env).last().unwrap().clone();
+    let mut f = std::fs::OpenOptions::new().append(true).open(&pack).unwrap();
+    f.write_all(b"CASCHUNK torn record").unwrap();
+    drop(f);
+    let out = env.run(&["fsck"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("orphaned"));
+    // The next import does not append after the torn bytes.
+    write(&env.path("third/z"), &random_bytes(34, 40_000));
+    env.import(&env.path("third"), "third");
+    assert_eq!(env.run(&["fsck"]).status.code(), Some(0));
+    assert_eq!(packs(&env).len(), 2);
+
+    // Truncating a pack loses the chunks past the cut: reported, with a hint.
+    let f = std::fs::OpenOptions::new().write(true).open(&pack).unwrap();
+    let len = f.metadata().unwrap().len();
+    f.set_len(len / 2).unwrap();
+    let out = env.run(&["fsck"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("record is missing"));
+
+    // A missing pack: every chunk in it is reported.
+    std::fs::remove_file(&pack).unwrap();
+    let r = repair(&env);
+    assert!(!r["damaged"].as_array().unwrap().is_empty());
+    assert!(!r["lost_files"].as_array().unwrap().is_empty());
+    // What the surviving pack holds still reads.
+    let z = env.cmd().args(["cat", "third:z"]).output().unwrap();
+    assert!(z.stdout == random_bytes(34, 40_000));
+}

@@ -1,0 +1,13 @@
+//! The integration tests of cas: one binary, one module per theme. They run the real
+//! `cas` binary and real peers (python libtorrent), on real files.
+
+mod common;
+
+mod bad_input;
+mod collisions;
+mod crash;
+mod dedup;
+mod fsck;
+mod gc;
+mod import;
+mod interop;

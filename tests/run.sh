@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what the tests need on a Debian machine and runs every test of the
+# workspace. README.md and .ci/run both use this script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests talk to: python3-libtorrent (a real peer that loads and
+# checks cas's torrents), mktorrent (benchmarks), util-linux (setpriv, mount).
+packages=(python3-libtorrent mktorrent util-linux)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "installing ${missing[*]}" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+    echo "cargo not found: install Rust (https://rustup.rs) first" >&2
+    exit 1
+fi
+
+cargo test --workspace --all-targets --locked
