@@ -12,6 +12,9 @@ fn import_killed_at_random_instants_leaves_the_store_consistent() {
     let mut r = rng(51);
     let mut done: Vec<(String, Vec<u8>)> = Vec::new();
     let mut kills = 0;
+    // The first import runs to the end and sets the scale of the kill instants: each
+    // later one is killed at a uniform instant within 1.2 x that duration.
+    let mut span = Duration::ZERO;
     for cycle in 0..CYCLES {
         // Half shared with earlier cycles (dedup hits), half new bytes.
         let dir = env.path(&format!("src{cycle}"));
@@ -27,7 +30,11 @@ fn import_killed_at_random_instants_leaves_the_store_consistent() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let delay = Duration::from_micros(random_range(&mut r, 0, 250_000));
+        let delay = if cycle == 0 {
+            Duration::from_secs(600)
+        } else {
+            Duration::from_micros(random_range(&mut r, 0, span.as_micros() as u64 * 6 / 5 + 1))
+        };
         let start = Instant::now();
         let status = loop {
             if let Some(s) = child.try_wait().unwrap() {
@@ -41,6 +48,9 @@ fn import_killed_at_random_instants_leaves_the_store_consistent() {
         match status {
             Some(s) => {
                 assert!(s.success(), "uninterrupted import {cycle} failed");
+                if cycle == 0 {
+                    span = start.elapsed();
+                }
                 done.push((name, new));
             }
             None => {
