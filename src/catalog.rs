@@ -79,10 +79,12 @@ fn encode<T: Serialize>(magic: &[u8; 8], value: &T) -> Vec<u8> {
 }
 
 fn decode<T: DeserializeOwned>(magic: &[u8; 8], bytes: &[u8], path: &Path) -> Result<T> {
-    let body = bytes.strip_prefix(magic.as_slice()).ok_or_else(|| Error::Corrupt {
-        path: path.to_path_buf(),
-        reason: "unknown record magic or version".into(),
-    })?;
+    let body = bytes
+        .strip_prefix(magic.as_slice())
+        .ok_or_else(|| Error::Corrupt {
+            path: path.to_path_buf(),
+            reason: "unknown record magic or version".into(),
+        })?;
     postcard::from_bytes(body).map_err(|e| Error::Corrupt {
         path: path.to_path_buf(),
         reason: format!("record does not decode: {e}"),

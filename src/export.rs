@@ -62,7 +62,12 @@ fn set_symlink_mtime(path: &Path, e: &Entry) -> std::io::Result<()> {
     let times = [ts, ts];
     // SAFETY: `c` is a valid NUL-terminated path and `times` two valid timespecs.
     let r = unsafe {
-        libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW)
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
     };
     if r == 0 {
         Ok(())
@@ -119,10 +124,12 @@ pub fn export(store: &Store, tree: &TreeId, dest: &Path) -> Result<ExportReport>
                     Error::Io { err, .. } => Error::io(&path, "write")(err),
                     other => other,
                 })?;
-                file.set_len(*size).map_err(Error::io(&path, "set length"))?;
+                file.set_len(*size)
+                    .map_err(Error::io(&path, "set length"))?;
                 file.set_permissions(std::fs::Permissions::from_mode(e.mode))
                     .map_err(Error::io(&path, "set mode"))?;
-                file.set_modified(mtime(e)).map_err(Error::io(&path, "set mtime"))?;
+                file.set_modified(mtime(e))
+                    .map_err(Error::io(&path, "set mtime"))?;
                 file.sync_all().map_err(Error::io(&path, "sync"))?;
                 report.files += 1;
                 report.bytes += size;
@@ -133,7 +140,8 @@ pub fn export(store: &Store, tree: &TreeId, dest: &Path) -> Result<ExportReport>
     // their mtimes and a read-only directory does not block its own contents.
     for (path, e) in dirs.iter().rev() {
         let dir = File::open(path).map_err(Error::io(path, "open directory"))?;
-        dir.set_modified(mtime(e)).map_err(Error::io(path, "set mtime"))?;
+        dir.set_modified(mtime(e))
+            .map_err(Error::io(path, "set mtime"))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(e.mode))
             .map_err(Error::io(path, "set mode"))?;
     }

@@ -26,13 +26,15 @@ pub enum Target {
 pub fn resolve(store: &Store, spec: &str) -> Result<Target> {
     if let Some((tree_spec, path)) = spec.split_once(':') {
         let Target::Tree { id, .. } = resolve(store, tree_spec)? else {
-            return Err(Error::NotFound(format!("{tree_spec:?} is not a tree or ref")));
+            return Err(Error::NotFound(format!(
+                "{tree_spec:?} is not a tree or ref"
+            )));
         };
         let manifest = load_manifest(store, &id)?;
         let path = path.trim_matches('/');
-        let entry = manifest.find(path.as_bytes()).ok_or_else(|| {
-            Error::NotFound(format!("no {path:?} in tree {tree_spec}"))
-        })?;
+        let entry = manifest
+            .find(path.as_bytes())
+            .ok_or_else(|| Error::NotFound(format!("no {path:?} in tree {tree_spec}")))?;
         return Ok(Target::File {
             tree: id,
             entry: Box::new(entry.clone()),
@@ -152,14 +154,20 @@ pub fn file_torrent(store: &Store, entry: &Entry) -> Result<Option<TorrentRecord
             ..
         } => Ok(Some(torrent(store, ih)?)),
         EntryKind::File { .. } => Ok(None),
-        _ => Err(Error::Invalid(format!("{} is not a regular file", entry.path_lossy()))),
+        _ => Err(Error::Invalid(format!(
+            "{} is not a regular file",
+            entry.path_lossy()
+        ))),
     }
 }
 
 /// Sends a file entry's content to `out`, and checks it against the content hash.
 pub fn write_file(store: &Store, entry: &Entry, out: &mut dyn Sink) -> Result<()> {
     let EntryKind::File { content, .. } = &entry.kind else {
-        return Err(Error::Invalid(format!("{} is not a regular file", entry.path_lossy())));
+        return Err(Error::Invalid(format!(
+            "{} is not a regular file",
+            entry.path_lossy()
+        )));
     };
     let Some(record) = file_torrent(store, entry)? else {
         return Ok(());
@@ -178,7 +186,10 @@ pub fn write_file(store: &Store, entry: &Entry, out: &mut dyn Sink) -> Result<()
     if ContentId(*hashing.hasher.finalize().as_bytes()) != *content {
         return Err(Error::Corrupt {
             path: store.root().join("torrents"),
-            reason: format!("content of {} does not hash to {content}", entry.path_lossy()),
+            reason: format!(
+                "content of {} does not hash to {content}",
+                entry.path_lossy()
+            ),
         });
     }
     Ok(())

@@ -42,7 +42,9 @@ pub fn stats(store: &Store) -> Result<Stats> {
     let dir = store.packs_dir();
     for n in store.pack_numbers()? {
         let p = dir.join(pack::pack_file_name(n));
-        s.physical_bytes += std::fs::metadata(&p).map_err(Error::io(&p, "stat pack"))?.len();
+        s.physical_bytes += std::fs::metadata(&p)
+            .map_err(Error::io(&p, "stat pack"))?
+            .len();
     }
     s.dedup_ratio = if s.physical_bytes == 0 {
         1.0

@@ -68,7 +68,12 @@ mod tests {
     struct Tiny;
 
     fn dir(ino: u64) -> Node {
-        Node { ino, kind: NodeKind::Dir, mode: 0o755, mtime: SystemTime::UNIX_EPOCH }
+        Node {
+            ino,
+            kind: NodeKind::Dir,
+            mode: 0o755,
+            mtime: SystemTime::UNIX_EPOCH,
+        }
     }
 
     impl ReadOnlyTree for Tiny {
@@ -82,7 +87,12 @@ mod tests {
         fn node(&self, ino: u64) -> Result<Node, TreeError> {
             match ino {
                 ROOT | 2 => Ok(dir(ino)),
-                3 => Ok(Node { ino, kind: NodeKind::File { size: 5 }, mode: 0o644, mtime: SystemTime::UNIX_EPOCH }),
+                3 => Ok(Node {
+                    ino,
+                    kind: NodeKind::File { size: 5 },
+                    mode: 0o644,
+                    mtime: SystemTime::UNIX_EPOCH,
+                }),
                 _ => Err(TreeError::NotFound),
             }
         }
@@ -102,7 +112,10 @@ mod tests {
     fn resolve_walks_lookups_and_stops_at_files() {
         assert_eq!(resolve(&Tiny, b"/docs/a.txt").unwrap().ino, 3);
         assert_eq!(resolve(&Tiny, b"").unwrap().ino, ROOT);
-        assert!(matches!(resolve(&Tiny, b"docs/a.txt/x"), Err(TreeError::NotFound)));
+        assert!(matches!(
+            resolve(&Tiny, b"docs/a.txt/x"),
+            Err(TreeError::NotFound)
+        ));
         assert!(matches!(resolve(&Tiny, b"nope"), Err(TreeError::NotFound)));
     }
 }

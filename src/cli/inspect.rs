@@ -30,7 +30,10 @@ fn pick_torrent(store: &Store, target: &str, manifest: bool) -> Result<(InfoHash
             }
         }
         Target::File { entry, .. } => match entry.kind {
-            EntryKind::File { info_hash: Some(ih), .. } => ih,
+            EntryKind::File {
+                info_hash: Some(ih),
+                ..
+            } => ih,
             EntryKind::File { .. } => bail!("{target} is an empty file: it has no torrent"),
             _ => bail!("{target} is not a regular file"),
         },
@@ -103,14 +106,29 @@ pub fn ls(cli: &Cli, target: Option<&str>, json: bool) -> Result<i32> {
         let mut rows = Vec::new();
         for (name, tree) in store.catalog().refs()? {
             let m = load_manifest(&store, &tree)?;
-            let files = m.entries.iter().filter(|e| matches!(e.kind, EntryKind::File { .. })).count();
-            rows.push(RefRow { name, tree, files, bytes: m.logical_bytes() });
+            let files = m
+                .entries
+                .iter()
+                .filter(|e| matches!(e.kind, EntryKind::File { .. }))
+                .count();
+            rows.push(RefRow {
+                name,
+                tree,
+                files,
+                bytes: m.logical_bytes(),
+            });
         }
         if json {
             print_json(&rows)?;
         } else {
             for r in rows {
-                println!("{:<24} {}  {:>6} files  {:>10}", r.name, r.tree, r.files, human(r.bytes));
+                println!(
+                    "{:<24} {}  {:>6} files  {:>10}",
+                    r.name,
+                    r.tree,
+                    r.files,
+                    human(r.bytes)
+                );
             }
         }
         return Ok(0);
@@ -136,7 +154,11 @@ pub fn ls(cli: &Cli, target: Option<&str>, json: bool) -> Result<i32> {
             };
             match &e.kind {
                 EntryKind::Dir => {}
-                EntryKind::File { size, content, info_hash } => {
+                EntryKind::File {
+                    size,
+                    content,
+                    info_hash,
+                } => {
                     row.kind = "file";
                     row.size = *size;
                     row.blake3 = Some(*content);
@@ -188,8 +210,16 @@ pub fn stats(cli: &Cli, json: bool) -> Result<i32> {
         println!("trees          {}", s.trees);
         println!("torrents       {}", s.torrents);
         println!("chunks         {}", s.chunks);
-        println!("logical bytes  {} ({})", s.logical_bytes, human(s.logical_bytes));
-        println!("physical bytes {} ({})", s.physical_bytes, human(s.physical_bytes));
+        println!(
+            "logical bytes  {} ({})",
+            s.logical_bytes,
+            human(s.logical_bytes)
+        );
+        println!(
+            "physical bytes {} ({})",
+            s.physical_bytes,
+            human(s.physical_bytes)
+        );
         println!("dedup ratio    {:.2}", s.dedup_ratio);
     }
     Ok(0)

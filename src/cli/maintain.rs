@@ -32,7 +32,10 @@ pub fn export(cli: &Cli, target: &str, dir: &Path, json: bool) -> Result<i32> {
 pub fn rm(cli: &Cli, target: &str) -> Result<i32> {
     let store = cli.open(None)?;
     match resolve(&store, target)? {
-        Target::Tree { via_ref: Some(name), .. } => {
+        Target::Tree {
+            via_ref: Some(name),
+            ..
+        } => {
             store.catalog().remove_ref(&name)?;
             println!("removed ref {name}; `cas gc` frees what nothing else uses");
         }

@@ -120,7 +120,9 @@ pub fn parse_size(s: &str) -> Result<u32, String> {
         "m" | "mb" | "mib" => 1 << 20,
         _ => return Err(format!("{s:?}: unknown unit (use K or M)")),
     };
-    let len = n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))?;
+    let len = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))?;
     cas::store::check_piece_length(len).map_err(|e| e.to_string())
 }
 
@@ -179,9 +181,11 @@ pub fn run() -> Result<i32> {
             Ok(0)
         }
         Command::Import(args) => import::run(&cli, args),
-        Command::Torrent { target, output, manifest } => {
-            inspect::torrent(&cli, target, output.as_deref(), *manifest)
-        }
+        Command::Torrent {
+            target,
+            output,
+            manifest,
+        } => inspect::torrent(&cli, target, output.as_deref(), *manifest),
         Command::Magnet { target, manifest } => inspect::magnet(&cli, target, *manifest),
         Command::Ls { target, json } => inspect::ls(&cli, target.as_deref(), *json),
         Command::Cat { target } => inspect::cat(&cli, target),

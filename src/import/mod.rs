@@ -111,7 +111,16 @@ fn publish_bytes(
     }
     store.commit()?;
     let info = torrent::single_file_info(name, bytes.len() as u64, piece_length, &sha1s, publish);
-    publish_torrent(store, kind, info, name, bytes.len() as u64, piece_length, ids, publish)
+    publish_torrent(
+        store,
+        kind,
+        info,
+        name,
+        bytes.len() as u64,
+        piece_length,
+        ids,
+        publish,
+    )
 }
 
 /// Imports `dir`. `progress` is told of every byte of file content consumed, after
@@ -130,9 +139,15 @@ pub fn import(
     };
     check_ref_name(&ref_name)?;
     let found = walk::walk(dir)?;
-    let total: u64 = found.iter().filter(|f| f.meta.is_file()).map(|f| f.meta.len()).sum();
+    let total: u64 = found
+        .iter()
+        .filter(|f| f.meta.is_file())
+        .map(|f| f.meta.len())
+        .sum();
     start(total);
-    let last_nonempty = found.iter().rposition(|f| f.meta.is_file() && f.meta.len() > 0);
+    let last_nonempty = found
+        .iter()
+        .rposition(|f| f.meta.is_file() && f.meta.len() > 0);
 
     let mut entries = Vec::with_capacity(found.len());
     let mut stored = Vec::new();
@@ -147,14 +162,25 @@ pub fn import(
                 target: target.as_os_str().as_bytes().to_vec(),
             }
         } else {
-            let file = store_file(store, &f.disk, &f.meta, piece_length, Some(i) != last_nonempty, progress)
-                .map_err(|err| match err {
-                    Error::Io { ref path, .. } | Error::BadInput { ref path, .. } if *path == f.disk => err,
-                    err => Error::Importing {
-                        path: f.disk.clone(),
-                        err: Box::new(err),
-                    },
-                })?;
+            let file = store_file(
+                store,
+                &f.disk,
+                &f.meta,
+                piece_length,
+                Some(i) != last_nonempty,
+                progress,
+            )
+            .map_err(|err| match err {
+                Error::Io { ref path, .. } | Error::BadInput { ref path, .. }
+                    if *path == f.disk =>
+                {
+                    err
+                }
+                err => Error::Importing {
+                    path: f.disk.clone(),
+                    err: Box::new(err),
+                },
+            })?;
             new_bytes += file.new_bytes;
             let kind = EntryKind::File {
                 size: file.size,
@@ -186,10 +212,25 @@ pub fn import(
         let info_hash = if file.size > 0 {
             let name = file.content.to_hex();
             let sha1s: Vec<_> = file.pieces.iter().map(|p| p.sha1).collect();
-            let info = torrent::single_file_info(&name, file.size, piece_length, &sha1s, &opts.publish);
+            let info =
+                torrent::single_file_info(&name, file.size, piece_length, &sha1s, &opts.publish);
             let ids = file.pieces.iter().map(|p| p.id).collect();
-            let kind = TorrentKind::File { content: file.content };
-            Some(publish_torrent(store, kind, info, &name, file.size, piece_length, ids, &opts.publish)?.info_hash)
+            let kind = TorrentKind::File {
+                content: file.content,
+            };
+            Some(
+                publish_torrent(
+                    store,
+                    kind,
+                    info,
+                    &name,
+                    file.size,
+                    piece_length,
+                    ids,
+                    &opts.publish,
+                )?
+                .info_hash,
+            )
         } else {
             None
         };
@@ -238,7 +279,13 @@ pub fn import(
     let directory_torrent = if dir_pieces.is_empty() {
         None
     } else {
-        let info = torrent::multi_file_info(&ref_name, &dir_files, piece_length, &dir_pieces, &opts.publish);
+        let info = torrent::multi_file_info(
+            &ref_name,
+            &dir_files,
+            piece_length,
+            &dir_pieces,
+            &opts.publish,
+        );
         Some(publish_torrent(
             store,
             TorrentKind::Directory { tree },

@@ -68,7 +68,10 @@ fn walk_dir(dir: &Path, prefix: &str, out: &mut Vec<Found>) -> Result<()> {
             None
         };
         if let Some(kind) = kind {
-            return Err(bad(&disk, format!("{kind} cannot be stored; remove it or import a directory without it")));
+            return Err(bad(
+                &disk,
+                format!("{kind} cannot be stored; remove it or import a directory without it"),
+            ));
         }
         let rel = if prefix.is_empty() {
             name.to_string()

@@ -98,7 +98,9 @@ impl Manifest {
 
     /// Decodes and validates manifest bytes.
     pub fn decode(bytes: &[u8]) -> Result<Self, ManifestError> {
-        let body = bytes.strip_prefix(MAGIC.as_slice()).ok_or(ManifestError::Magic)?;
+        let body = bytes
+            .strip_prefix(MAGIC.as_slice())
+            .ok_or(ManifestError::Magic)?;
         let m: Manifest = postcard::from_bytes(body)?;
         let mut dirs = std::collections::HashSet::new();
         let mut prev: Option<&[u8]> = None;
@@ -157,7 +159,9 @@ mod tests {
 
     #[test]
     fn refuses_escapes_and_children_of_symlinks() {
-        let link = EntryKind::Symlink { target: b"/etc".to_vec() };
+        let link = EntryKind::Symlink {
+            target: b"/etc".to_vec(),
+        };
         let file = EntryKind::File {
             size: 0,
             content: ContentId([0; 32]),

@@ -155,8 +155,8 @@ impl Parser<'_> {
             .position(|&b| b == end)
             .ok_or_else(|| self.err("unterminated number"))?;
         let text = std::str::from_utf8(&rest[..len]).map_err(|_| self.err("bad number"))?;
-        let canonical = text == "0"
-            || (!text.starts_with('0') && !text.starts_with("-0") && !text.is_empty());
+        let canonical =
+            text == "0" || (!text.starts_with('0') && !text.starts_with("-0") && !text.is_empty());
         let n = text
             .parse::<i64>()
             .ok()
@@ -235,7 +235,10 @@ mod tests {
 
     #[test]
     fn round_trip_and_canonical_order() {
-        let v = Value::dict([("z", Value::Int(-3)), ("a", Value::List(vec![Value::str("x")]))]);
+        let v = Value::dict([
+            ("z", Value::Int(-3)),
+            ("a", Value::List(vec![Value::str("x")])),
+        ]);
         let enc = v.encode();
         assert_eq!(enc, b"d1:al1:xe1:zi-3ee");
         assert_eq!(decode(&enc).unwrap(), v);

@@ -101,7 +101,10 @@ pub fn info_hash(info: &Value) -> InfoHash {
 /// A complete .torrent file around `info`.
 pub fn metainfo(info: Value, publish: &Publish) -> Vec<u8> {
     let mut pairs = vec![
-        ("created by", Value::str(concat!("cas ", env!("CARGO_PKG_VERSION")))),
+        (
+            "created by",
+            Value::str(concat!("cas ", env!("CARGO_PKG_VERSION"))),
+        ),
         ("info", info),
     ];
     if let Some(first) = publish.trackers.first() {
@@ -164,7 +167,10 @@ mod tests {
         let m = magnet(&ih, "a b&c", &["http://t/announce".into()]);
         assert_eq!(
             m,
-            format!("magnet:?xt=urn:btih:{}&dn=a%20b%26c&tr=http%3A%2F%2Ft%2Fannounce", "ab".repeat(20))
+            format!(
+                "magnet:?xt=urn:btih:{}&dn=a%20b%26c&tr=http%3A%2F%2Ft%2Fannounce",
+                "ab".repeat(20)
+            )
         );
     }
 }

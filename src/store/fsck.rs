@@ -85,7 +85,11 @@ pub fn fsck(store: &mut Store, repair: bool) -> Result<FsckReport> {
         };
         for item in items {
             match item {
-                ScanItem::Record { offset, header, intact } => {
+                ScanItem::Record {
+                    offset,
+                    header,
+                    intact,
+                } => {
                     report.bytes_checked += u64::from(header.len);
                     records.insert((n, offset), (header.digests.id, intact));
                     if intact {
@@ -137,17 +141,23 @@ pub fn fsck(store: &mut Store, repair: bool) -> Result<FsckReport> {
     // The catalog against the index.
     let marked = mark(store)?;
     for (name, tree) in &marked.dangling_refs {
-        report.dangling.push(format!("ref {name} names tree {tree}, which is not in the store"));
+        report.dangling.push(format!(
+            "ref {name} names tree {tree}, which is not in the store"
+        ));
     }
     for (tree, why) in &marked.broken_trees {
         report.dangling.push(format!("tree {tree}: {why}"));
     }
     for (ih, who) in &marked.missing_torrents {
-        report.dangling.push(format!("torrent {ih} ({who}) is not in the store"));
+        report
+            .dangling
+            .push(format!("torrent {ih} ({who}) is not in the store"));
     }
     let mut lacking: HashMap<crate::InfoHash, usize> = HashMap::new();
     for ih in &marked.torrents {
-        let Some(record) = store.catalog().torrent(ih)? else { continue };
+        let Some(record) = store.catalog().torrent(ih)? else {
+            continue;
+        };
         let mut missing = 0;
         for id in &record.pieces {
             if bad_ids.contains(id) || store.index().get(id)?.is_none() {
@@ -159,7 +169,10 @@ pub fn fsck(store: &mut Store, repair: bool) -> Result<FsckReport> {
         }
         if missing > 0 {
             lacking.insert(*ih, missing);
-            report.incomplete.push(format!("torrent {ih}: {missing} of {} pieces missing", record.pieces.len()));
+            report.incomplete.push(format!(
+                "torrent {ih}: {missing} of {} pieces missing",
+                record.pieces.len()
+            ));
         }
     }
 
@@ -174,10 +187,15 @@ pub fn fsck(store: &mut Store, repair: bool) -> Result<FsckReport> {
         }
         store.index().flush()?;
         if !bad.is_empty() {
-            report.repaired.push(format!("dropped {} damaged chunks from the index", bad.len()));
+            report.repaired.push(format!(
+                "dropped {} damaged chunks from the index",
+                bad.len()
+            ));
         }
         if !stale.is_empty() {
-            report.repaired.push(format!("dropped {} stale SHA-1 lookup keys", stale.len()));
+            report
+                .repaired
+                .push(format!("dropped {} stale SHA-1 lookup keys", stale.len()));
         }
         for (name, _) in &marked.dangling_refs {
             store.catalog().remove_ref(name)?;
@@ -192,7 +210,9 @@ pub fn fsck(store: &mut Store, repair: bool) -> Result<FsckReport> {
 fn lost_files(store: &Store, lacking: &HashMap<crate::InfoHash, usize>) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for (name, tree) in store.catalog().refs()? {
-        let Some(record) = store.catalog().tree(&tree)? else { continue };
+        let Some(record) = store.catalog().tree(&tree)? else {
+            continue;
+        };
         if lacking.contains_key(&record.manifest) {
             out.push(format!("{name}: the tree's manifest"));
             continue;
@@ -202,7 +222,11 @@ fn lost_files(store: &Store, lacking: &HashMap<crate::InfoHash, usize>) -> Resul
             continue;
         };
         for e in &manifest.entries {
-            if let EntryKind::File { info_hash: Some(ih), .. } = &e.kind {
+            if let EntryKind::File {
+                info_hash: Some(ih),
+                ..
+            } = &e.kind
+            {
                 if let Some(n) = lacking.get(ih) {
                     out.push(format!("{name}:{} ({n} pieces)", e.path_lossy()));
                 }

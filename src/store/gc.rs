@@ -44,7 +44,9 @@ pub fn mark(store: &Store) -> Result<Marked> {
     }
     let mut want: Vec<(InfoHash, String)> = Vec::new();
     for tree in m.trees.clone() {
-        let Some(record) = catalog.tree(&tree)? else { continue };
+        let Some(record) = catalog.tree(&tree)? else {
+            continue;
+        };
         want.push((record.manifest, format!("manifest of tree {tree}")));
         if let Some(d) = record.directory {
             want.push((d, format!("directory torrent of tree {tree}")));
@@ -94,7 +96,9 @@ fn pack_bytes(store: &Store) -> Result<u64> {
     let mut total = 0;
     for n in store.pack_numbers()? {
         let p = dir.join(pack_file_name(n));
-        total += std::fs::metadata(&p).map_err(Error::io(&p, "stat pack"))?.len();
+        total += std::fs::metadata(&p)
+            .map_err(Error::io(&p, "stat pack"))?
+            .len();
     }
     Ok(total)
 }
@@ -104,7 +108,10 @@ fn pack_bytes(store: &Store) -> Result<u64> {
 pub fn collect(store: &mut Store) -> Result<GcReport> {
     store.commit()?;
     let marked = mark(store)?;
-    if !marked.dangling_refs.is_empty() || !marked.missing_torrents.is_empty() || !marked.broken_trees.is_empty() {
+    if !marked.dangling_refs.is_empty()
+        || !marked.missing_torrents.is_empty()
+        || !marked.broken_trees.is_empty()
+    {
         return Err(Error::Invalid(
             "the store has broken references; run `cas fsck` (and `cas fsck --repair`) before `cas gc`".into(),
         ));
@@ -132,7 +139,10 @@ pub fn collect(store: &mut Store) -> Result<GcReport> {
     for item in store.index().entries() {
         let (id, entry) = item?;
         if marked.chunks.contains(&id) {
-            live_by_pack.entry(entry.at.pack).or_default().push((entry.at.offset, id));
+            live_by_pack
+                .entry(entry.at.pack)
+                .or_default()
+                .push((entry.at.offset, id));
             *live_bytes.entry(entry.at.pack).or_default() +=
                 pack::RECORD_HEADER_LEN as u64 + u64::from(entry.stored);
         } else {
@@ -152,7 +162,9 @@ pub fn collect(store: &mut Store) -> Result<GcReport> {
             continue;
         }
         let path = dir.join(pack_file_name(n));
-        let len = std::fs::metadata(&path).map_err(Error::io(&path, "stat pack"))?.len();
+        let len = std::fs::metadata(&path)
+            .map_err(Error::io(&path, "stat pack"))?
+            .len();
         let live = live_bytes.get(&n).copied().unwrap_or(0);
         if len <= pack::PACK_HEADER_LEN + live {
             continue;

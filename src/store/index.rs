@@ -95,7 +95,8 @@ impl IndexBatch {
     }
 
     pub fn set_pack_len(&mut self, pack: u32, len: u64) {
-        self.batch.insert(&pack_key(pack)[..], &len.to_le_bytes()[..]);
+        self.batch
+            .insert(&pack_key(pack)[..], &len.to_le_bytes()[..]);
     }
 
     pub fn remove_pack(&mut self, pack: u32) {
@@ -168,8 +169,10 @@ impl Index {
     pub fn sha1_keys(&self) -> impl Iterator<Item = Result<(PieceHash, ChunkId)>> + '_ {
         self.tree.scan_prefix([b's']).keys().map(move |k| {
             let k = k.map_err(self.err())?;
-            let (Some(s), Some(c)) = (PieceHash::from_slice(&k[1..21]), ChunkId::from_slice(&k[21..]))
-            else {
+            let (Some(s), Some(c)) = (
+                PieceHash::from_slice(&k[1..21]),
+                ChunkId::from_slice(&k[21..]),
+            ) else {
                 return Err(Error::Corrupt {
                     path: self.path.clone(),
                     reason: "index key of wrong length".into(),
@@ -191,10 +194,11 @@ impl Index {
             .map(|kv| {
                 let (k, v) = kv.map_err(self.err())?;
                 let pack = u32::from_be_bytes(k[1..5].try_into().expect("key length fixed"));
-                let len = u64::from_le_bytes(v.as_ref().try_into().map_err(|_| Error::Corrupt {
-                    path: self.path.clone(),
-                    reason: "pack length of wrong size".into(),
-                })?);
+                let len =
+                    u64::from_le_bytes(v.as_ref().try_into().map_err(|_| Error::Corrupt {
+                        path: self.path.clone(),
+                        reason: "pack length of wrong size".into(),
+                    })?);
                 Ok((pack, len))
             })
             .collect()

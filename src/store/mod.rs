@@ -151,7 +151,11 @@ impl Store {
         let mut out = Vec::new();
         for entry in std::fs::read_dir(&dir).map_err(Error::io(&dir, "list packs"))? {
             let entry = entry.map_err(Error::io(&dir, "list packs"))?;
-            if let Some(n) = entry.file_name().to_str().and_then(pack::parse_pack_file_name) {
+            if let Some(n) = entry
+                .file_name()
+                .to_str()
+                .and_then(pack::parse_pack_file_name)
+            {
                 out.push(n);
             }
         }
@@ -184,7 +188,12 @@ impl Store {
     }
 
     fn writer(&mut self) -> Result<&mut PackWriter> {
-        if self.writer.is_none() || self.writer.as_ref().is_some_and(|w| w.len() >= pack::PACK_TARGET_LEN) {
+        if self.writer.is_none()
+            || self
+                .writer
+                .as_ref()
+                .is_some_and(|w| w.len() >= pack::PACK_TARGET_LEN)
+        {
             self.commit()?;
             let dir = self.packs_dir();
             let committed: HashMap<u32, u64> = self.index.pack_lens()?.into_iter().collect();
@@ -194,10 +203,16 @@ impl Store {
             // Append to the newest pack only if it ends exactly where the index says it
             // does; anything else (a torn write after a crash) is left for gc and fsck.
             let reuse = last.filter(|n| Some(*n) != current).and_then(|n| {
-                let len = std::fs::metadata(dir.join(pack::pack_file_name(n))).ok()?.len();
+                let len = std::fs::metadata(dir.join(pack::pack_file_name(n)))
+                    .ok()?
+                    .len();
                 (committed.get(&n) == Some(&len) && len < pack::PACK_TARGET_LEN).then_some((n, len))
             });
-            let next = numbers.iter().chain(committed.keys()).max().map_or(1, |n| n + 1);
+            let next = numbers
+                .iter()
+                .chain(committed.keys())
+                .max()
+                .map_or(1, |n| n + 1);
             self.writer = Some(match reuse {
                 Some((n, len)) => PackWriter::reopen(&dir, n, len)?,
                 None => PackWriter::create(&dir, next)?,
@@ -213,7 +228,8 @@ impl Store {
             return Ok(0);
         }
         let (at, header) = self.writer()?.append(chunk)?;
-        self.pending.insert(chunk.id(), IndexEntry::new(&header, at));
+        self.pending
+            .insert(chunk.id(), IndexEntry::new(&header, at));
         self.pending_bytes += header.record_len();
         if self.pending_bytes >= COMMIT_EVERY {
             self.commit()?;
@@ -225,7 +241,8 @@ impl Store {
     /// live chunk out of a pack being compacted); its entry is repointed at commit.
     pub(crate) fn relocate(&mut self, chunk: &VerifiedChunk) -> Result<()> {
         let (at, header) = self.writer()?.append(chunk)?;
-        self.pending.insert(chunk.id(), IndexEntry::new(&header, at));
+        self.pending
+            .insert(chunk.id(), IndexEntry::new(&header, at));
         self.pending_bytes += header.record_len();
         Ok(())
     }
@@ -235,7 +252,12 @@ impl Store {
         self.commit()?;
         let dir = self.packs_dir();
         let committed = self.index.pack_lens()?.into_iter().map(|(n, _)| n);
-        let next = self.pack_numbers()?.into_iter().chain(committed).max().map_or(1, |n| n + 1);
+        let next = self
+            .pack_numbers()?
+            .into_iter()
+            .chain(committed)
+            .max()
+            .map_or(1, |n| n + 1);
         self.writer = Some(PackWriter::create(&dir, next)?);
         Ok(())
     }
@@ -290,7 +312,10 @@ impl Store {
 
     /// Forgets cached pack handles (after packs were rewritten or removed).
     pub(crate) fn drop_readers(&self) {
-        self.readers.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.readers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// Location of a committed chunk, for checks.

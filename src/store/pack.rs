@@ -182,7 +182,9 @@ impl PackWriter {
         let len = u32::try_from(bytes.len())
             .ok()
             .filter(|&l| l <= MAX_CHUNK_LEN)
-            .ok_or_else(|| Error::Invalid(format!("chunk of {} bytes is too large", bytes.len())))?;
+            .ok_or_else(|| {
+                Error::Invalid(format!("chunk of {} bytes is too large", bytes.len()))
+            })?;
         let stored = trimmed_len(bytes);
         let header = RecordHeader {
             digests: chunk.digests(),

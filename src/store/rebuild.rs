@@ -40,7 +40,11 @@ pub fn rebuild(store: &mut Store) -> Result<RebuildReport> {
         let mut end = pack::PACK_HEADER_LEN;
         for item in items {
             match item {
-                ScanItem::Record { offset, header, intact: true } => {
+                ScanItem::Record {
+                    offset,
+                    header,
+                    intact: true,
+                } => {
                     end = offset + header.record_len();
                     if store.index().get(&header.digests.id)?.is_none() {
                         let at = Location { pack: n, offset };

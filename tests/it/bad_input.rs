@@ -30,16 +30,28 @@ fn special_files_and_non_utf8_names_are_refused_by_name() {
     // SAFETY: valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
     let err = env.fails(&["import", dir.to_str().unwrap()]);
-    assert!(err.contains(&format!("{}: a named pipe cannot be stored", fifo.display())), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}: a named pipe cannot be stored",
+            fifo.display()
+        )),
+        "{err}"
+    );
 
     let dir = env.path("latin1");
     let name = std::ffi::OsStr::from_bytes(b"caf\xe9.txt");
     write(&dir.join(name), b"x");
     let err = env.fails(&["import", dir.to_str().unwrap()]);
-    assert!(err.contains("caf\u{fffd}.txt: file name is not UTF-8"), "{err}");
+    assert!(
+        err.contains("caf\u{fffd}.txt: file name is not UTF-8"),
+        "{err}"
+    );
 
     let err = env.fails(&["import", env.path("nonexistent").to_str().unwrap()]);
-    assert!(err.contains("nonexistent") && err.contains("No such file"), "{err}");
+    assert!(
+        err.contains("nonexistent") && err.contains("No such file"),
+        "{err}"
+    );
     still_good(&env, &bytes);
 }
 
@@ -48,15 +60,33 @@ fn unreadable_file_is_named() {
     let (env, bytes) = with_good_import();
     let dir = env.path("locked");
     write(&dir.join("secret"), b"top secret");
-    std::fs::set_permissions(dir.join("secret"), std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    std::fs::set_permissions(
+        dir.join("secret"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o000),
+    )
+    .unwrap();
     let out = if is_root() {
         // root reads any file: run cas as nobody, on a store nobody may write.
-        Command::new("chmod").args(["-R", "a+rwX"]).arg(env.dir.path()).status().unwrap();
-        std::fs::set_permissions(dir.join("secret"), std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+        Command::new("chmod")
+            .args(["-R", "a+rwX"])
+            .arg(env.dir.path())
+            .status()
+            .unwrap();
+        std::fs::set_permissions(
+            dir.join("secret"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o000),
+        )
+        .unwrap();
         let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_cas"), "import"])
-            .arg(&dir)
-            .env("CAS_STORE", env.store());
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            env!("CARGO_BIN_EXE_cas"),
+            "import",
+        ])
+        .arg(&dir)
+        .env("CAS_STORE", env.store());
         c.output().unwrap()
     } else {
         env.cmd().arg("import").arg(&dir).output().unwrap()
@@ -64,7 +94,10 @@ fn unreadable_file_is_named() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains(&format!("{}: open: Permission denied", dir.join("secret").display())),
+        err.contains(&format!(
+            "{}: open: Permission denied",
+            dir.join("secret").display()
+        )),
         "{err}"
     );
     still_good(&env, &bytes);
@@ -81,7 +114,10 @@ fn file_that_changes_while_read_is_refused() {
         let (stop, path) = (stop.clone(), path.clone());
         std::thread::spawn(move || {
             use std::io::Write;
-            let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 f.write_all(b"more log\n").unwrap();
                 std::thread::yield_now();
@@ -91,7 +127,13 @@ fn file_that_changes_while_read_is_refused() {
     let err = env.fails(&["import", dir.to_str().unwrap()]);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.join().unwrap();
-    assert!(err.contains(&format!("{}: file changed while being read", path.display())), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}: file changed while being read",
+            path.display()
+        )),
+        "{err}"
+    );
     still_good(&env, &bytes);
 }
 
@@ -101,7 +143,10 @@ fn second_process_is_told_who_holds_the_store() {
     let held = cas::Store::open(&env.store(), None).unwrap();
     let err = env.fails(&["ls"]);
     assert!(err.contains("is in use by pid"), "{err}");
-    assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
+    assert!(
+        err.contains(&format!("pid {}", std::process::id())),
+        "{err}"
+    );
     drop(held);
     env.ok(&["ls"]);
 }
@@ -138,18 +183,32 @@ fn full_disk_fails_cleanly_and_keeps_what_was_stored() {
     };
     let small = random_bytes(43, 300_000);
     write(&env.path("small-src/a"), &small);
-    assert!(cas(&["import", env.path("small-src").to_str().unwrap()]).status.success());
+    assert!(cas(&["import", env.path("small-src").to_str().unwrap()])
+        .status
+        .success());
     let big = env.path("big-src");
     write(&big.join("huge.bin"), &random_bytes(44, 16 << 20));
     let out = cas(&["import", big.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("No space left on device"), "{err}");
-    assert!(err.contains(&format!("importing {}", big.join("huge.bin").display())), "{err}");
+    assert!(
+        err.contains(&format!("importing {}", big.join("huge.bin").display())),
+        "{err}"
+    );
     // What was stored before is intact.
     let out = cas(&["cat", "small-src:a"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.stdout == small);
     let out = cas(&["fsck"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

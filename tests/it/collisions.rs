@@ -12,16 +12,29 @@ fn testdata(name: &str) -> PathBuf {
 
 fn check_pair(piece_length: &str, a: &str, b: &str) {
     let env = Env::with_piece_length(piece_length);
-    let (da, db) = (std::fs::read(testdata(a)).unwrap(), std::fs::read(testdata(b)).unwrap());
+    let (da, db) = (
+        std::fs::read(testdata(a)).unwrap(),
+        std::fs::read(testdata(b)).unwrap(),
+    );
     assert_ne!(da, db);
     write(&env.path(&format!("src/{a}")), &da);
     write(&env.path(&format!("src/{b}")), &db);
     let r = env.import(&env.path("src"), "pair");
     let files = r["files"].as_array().unwrap();
-    assert_ne!(files[0]["info_hash"], files[1]["info_hash"], "{a} and {b} must be two torrents");
+    assert_ne!(
+        files[0]["info_hash"], files[1]["info_hash"],
+        "{a} and {b} must be two torrents"
+    );
     for name in [a, b] {
-        let out = env.cmd().args(["cat", &format!("pair:{name}")]).output().unwrap();
-        assert!(out.stdout == std::fs::read(testdata(name)).unwrap(), "{name} reads back as itself ({piece_length})");
+        let out = env
+            .cmd()
+            .args(["cat", &format!("pair:{name}")])
+            .output()
+            .unwrap();
+        assert!(
+            out.stdout == std::fs::read(testdata(name)).unwrap(),
+            "{name} reads back as itself ({piece_length})"
+        );
     }
     env.ok(&["export", "pair", env.path("out").to_str().unwrap()]);
     for name in [a, b] {
@@ -33,7 +46,10 @@ fn check_pair(piece_length: &str, a: &str, b: &str) {
     let store = cas::Store::open(&env.store(), None).unwrap();
     let first_a = cas::store::chunk::Digests::of(&da[..da.len().min(piece_bytes(piece_length))]);
     let first_b = cas::store::chunk::Digests::of(&db[..db.len().min(piece_bytes(piece_length))]);
-    assert_eq!(first_a.sha1, first_b.sha1, "the first pieces of {a} and {b} collide");
+    assert_eq!(
+        first_a.sha1, first_b.sha1,
+        "the first pieces of {a} and {b} collide"
+    );
     assert_ne!(first_a.id, first_b.id);
     assert!(first_a.sha1_collision && first_b.sha1_collision);
     assert!(store.contains(&first_a.id).unwrap() && store.contains(&first_b.id).unwrap());

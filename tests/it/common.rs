@@ -102,7 +102,9 @@ pub fn write(path: &Path, bytes: &[u8]) {
 
 /// BLAKE3 hex of a file.
 pub fn b3(path: &Path) -> String {
-    blake3::hash(&std::fs::read(path).unwrap()).to_hex().to_string()
+    blake3::hash(&std::fs::read(path).unwrap())
+        .to_hex()
+        .to_string()
 }
 
 /// Every entry below `root` as (relative path, kind, bytes hash or link target, mode).
@@ -164,10 +166,17 @@ pub fn sample_tree(root: &Path, piece: usize) {
     write(&root.join("sub/exact.bin"), &random_bytes(2, 2 * piece));
     write(&root.join("sub/small.txt"), b"hello\n");
     write(&root.join("empty.txt"), b"");
-    write(&root.join("zz/deep/er/last.bin"), &random_bytes(3, piece / 2));
+    write(
+        &root.join("zz/deep/er/last.bin"),
+        &random_bytes(3, piece / 2),
+    );
     std::fs::create_dir_all(root.join("empty-dir")).unwrap();
     std::os::unix::fs::symlink("../a.bin", root.join("sub/link")).unwrap();
     std::os::unix::fs::symlink("/etc/passwd", root.join("abs-link")).unwrap();
-    std::fs::set_permissions(root.join("sub/small.txt"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(
+        root.join("sub/small.txt"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
     std::fs::set_permissions(root.join("a.bin"), std::fs::Permissions::from_mode(0o755)).unwrap();
 }

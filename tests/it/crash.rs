@@ -21,7 +21,10 @@ fn import_killed_at_random_instants_leaves_the_store_consistent() {
         let new = random_bytes(1000 + cycle, 3 << 20);
         write(&dir.join("new.bin"), &new);
         write(&dir.join("shared.bin"), &random_bytes(999, 2 << 20));
-        write(&dir.join(format!("sub/n{cycle}.txt")), format!("cycle {cycle}\n").as_bytes());
+        write(
+            &dir.join(format!("sub/n{cycle}.txt")),
+            format!("cycle {cycle}\n").as_bytes(),
+        );
         let name = format!("r{cycle}");
         let mut child = env
             .cmd()
@@ -67,12 +70,25 @@ fn import_killed_at_random_instants_leaves_the_store_consistent() {
             String::from_utf8_lossy(&out.stdout)
         );
         for (name, bytes) in &done {
-            let out = env.cmd().args(["cat", &format!("{name}:new.bin")]).output().unwrap();
-            assert!(out.status.success() && out.stdout == *bytes, "{name} after cycle {cycle}");
+            let out = env
+                .cmd()
+                .args(["cat", &format!("{name}:new.bin")])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success() && out.stdout == *bytes,
+                "{name} after cycle {cycle}"
+            );
         }
     }
-    eprintln!("{kills} of {CYCLES} imports killed, {} completed", done.len());
-    assert!(kills >= 10, "only {kills} kills: the test did not exercise crashes");
+    eprintln!(
+        "{kills} of {CYCLES} imports killed, {} completed",
+        done.len()
+    );
+    assert!(
+        kills >= 10,
+        "only {kills} kills: the test did not exercise crashes"
+    );
     assert!(!done.is_empty());
     // Garbage from the killed imports is collectable, and the store stays sound.
     env.ok(&["gc"]);

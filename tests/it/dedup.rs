@@ -33,9 +33,16 @@ fn vm_image_and_five_percent_changed_copy_cost_about_one_image() {
     let random_blocks = (BLOCKS - BLOCKS / 4) as f64;
     let one_image = random_blocks * MIB as f64;
     let ratio = physical / one_image;
-    assert!((1.0..=1.10).contains(&ratio), "physical {physical} = {ratio:.3} x one image");
+    assert!(
+        (1.0..=1.10).contains(&ratio),
+        "physical {physical} = {ratio:.3} x one image"
+    );
     for (name, bytes) in [("v1", &image), ("v2", &copy)] {
-        let out = env.cmd().args(["cat", &format!("{name}:disk.img")]).output().unwrap();
+        let out = env
+            .cmd()
+            .args(["cat", &format!("{name}:disk.img")])
+            .output()
+            .unwrap();
         assert!(out.stdout == *bytes, "{name} reads back");
     }
     // Export writes the zero blocks as holes: the copy stays sparse.

@@ -18,7 +18,10 @@ fn repair(env: &Env) -> serde_json::Value {
     let out = env.run(&["fsck", "--repair", "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("re-import the files listed as lost"), "{stderr}");
+    assert!(
+        stderr.contains("re-import the files listed as lost"),
+        "{stderr}"
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -37,7 +40,11 @@ fn flipped_bit_in_a_pack_is_found_and_repair_names_the_file() {
     assert_eq!(env.run(&["fsck"]).status.code(), Some(0));
     // Flip one bit in the middle of the first pack (inside data.bin's chunks).
     let pack = &packs(&env)[0];
-    let f = std::fs::OpenOptions::new().read(true).write(true).open(pack).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(pack)
+        .unwrap();
     let at = 100_000;
     let mut b = [0u8];
     use std::os::unix::fs::FileExt;
@@ -99,11 +106,19 @@ fn missing_pack_truncated_pack_and_orphan_bytes() {
 
     // Orphan bytes (a torn append) are harmless: fsck stays clean and says so.
     let pack = packs(&env).last().unwrap().clone();
-    let mut f = std::fs::OpenOptions::new().append(true).open(&pack).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&pack)
+        .unwrap();
     f.write_all(b"CASCHUNK torn record").unwrap();
     drop(f);
     let out = env.run(&["fsck"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("orphaned"));
     // The next import does not append after the torn bytes.
     write(&env.path("third/z"), &random_bytes(34, 40_000));

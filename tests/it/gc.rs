@@ -16,7 +16,10 @@ fn rm_then_gc_frees_only_what_nothing_else_uses() {
     let gc = env.json(&["gc"]);
     assert!(gc["chunks_removed"].as_u64().unwrap() >= 16, "{gc}");
     let after = env.json(&["stats"]);
-    assert!(after["physical_bytes"].as_u64().unwrap() < before["physical_bytes"].as_u64().unwrap() - (1 << 20) + 4096);
+    assert!(
+        after["physical_bytes"].as_u64().unwrap()
+            < before["physical_bytes"].as_u64().unwrap() - (1 << 20) + 4096
+    );
     env.ok(&["export", "b", env.path("out").to_str().unwrap()]);
     assert_eq!(std::fs::read(env.path("out/shared.bin")).unwrap(), shared);
     assert_eq!(env.run(&["fsck"]).status.code(), Some(0));
@@ -32,7 +35,10 @@ fn gc_keeps_a_chunk_shared_between_a_removed_tree_and_a_live_one_across_packs() 
     for i in 0..6u64 {
         let bytes = random_bytes(100 + i, 50_000);
         write(&env.path(&format!("d{i}/f")), &bytes);
-        write(&env.path(&format!("d{i}/common")), &random_bytes(99, 40_000));
+        write(
+            &env.path(&format!("d{i}/common")),
+            &random_bytes(99, 40_000),
+        );
         env.import(&env.path(&format!("d{i}")), &format!("r{i}"));
         keep.push(bytes);
     }
@@ -41,9 +47,17 @@ fn gc_keeps_a_chunk_shared_between_a_removed_tree_and_a_live_one_across_packs() 
     }
     env.ok(&["gc"]);
     for i in (1..6).step_by(2) {
-        let out = env.cmd().args(["cat", &format!("r{i}:f")]).output().unwrap();
+        let out = env
+            .cmd()
+            .args(["cat", &format!("r{i}:f")])
+            .output()
+            .unwrap();
         assert_eq!(out.stdout, keep[i], "r{i}:f after gc");
-        let out = env.cmd().args(["cat", &format!("r{i}:common")]).output().unwrap();
+        let out = env
+            .cmd()
+            .args(["cat", &format!("r{i}:common")])
+            .output()
+            .unwrap();
         assert_eq!(out.stdout, random_bytes(99, 40_000));
     }
     assert_eq!(env.run(&["fsck"]).status.code(), Some(0));

@@ -14,11 +14,15 @@ fn same_content_under_two_names_gives_one_info_hash() {
     let fb = &b["files"][0];
     assert_eq!(fa["info_hash"], fb["info_hash"]);
     assert_eq!(fa["blake3"], blake3::hash(&bytes).to_hex().as_str());
-    assert_eq!(b["new_bytes"].as_u64().unwrap() < 1000, true, "second import stored {}", b["new_bytes"]);
+    let second = b["new_bytes"].as_u64().unwrap();
+    assert!(second < 1000, "second import stored {second} bytes");
     // A second store, elsewhere, gives the same info-hash for the same bytes.
     let other = Env::with_piece_length("64K");
     write(&other.path("x/y.dat"), &bytes);
-    assert_eq!(other.import(&other.path("x"), "x")["files"][0]["info_hash"], fa["info_hash"]);
+    assert_eq!(
+        other.import(&other.path("x"), "x")["files"][0]["info_hash"],
+        fa["info_hash"]
+    );
 }
 
 #[test]
@@ -50,14 +54,28 @@ fn ls_cat_stats_and_magnet() {
     assert_eq!(refs[0]["name"], "photos");
     assert_eq!(refs[0]["tree"], r["tree"]);
     let files = env.json(&["ls", "photos"]);
-    let small = files.as_array().unwrap().iter().find(|f| f["path"] == "sub/small.txt").unwrap();
+    let small = files
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "sub/small.txt")
+        .unwrap();
     assert_eq!(small["size"], 6);
     assert_eq!(small["mode"], "0600");
     assert_eq!(small["blake3"], blake3::hash(b"hello\n").to_hex().as_str());
     assert!(small["info_hash"].as_str().unwrap().len() == 40);
-    let link = files.as_array().unwrap().iter().find(|f| f["path"] == "sub/link").unwrap();
+    let link = files
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "sub/link")
+        .unwrap();
     assert_eq!(link["target"], "../a.bin");
-    assert!(files.as_array().unwrap().iter().any(|f| f["path"] == "empty-dir" && f["type"] == "dir"));
+    assert!(files
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["path"] == "empty-dir" && f["type"] == "dir"));
     assert_eq!(env.ok(&["cat", "photos:sub/small.txt"]), "hello\n");
     let big = env.cmd().args(["cat", "photos:a.bin"]).output().unwrap();
     assert_eq!(big.stdout, std::fs::read(src.join("a.bin")).unwrap());
@@ -68,7 +86,10 @@ fn ls_cat_stats_and_magnet() {
     assert_eq!(m.trim(), format!("magnet:?xt=urn:btih:{dir_ih}&dn=photos"));
     let s = env.json(&["stats"]);
     assert_eq!(s["refs"], 1);
-    assert_eq!(s["logical_bytes"].as_u64().unwrap(), r["logical_bytes"].as_u64().unwrap());
+    assert_eq!(
+        s["logical_bytes"].as_u64().unwrap(),
+        r["logical_bytes"].as_u64().unwrap()
+    );
     let err = env.fails(&["ls", "nosuchref"]);
     assert!(err.contains("\"nosuchref\" is not a ref"), "{err}");
 }
@@ -87,13 +108,22 @@ fn trackers_and_private_flag_reach_the_torrent() {
         "--tracker",
         "http://127.0.0.1:1/announce",
     ]);
-    assert_ne!(public["files"][0]["info_hash"], private["files"][0]["info_hash"]);
+    assert_ne!(
+        public["files"][0]["info_hash"],
+        private["files"][0]["info_hash"]
+    );
     let t = env.path("priv.torrent");
     env.ok(&["torrent", "priv:f", "-o", t.to_str().unwrap()]);
     let bytes = std::fs::read(&t).unwrap();
     let text = String::from_utf8_lossy(&bytes);
     assert!(text.contains("7:privatei1e"), "{text}");
-    assert!(text.contains("8:announce27:http://127.0.0.1:1/announce"), "{text}");
+    assert!(
+        text.contains("8:announce27:http://127.0.0.1:1/announce"),
+        "{text}"
+    );
     let m = env.ok(&["magnet", "priv"]);
-    assert!(m.contains("&tr=http%3A%2F%2F127.0.0.1%3A1%2Fannounce"), "{m}");
+    assert!(
+        m.contains("&tr=http%3A%2F%2F127.0.0.1%3A1%2Fannounce"),
+        "{m}"
+    );
 }

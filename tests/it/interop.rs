@@ -7,10 +7,19 @@ use crate::common::*;
 
 fn check(torrent: &Path, save: &Path, pieces: u64) {
     let r = lt_check(torrent, save);
-    assert!(r["error"].is_null(), "libtorrent refused {}: {r}", torrent.display());
+    assert!(
+        r["error"].is_null(),
+        "libtorrent refused {}: {r}",
+        torrent.display()
+    );
     assert_eq!(r["checked"], true, "{r}");
     assert_eq!(r["num_pieces"].as_u64(), Some(pieces), "{r}");
-    assert_eq!(r["have"].as_u64(), Some(pieces), "libtorrent found bad pieces in {}: {r}", torrent.display());
+    assert_eq!(
+        r["have"].as_u64(),
+        Some(pieces),
+        "libtorrent found bad pieces in {}: {r}",
+        torrent.display()
+    );
 }
 
 #[test]
@@ -39,7 +48,10 @@ fn libtorrent_loads_every_torrent_and_verifies_the_export() {
         env.ok(&["torrent", ih, "-o", t.to_str().unwrap()]);
         let dir = env.path(&format!("files-{ih}"));
         let path = f["path"].as_str().unwrap();
-        write(&dir.join(f["blake3"].as_str().unwrap()), &std::fs::read(src.join(path)).unwrap());
+        write(
+            &dir.join(f["blake3"].as_str().unwrap()),
+            &std::fs::read(src.join(path)).unwrap(),
+        );
         check(&t, &dir, f["size"].as_u64().unwrap().div_ceil(16 << 10));
     }
 
@@ -49,7 +61,11 @@ fn libtorrent_loads_every_torrent_and_verifies_the_export() {
     let tree: cas::TreeId = r["tree"].as_str().unwrap().parse().unwrap();
     let store = cas::Store::open(&env.store(), None).unwrap();
     let rec = store.catalog().tree(&tree).unwrap().unwrap();
-    let bytes = cas::read::content_bytes(&store, &store.catalog().torrent(&rec.manifest).unwrap().unwrap()).unwrap();
+    let bytes = cas::read::content_bytes(
+        &store,
+        &store.catalog().torrent(&rec.manifest).unwrap().unwrap(),
+    )
+    .unwrap();
     drop(store);
     assert_eq!(blake3::hash(&bytes).to_hex().as_str(), tree.to_hex());
     let dir = env.path("manifest");
@@ -66,6 +82,9 @@ fn file_of_exact_piece_multiple_has_no_extra_piece_hash() {
     let t = env.path("exact.torrent");
     env.ok(&["torrent", ih, "-o", t.to_str().unwrap()]);
     let dir = env.path("data");
-    write(&dir.join(r["files"][0]["blake3"].as_str().unwrap()), &std::fs::read(env.path("d/exact")).unwrap());
+    write(
+        &dir.join(r["files"][0]["blake3"].as_str().unwrap()),
+        &std::fs::read(env.path("d/exact")).unwrap(),
+    );
     check(&t, &dir, 4);
 }
