@@ -19,7 +19,7 @@ pub struct ImportArgs {
     /// Ref to point at the tree [default: the directory's name]
     #[arg(long, value_name = "REF")]
     name: Option<String>,
-    /// Piece length [default: the store's, 1M for a new store]
+    /// Piece length of a new store [default: 1M]; an existing store keeps its own
     #[arg(long, value_name = "SIZE", value_parser = super::parse_size)]
     piece_length: Option<u32>,
     /// Mark the torrents private (BEP 27): no DHT, LSD or PEX
@@ -34,7 +34,7 @@ pub struct ImportArgs {
 }
 
 pub fn run(cli: &Cli, args: &ImportArgs) -> Result<i32> {
-    let mut store = cli.open(args.piece_length)?;
+    let mut store = cli.open_or_create(args.piece_length)?;
     let opts = ImportOptions {
         name: args.name.clone(),
         piece_length: args.piece_length,

@@ -42,7 +42,7 @@ fn pick_torrent(store: &Store, target: &str, manifest: bool) -> Result<(InfoHash
 }
 
 pub fn torrent(cli: &Cli, target: &str, output: Option<&Path>, manifest: bool) -> Result<i32> {
-    let store = cli.open(None)?;
+    let store = cli.open()?;
     let (_, record) = pick_torrent(&store, target, manifest)?;
     match output {
         Some(p) => cas::store::write_atomic(p, &record.metainfo)?,
@@ -55,7 +55,7 @@ pub fn torrent(cli: &Cli, target: &str, output: Option<&Path>, manifest: bool) -
 }
 
 pub fn magnet(cli: &Cli, target: &str, manifest: bool) -> Result<i32> {
-    let store = cli.open(None)?;
+    let store = cli.open()?;
     let (ih, record) = pick_torrent(&store, target, manifest)?;
     let meta = bencode::decode(&record.metainfo)?;
     let name = meta
@@ -101,7 +101,7 @@ struct EntryRow {
 }
 
 pub fn ls(cli: &Cli, target: Option<&str>, json: bool) -> Result<i32> {
-    let store = cli.open(None)?;
+    let store = cli.open()?;
     let Some(target) = target else {
         let mut rows = Vec::new();
         for (name, tree) in store.catalog().refs()? {
@@ -188,7 +188,7 @@ pub fn ls(cli: &Cli, target: Option<&str>, json: bool) -> Result<i32> {
 }
 
 pub fn cat(cli: &Cli, target: &str) -> Result<i32> {
-    let store = cli.open(None)?;
+    let store = cli.open()?;
     let Target::File { entry, .. } = resolve(&store, target)? else {
         bail!("{target}: give REF:path or TREE:path");
     };
@@ -200,7 +200,7 @@ pub fn cat(cli: &Cli, target: &str) -> Result<i32> {
 }
 
 pub fn stats(cli: &Cli, json: bool) -> Result<i32> {
-    let store = cli.open(None)?;
+    let store = cli.open()?;
     let s = cas::stats::stats(&store)?;
     if json {
         print_json(&s)?;

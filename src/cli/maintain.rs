@@ -9,7 +9,7 @@ use cas::read::{resolve, Target};
 use super::{human, print_json, Cli};
 
 pub fn export(cli: &Cli, target: &str, dir: &Path, json: bool) -> Result<i32> {
-    let store = cli.open(None)?;
+    let store = cli.open()?;
     let Target::Tree { id, .. } = resolve(&store, target)? else {
         bail!("{target} is not a ref or tree id");
     };
@@ -30,7 +30,7 @@ pub fn export(cli: &Cli, target: &str, dir: &Path, json: bool) -> Result<i32> {
 }
 
 pub fn rm(cli: &Cli, target: &str) -> Result<i32> {
-    let store = cli.open(None)?;
+    let store = cli.open()?;
     match resolve(&store, target)? {
         Target::Tree {
             via_ref: Some(name),
@@ -55,7 +55,7 @@ pub fn rm(cli: &Cli, target: &str) -> Result<i32> {
 }
 
 pub fn gc(cli: &Cli, json: bool) -> Result<i32> {
-    let mut store = cli.open(None)?;
+    let mut store = cli.open()?;
     let r = cas::store::gc::collect(&mut store)?;
     if json {
         print_json(&r)?;
@@ -74,7 +74,7 @@ pub fn gc(cli: &Cli, json: bool) -> Result<i32> {
 }
 
 pub fn fsck(cli: &Cli, repair: bool, json: bool) -> Result<i32> {
-    let mut store = cli.open(None)?;
+    let mut store = cli.open()?;
     let r = cas::store::fsck::fsck(&mut store, repair)?;
     let clean = r.is_clean();
     if json {
@@ -114,7 +114,7 @@ pub fn fsck(cli: &Cli, repair: bool, json: bool) -> Result<i32> {
 }
 
 pub fn rebuild(cli: &Cli, json: bool) -> Result<i32> {
-    let mut store = cli.open(None)?;
+    let mut store = cli.open()?;
     let r = cas::store::rebuild::rebuild(&mut store)?;
     if json {
         print_json(&r)?;

@@ -139,9 +139,22 @@ impl Cli {
         Ok(data.join("cas"))
     }
 
-    fn open(&self, piece_length: Option<u32>) -> Result<Store> {
+    /// Opens the store, making it first if it does not exist (`init`, `import`).
+    fn open_or_create(&self, piece_length: Option<u32>) -> Result<Store> {
         let path = self.store_path()?;
         Ok(Store::open(&path, piece_length)?)
+    }
+
+    /// Opens an existing store.
+    fn open(&self) -> Result<Store> {
+        let path = self.store_path()?;
+        if !path.join("config.json").exists() {
+            anyhow::bail!(
+                "no cas store at {}: `cas init` or `cas import DIR` makes one (or pass --store DIR)",
+                path.display()
+            );
+        }
+        Ok(Store::open(&path, None)?)
     }
 }
 
@@ -172,7 +185,7 @@ pub fn run() -> Result<i32> {
     let cli = Cli::parse();
     match &cli.command {
         Command::Init { piece_length } => {
-            let store = cli.open(Some(*piece_length))?;
+            let store = cli.open_or_create(Some(*piece_length))?;
             println!(
                 "store {} (piece length {})",
                 store.root().display(),

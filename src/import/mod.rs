@@ -28,7 +28,7 @@ use crate::{ContentId, Error, InfoHash, Result, TreeId};
 pub struct ImportOptions {
     /// Ref to point at the tree; default: the directory's name.
     pub name: Option<String>,
-    /// Piece length for this import; default: the store's.
+    /// Piece length the caller expects; an error if the store's differs.
     pub piece_length: Option<u32>,
     pub publish: Publish,
 }
@@ -132,7 +132,13 @@ pub fn import(
     start: &dyn Fn(u64),
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<ImportReport> {
-    let piece_length = opts.piece_length.unwrap_or(store.config().piece_length);
+    let piece_length = store.config().piece_length;
+    if let Some(asked) = opts.piece_length.filter(|&p| p != piece_length) {
+        return Err(Error::Invalid(format!(
+            "store {} uses {piece_length}-byte pieces, not {asked}: one store has one piece length, so that pieces line up across files",
+            store.root().display()
+        )));
+    }
     let ref_name = match &opts.name {
         Some(n) => n.clone(),
         None => default_ref_name(dir)?,

@@ -6,42 +6,57 @@
 //! under ([`VerifiedChunk::verify`]). The pack writer takes nothing else, so
 //! "unverified bytes in the store" cannot be written down.
 
-use sha1_checked::{CollisionResult, Digest};
+use sha1::Digest as _;
+use sha1_checked::CollisionResult;
 
 use crate::{ChunkId, PieceHash};
 
-/// The two digests of a piece: BLAKE3 (identity) and SHA-1 (what torrents carry),
-/// and whether the SHA-1 computation saw a collision-attack pattern.
+/// Whether a chunk's SHA-1 computation shows a collision-attack pattern.
+///
+/// Detection (`sha1-checked`, the counter-cryptanalysis of SHAttered and SHA-mbles)
+/// costs several times a plain SHA-1, and it matters only where a chunk could be
+/// matched by its SHA-1 alone ([`crate::Store::find_by_sha1`]): dedup by BLAKE3 never
+/// conflates two pieces. So chunks are stored `Unchecked` and checked on the first
+/// SHA-1-only lookup that finds them; a `Detected` chunk is never returned by one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Collision {
+    Unchecked,
+    Clean,
+    Detected,
+}
+
+impl Collision {
+    /// Runs SHA-1 collision detection over `bytes`.
+    pub fn check(bytes: &[u8]) -> Self {
+        let mut hasher = sha1_checked::Sha1::builder().safe_hash(false).build();
+        sha1_checked::Digest::update(&mut hasher, bytes);
+        match hasher.try_finalize() {
+            CollisionResult::Ok(_) => Collision::Clean,
+            _ => Collision::Detected,
+        }
+    }
+}
+
+/// The digests of a piece: BLAKE3 (its identity) and SHA-1 (what torrents carry).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Digests {
     pub id: ChunkId,
     pub sha1: PieceHash,
-    /// The SHA-1 state matched a known collision-attack disturbance vector
-    /// (SHAttered, SHA-mbles): such a piece is never matched by its SHA-1 alone.
-    pub sha1_collision: bool,
+    pub collision: Collision,
 }
 
 impl Digests {
-    /// SHA-1 with collision detection, plus BLAKE3.
+    /// BLAKE3 and SHA-1 of `bytes`.
     pub fn of(bytes: &[u8]) -> Self {
-        Digests {
-            id: ChunkId::of(bytes),
-            ..Self::sha1_of(bytes, ChunkId([0; 32]))
-        }
+        Self::sha1_of(bytes, ChunkId::of(bytes))
     }
 
-    /// SHA-1 with collision detection, for bytes whose BLAKE3 is already known.
+    /// SHA-1, for bytes whose BLAKE3 is already known.
     pub fn sha1_of(bytes: &[u8], id: ChunkId) -> Self {
-        let mut hasher = sha1_checked::Sha1::builder().safe_hash(false).build();
-        hasher.update(bytes);
-        let result = hasher.try_finalize();
-        let collision = matches!(result, CollisionResult::Collision(_));
-        let mut sha1 = [0u8; 20];
-        sha1.copy_from_slice(result.hash());
         Digests {
             id,
-            sha1: PieceHash(sha1),
-            sha1_collision: collision,
+            sha1: PieceHash(sha1::Sha1::digest(bytes).into()),
+            collision: Collision::Unchecked,
         }
     }
 }
@@ -136,6 +151,6 @@ mod tests {
             c.sha1().to_hex(),
             "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d"
         );
-        assert!(!c.digests().sha1_collision);
+        assert_eq!(Collision::check(c.bytes()), Collision::Clean);
     }
 }

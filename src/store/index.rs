@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::chunk::Digests;
+use super::chunk::{Collision, Digests};
 use super::pack::{Location, RecordHeader};
 use crate::{ChunkId, Error, PieceHash, Result};
 
@@ -19,7 +19,7 @@ use crate::{ChunkId, Error, PieceHash, Result};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexEntry {
     pub sha1: PieceHash,
-    pub sha1_collision: bool,
+    pub collision: Collision,
     pub len: u32,
     pub stored: u32,
     pub at: Location,
@@ -29,7 +29,7 @@ impl IndexEntry {
     pub fn new(header: &RecordHeader, at: Location) -> Self {
         IndexEntry {
             sha1: header.digests.sha1,
-            sha1_collision: header.digests.sha1_collision,
+            collision: header.digests.collision,
             len: header.len,
             stored: header.stored,
             at,
@@ -40,7 +40,7 @@ impl IndexEntry {
         Digests {
             id,
             sha1: self.sha1,
-            sha1_collision: self.sha1_collision,
+            collision: self.collision,
         }
     }
 }
@@ -180,6 +180,14 @@ impl Index {
             };
             Ok((s, c))
         })
+    }
+
+    /// Records the outcome of a collision check in a committed entry.
+    pub fn set_collision(&self, id: &ChunkId, mut entry: IndexEntry, c: Collision) -> Result<()> {
+        entry.collision = c;
+        let value = postcard::to_stdvec(&entry).expect("index entry serialises");
+        self.tree.insert(chunk_key(id), value).map_err(self.err())?;
+        Ok(())
     }
 
     pub fn remove_sha1_key(&self, sha1: &PieceHash, id: &ChunkId) -> Result<()> {

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
 use crate::{ChunkId, Error, PieceHash, Result};
-use chunk::VerifiedChunk;
+use chunk::{Collision, VerifiedChunk};
 use index::{Index, IndexBatch, IndexEntry};
 use lock::StoreLock;
 use pack::{Location, PackWriter};
@@ -175,12 +175,27 @@ impl Store {
         Ok(self.entry(id)?.is_some())
     }
 
-    /// Chunks findable by a torrent's piece hash. A chunk whose SHA-1 showed a
-    /// collision-attack pattern is never returned: it is found only by its BLAKE3.
+    /// Chunks that may stand for a piece known only by its SHA-1 (a piece of a
+    /// torrent cas did not make). A chunk whose SHA-1 shows a collision-attack pattern
+    /// is never returned: it is found only by its BLAKE3. Unchecked candidates are
+    /// checked here, once, and the outcome is kept in the index.
     pub fn find_by_sha1(&self, sha1: &PieceHash) -> Result<Vec<ChunkId>> {
         let mut out = Vec::new();
         for id in self.index.by_sha1(sha1)? {
-            if matches!(self.entry(&id)?, Some(e) if !e.sha1_collision) {
+            let Some(entry) = self.entry(&id)? else {
+                continue;
+            };
+            let status = match entry.collision {
+                Collision::Unchecked => {
+                    let status = Collision::check(self.read_at(id, &entry)?.bytes());
+                    if !self.pending.contains_key(&id) {
+                        self.index.set_collision(&id, entry, status)?;
+                    }
+                    status
+                }
+                known => known,
+            };
+            if status == Collision::Clean {
                 out.push(id);
             }
         }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use sha1::Digest;
 
-use super::chunk::{Digests, VerifiedChunk};
+use super::chunk::{Collision, Digests, VerifiedChunk};
 use crate::{ChunkId, Error, PieceHash, Result};
 
 /// First bytes of every pack file.
@@ -31,7 +31,8 @@ pub const MAX_CHUNK_LEN: u32 = 64 << 20;
 /// A pack is closed and a new one started once it is this large.
 pub const PACK_TARGET_LEN: u64 = 1 << 30;
 
-const FLAG_SHA1_COLLISION: u8 = 1;
+const FLAG_COLLISION_DETECTED: u8 = 1;
+const FLAG_COLLISION_CHECKED: u8 = 2;
 
 /// The decoded header of one record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,10 +52,10 @@ impl RecordHeader {
         h[40..60].copy_from_slice(&self.digests.sha1.0);
         h[60..64].copy_from_slice(&self.len.to_le_bytes());
         h[64..68].copy_from_slice(&self.stored.to_le_bytes());
-        h[68] = if self.digests.sha1_collision {
-            FLAG_SHA1_COLLISION
-        } else {
-            0
+        h[68] = match self.digests.collision {
+            Collision::Unchecked => 0,
+            Collision::Clean => FLAG_COLLISION_CHECKED,
+            Collision::Detected => FLAG_COLLISION_CHECKED | FLAG_COLLISION_DETECTED,
         };
         let crc = crc32fast::hash(&h[..72]);
         h[72..76].copy_from_slice(&crc.to_le_bytes());
@@ -72,14 +73,24 @@ impl RecordHeader {
         }
         let len = u32::from_le_bytes([h[60], h[61], h[62], h[63]]);
         let stored = u32::from_le_bytes([h[64], h[65], h[66], h[67]]);
-        if stored > len || len > MAX_CHUNK_LEN || h[68] & !FLAG_SHA1_COLLISION != 0 {
+        let flags = h[68];
+        let known = FLAG_COLLISION_CHECKED | FLAG_COLLISION_DETECTED;
+        if stored > len
+            || len > MAX_CHUNK_LEN
+            || flags & !known != 0
+            || flags == FLAG_COLLISION_DETECTED
+        {
             return Err("record header out of range");
         }
         Ok(RecordHeader {
             digests: Digests {
                 id: ChunkId::from_slice(&h[8..40]).ok_or("bad id")?,
                 sha1: PieceHash::from_slice(&h[40..60]).ok_or("bad sha1")?,
-                sha1_collision: h[68] & FLAG_SHA1_COLLISION != 0,
+                collision: match flags {
+                    0 => Collision::Unchecked,
+                    FLAG_COLLISION_CHECKED => Collision::Clean,
+                    _ => Collision::Detected,
+                },
             },
             len,
             stored,
@@ -123,7 +134,14 @@ pub struct PackWriter {
     path: PathBuf,
     file: File,
     len: u64,
+    /// Offset up to which write-back has been started.
+    flushing_from: u64,
 }
+
+/// Write-back is started every this many appended bytes, so that the sync at commit
+/// finds little left to write (the kernel writes while cas hashes, as it does for
+/// `dd conv=fsync`).
+const WRITEBACK_EVERY: u64 = 8 << 20;
 
 impl PackWriter {
     /// Creates pack `number` in `dir`, which must not exist yet.
@@ -146,6 +164,7 @@ impl PackWriter {
             path,
             file,
             len: PACK_HEADER_LEN,
+            flushing_from: 0,
         })
     }
 
@@ -164,6 +183,7 @@ impl PackWriter {
             path,
             file,
             len,
+            flushing_from: len,
         })
     }
 
@@ -215,6 +235,20 @@ impl PackWriter {
             return Err(Error::io(&self.path, "append to pack")(e));
         }
         self.len += header.record_len();
+        if self.len - self.flushing_from >= WRITEBACK_EVERY {
+            use std::os::fd::AsRawFd;
+            // SAFETY: a valid open descriptor and an in-range byte range. This only
+            // starts write-back; durability still comes from `sync`.
+            unsafe {
+                libc::sync_file_range(
+                    self.file.as_raw_fd(),
+                    self.flushing_from as libc::off64_t,
+                    (self.len - self.flushing_from) as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+            self.flushing_from = self.len;
+        }
         Ok((at, header))
     }
 

@@ -44,17 +44,33 @@ fn check_pair(piece_length: &str, a: &str, b: &str) {
 
     // The colliding pieces are flagged: never found by their SHA-1 alone.
     let store = cas::Store::open(&env.store(), None).unwrap();
-    let first_a = cas::store::chunk::Digests::of(&da[..da.len().min(piece_bytes(piece_length))]);
-    let first_b = cas::store::chunk::Digests::of(&db[..db.len().min(piece_bytes(piece_length))]);
+    use cas::store::chunk::{Collision, Digests};
+    let piece_a = &da[..da.len().min(piece_bytes(piece_length))];
+    let piece_b = &db[..db.len().min(piece_bytes(piece_length))];
+    let (first_a, first_b) = (Digests::of(piece_a), Digests::of(piece_b));
     assert_eq!(
         first_a.sha1, first_b.sha1,
         "the first pieces of {a} and {b} collide"
     );
     assert_ne!(first_a.id, first_b.id);
-    assert!(first_a.sha1_collision && first_b.sha1_collision);
+    assert_eq!(Collision::check(piece_a), Collision::Detected);
+    assert_eq!(Collision::check(piece_b), Collision::Detected);
     assert!(store.contains(&first_a.id).unwrap() && store.contains(&first_b.id).unwrap());
     assert!(store.find_by_sha1(&first_a.sha1).unwrap().is_empty());
     assert_eq!(store.index().by_sha1(&first_a.sha1).unwrap().len(), 2);
+    let entry = store.index().get(&first_a.id).unwrap().unwrap();
+    assert_eq!(
+        entry.collision,
+        Collision::Detected,
+        "the check is kept in the index"
+    );
+    // An ordinary piece is found by its SHA-1.
+    let plain = Digests::of(&da[da.len() - 100..]);
+    drop(store);
+    write(&env.path("plain/tail"), &da[da.len() - 100..]);
+    env.import(&env.path("plain"), "plain");
+    let store = cas::Store::open(&env.store(), None).unwrap();
+    assert_eq!(store.find_by_sha1(&plain.sha1).unwrap(), vec![plain.id]);
 }
 
 fn piece_bytes(s: &str) -> usize {

@@ -90,6 +90,10 @@ fn ls_cat_stats_and_magnet() {
         s["logical_bytes"].as_u64().unwrap(),
         r["logical_bytes"].as_u64().unwrap()
     );
+    let err = env.fails(&["import", src.to_str().unwrap(), "--piece-length", "1M"]);
+    assert!(err.contains("uses 16384-byte pieces, not 1048576"), "{err}");
+    let err = Env::new().fails(&["ls"]);
+    assert!(err.contains("no cas store at"), "{err}");
     let err = env.fails(&["ls", "nosuchref"]);
     assert!(err.contains("\"nosuchref\" is not a ref"), "{err}");
 }
