@@ -81,9 +81,9 @@ pub fn store_file(
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let index = store.index().clone();
 
-    let (work_tx, work_rx) = sync_channel::<(usize, Vec<u8>)>(threads * 2);
+    let (work_tx, work_rx) = sync_channel::<(usize, Vec<u8>)>(threads * 8);
     let work_rx = Arc::new(Mutex::new(work_rx));
-    let (done_tx, done_rx) = sync_channel::<Result<(usize, Hashed)>>(threads * 2);
+    let (done_tx, done_rx) = sync_channel::<Result<(usize, Hashed)>>(threads * 8);
 
     std::thread::scope(|s| {
         let reader = s.spawn(move || -> Result<(ContentId, Option<usize>)> {

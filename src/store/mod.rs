@@ -35,7 +35,7 @@ use pack::{Location, PackWriter};
 pub const DEFAULT_PIECE_LENGTH: u32 = 1 << 20;
 
 /// Uncommitted bytes after which [`Store::put`] commits by itself.
-const COMMIT_EVERY: u64 = 64 << 20;
+const COMMIT_EVERY: u64 = 256 << 20;
 
 /// `config.json`: settings fixed when the store is made.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -7,7 +7,7 @@
 //! from the packs alone, and a torn record at the end of a pack is recognisable.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -312,60 +312,127 @@ pub enum ScanItem {
     Garbage { offset: u64, len: u64 },
 }
 
-/// Scans a whole pack sequentially, verifying every record's bytes. Returns the items
-/// and whether the pack header itself was valid.
+/// Scans a whole pack sequentially, re-hashing every record's bytes. Damaged or torn
+/// byte ranges are reported as garbage; the scan resynchronises on the next record
+/// magic. Reads one record at a time, so memory stays at one chunk.
 pub fn scan(path: &Path) -> Result<Vec<ScanItem>> {
-    let mut file = File::open(path).map_err(Error::io(path, "open pack"))?;
-    let mut data = Vec::new();
-    file.read_to_end(&mut data)
-        .map_err(Error::io(path, "read pack"))?;
-    if data.len() < PACK_HEADER_LEN as usize || &data[..8] != PACK_MAGIC {
+    let file = File::open(path).map_err(Error::io(path, "open pack"))?;
+    let size = file.metadata().map_err(Error::io(path, "stat pack"))?.len();
+    let mut head = [0u8; PACK_HEADER_LEN as usize];
+    if size < PACK_HEADER_LEN
+        || file.read_exact_at(&mut head, 0).is_err()
+        || &head[..8] != PACK_MAGIC
+    {
         return Err(Error::Corrupt {
             path: path.to_path_buf(),
             reason: "not a cas pack (bad header)".into(),
         });
     }
+    let read = |buf: &mut [u8], at: u64| {
+        file.read_exact_at(buf, at)
+            .map_err(Error::io(path, "read pack"))
+    };
     let mut items = Vec::new();
-    let mut pos = PACK_HEADER_LEN as usize;
-    let mut garbage_from: Option<usize> = None;
-    while pos < data.len() {
-        let header = data
-            .get(pos..pos + RECORD_HEADER_LEN)
-            .and_then(|h| RecordHeader::decode(h.try_into().ok()?).ok())
-            .filter(|h| pos + h.record_len() as usize <= data.len());
+    let mut pos = PACK_HEADER_LEN;
+    let mut garbage_from: Option<u64> = None;
+    let mut bytes = Vec::new();
+    while pos < size {
+        let mut h = [0u8; RECORD_HEADER_LEN];
+        let header = if pos + RECORD_HEADER_LEN as u64 <= size {
+            read(&mut h, pos)?;
+            RecordHeader::decode(&h)
+                .ok()
+                .filter(|hd| pos + hd.record_len() <= size)
+        } else {
+            None
+        };
         let Some(header) = header else {
             garbage_from.get_or_insert(pos);
-            // Resynchronise on the next record magic.
-            pos = find(&data[pos + 1..], RECORD_MAGIC).map_or(data.len(), |i| pos + 1 + i);
+            pos = next_magic(&file, path, pos + 1, size)?;
             continue;
         };
         if let Some(from) = garbage_from.take() {
             items.push(ScanItem::Garbage {
-                offset: from as u64,
-                len: (pos - from) as u64,
+                offset: from,
+                len: pos - from,
             });
         }
-        let start = pos + RECORD_HEADER_LEN;
-        let mut bytes = data[start..start + header.stored as usize].to_vec();
+        bytes.clear();
+        bytes.resize(header.stored as usize, 0);
+        read(&mut bytes, pos + RECORD_HEADER_LEN as u64)?;
         bytes.resize(header.len as usize, 0);
         let intact = ChunkId::of(&bytes) == header.digests.id
             && <[u8; 20]>::from(sha1::Sha1::digest(&bytes)) == header.digests.sha1.0;
         items.push(ScanItem::Record {
-            offset: pos as u64,
+            offset: pos,
             header,
             intact,
         });
-        pos += header.record_len() as usize;
+        pos += header.record_len();
     }
     if let Some(from) = garbage_from {
         items.push(ScanItem::Garbage {
-            offset: from as u64,
-            len: (data.len() - from) as u64,
+            offset: from,
+            len: size - from,
         });
     }
     Ok(items)
 }
 
+/// Offset of the next record magic at or after `from`, or `size` if there is none.
+fn next_magic(file: &File, path: &Path, mut from: u64, size: u64) -> Result<u64> {
+    const WINDOW: u64 = 1 << 20;
+    let mut buf = vec![0u8; WINDOW as usize];
+    while from < size {
+        let len = WINDOW.min(size - from) as usize;
+        file.read_exact_at(&mut buf[..len], from)
+            .map_err(Error::io(path, "read pack"))?;
+        if let Some(i) = find(&buf[..len], RECORD_MAGIC) {
+            return Ok(from + i as u64);
+        }
+        if len < RECORD_MAGIC.len() {
+            break;
+        }
+        // Overlap windows so a magic split across two windows is found.
+        from += (len - RECORD_MAGIC.len() + 1) as u64;
+    }
+    Ok(size)
+}
+
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_resynchronises_after_damage_and_trims_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = PackWriter::create(dir.path(), 1).unwrap();
+        let a = VerifiedChunk::hash(vec![7u8; 1000]);
+        let mut tail_zeros = vec![9u8; 10];
+        tail_zeros.resize(5000, 0);
+        let b = VerifiedChunk::hash(tail_zeros);
+        let (at_a, _) = w.append(&a).unwrap();
+        let (at_b, hb) = w.append(&b).unwrap();
+        assert_eq!(hb.stored, 10, "trailing zeros are not written");
+        w.sync().unwrap();
+        let path = dir.path().join(pack_file_name(1));
+        // Damage the first record's header: it becomes garbage, the second is found.
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(b"X", at_a.offset + 3).unwrap();
+        let items = scan(&path).unwrap();
+        assert!(
+            matches!(items[0], ScanItem::Garbage { offset, len } if offset == at_a.offset && len == at_b.offset - at_a.offset)
+        );
+        assert!(
+            matches!(items[1], ScanItem::Record { offset, intact: true, .. } if offset == at_b.offset)
+        );
+        let file = File::open(&path).unwrap();
+        let back = read_record(&file, &path, at_b.offset, Some(b.digests())).unwrap();
+        assert_eq!(back.bytes(), b.bytes());
+        assert!(read_record(&file, &path, at_a.offset, Some(a.digests())).is_err());
+    }
 }
