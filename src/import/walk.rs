@@ -28,7 +28,8 @@ fn bad(path: &Path, reason: impl Into<String>) -> Error {
 /// Lists everything below `root` (not `root` itself), parents before children, each
 /// directory's entries sorted by name bytes.
 pub fn walk(root: &Path) -> Result<Vec<Found>> {
-    let meta = std::fs::symlink_metadata(root).map_err(Error::io(root, "read"))?;
+    // The root is followed if it is a symlink (as `cp -r link/` would); nothing below it is.
+    let meta = std::fs::metadata(root).map_err(Error::io(root, "read"))?;
     if !meta.is_dir() {
         return Err(bad(root, "not a directory (cas import takes a directory)"));
     }

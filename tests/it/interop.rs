@@ -1,9 +1,30 @@
 //! Every .torrent cas writes loads in python libtorrent (2.0), which hash-checks the
-//! exported data against it.
+//! exported data against it, and in transmission-show and aria2c.
 
 use std::path::Path;
 
 use crate::common::*;
+
+/// transmission-show and `aria2c -S` parse the torrent and report its info-hash.
+fn other_clients_parse(torrent: &Path, info_hash: &str) {
+    for (tool, args) in [("transmission-show", vec![]), ("aria2c", vec!["-S"])] {
+        let out = std::process::Command::new(tool)
+            .args(args)
+            .arg(torrent)
+            .output()
+            .unwrap_or_else(|e| panic!("run {tool} (bash tests/run.sh installs it): {e}"));
+        let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+        assert!(
+            out.status.success(),
+            "{tool} refused {}: {text}",
+            torrent.display()
+        );
+        assert!(
+            text.contains(info_hash),
+            "{tool} shows another info-hash: {text}"
+        );
+    }
+}
 
 fn check(torrent: &Path, save: &Path, pieces: u64) {
     let r = lt_check(torrent, save);
@@ -37,6 +58,7 @@ fn libtorrent_loads_every_torrent_and_verifies_the_export() {
     let dir_pieces = lt_check(&t, &data)["num_pieces"].as_u64().unwrap();
     check(&t, &data, dir_pieces);
     assert!(dir_pieces >= 9);
+    other_clients_parse(&t, r["directory_torrent"]["info_hash"].as_str().unwrap());
 
     // Each file's torrent against the file under its content-hash name.
     for f in r["files"].as_array().unwrap() {
@@ -53,6 +75,7 @@ fn libtorrent_loads_every_torrent_and_verifies_the_export() {
             &std::fs::read(src.join(path)).unwrap(),
         );
         check(&t, &dir, f["size"].as_u64().unwrap().div_ceil(16 << 10));
+        other_clients_parse(&t, ih);
     }
 
     // The tree's manifest torrent against the manifest bytes.
