@@ -15,6 +15,7 @@
 //! docs/ARCHITECTURE.md is the map; docs/on-disk-format.md describes every byte.
 
 pub mod catalog;
+pub mod engine;
 mod error;
 pub mod export;
 mod id;

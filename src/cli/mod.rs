@@ -4,6 +4,7 @@
 mod import;
 mod inspect;
 mod maintain;
+mod serve;
 
 use std::path::PathBuf;
 
@@ -91,6 +92,18 @@ enum Command {
         repair: bool,
         #[arg(long)]
         json: bool,
+    },
+    /// Seed every torrent in the store to BitTorrent peers until interrupted
+    Serve {
+        /// Address to listen on (port 0: a free port)
+        #[arg(long, default_value = "0.0.0.0:0", value_name = "ADDR:PORT")]
+        listen: std::net::SocketAddr,
+        /// Find peers on the local network (BEP 14)
+        #[arg(long)]
+        lsd: bool,
+        /// Use the mainline DHT
+        #[arg(long)]
+        dht: bool,
     },
     /// Maintain the chunk index
     Index {
@@ -207,6 +220,7 @@ pub fn run() -> Result<i32> {
         Command::Rm { target } => maintain::rm(&cli, target),
         Command::Gc { json } => maintain::gc(&cli, *json),
         Command::Fsck { repair, json } => maintain::fsck(&cli, *repair, *json),
+        Command::Serve { listen, lsd, dht } => serve::run(&cli, *listen, *lsd, *dht),
         Command::Index {
             command: IndexCommand::Rebuild { json },
         } => maintain::rebuild(&cli, *json),

@@ -11,3 +11,4 @@ mod fsck;
 mod gc;
 mod import;
 mod interop;
+mod serve;

@@ -1,0 +1,47 @@
+"""Downloads a torrent with libtorrent from one peer on loopback.
+
+usage: lt_download.py TORRENT SAVE_PATH LISTEN_PORT PEER_HOST PEER_PORT [TIMEOUT_S]
+Prints one JSON object: num_pieces, have, seeding, error. Settings that librqbit
+needs: no MSE/PE encryption, no uTP, several connections per IP; no DHT/LSD/UPnP.
+"""
+import json
+import sys
+import time
+
+import libtorrent as lt
+
+torrent, save, port, host, peer_port = sys.argv[1:6]
+timeout = float(sys.argv[6]) if len(sys.argv) > 6 else 60
+ses = lt.session({
+    "listen_interfaces": "127.0.0.1:%s" % port,
+    "enable_dht": False,
+    "enable_lsd": False,
+    "enable_upnp": False,
+    "enable_natpmp": False,
+    "enable_outgoing_utp": False,
+    "enable_incoming_utp": False,
+    "out_enc_policy": int(lt.enc_policy.pe_disabled),
+    "in_enc_policy": int(lt.enc_policy.pe_disabled),
+    "allow_multiple_connections_per_ip": True,
+    "alert_mask": lt.alert.category_t.error_notification,
+})
+info = lt.torrent_info(torrent)
+h = ses.add_torrent({"ti": info, "save_path": save})
+deadline = time.time() + timeout
+last_connect = 0
+error = None
+while time.time() < deadline:
+    st = h.status()
+    if st.is_seeding:
+        break
+    if st.errc.value() != 0:
+        error = st.errc.message()
+        break
+    if time.time() - last_connect > 2:
+        h.connect_peer((host, int(peer_port)))
+        last_connect = time.time()
+    time.sleep(0.1)
+st = h.status()
+print(json.dumps({"num_pieces": info.num_pieces(), "have": st.num_pieces,
+                  "seeding": st.is_seeding, "error": error,
+                  "downloaded": st.total_payload_download}))

@@ -1,0 +1,97 @@
+//! `cas serve` seeds the store to real BitTorrent clients on loopback.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use crate::common::*;
+
+/// A running `cas serve`, stopped on drop.
+pub struct Serve {
+    child: Child,
+    pub port: u16,
+}
+
+impl Serve {
+    pub fn start(env: &Env) -> Serve {
+        let mut child = env
+            .cmd()
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("cas serve did not say where it listens: {line:?}"));
+        assert!(line.starts_with("seeding "), "{line}");
+        Serve { child, port }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free loopback port for a test peer.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn lt_download(torrent: &Path, save: &Path, peer_port: u16) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/peers/lt_download.py");
+    let out = Command::new("/usr/bin/python3")
+        .arg(script)
+        .arg(torrent)
+        .arg(save)
+        .arg(free_port().to_string())
+        .args(["127.0.0.1", &peer_port.to_string(), "90"])
+        .output()
+        .expect("run /usr/bin/python3");
+    assert!(
+        out.status.success(),
+        "lt_download: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("lt_download prints JSON")
+}
+
+#[test]
+fn libtorrent_downloads_a_directory_torrent_from_cas_serve() {
+    let env = Env::with_piece_length("16K");
+    let src = env.path("share");
+    sample_tree(&src, 16 << 10);
+    write(&src.join("big.bin"), &random_bytes(71, 3 << 20));
+    env.import(&src, "share");
+    let t = env.path("share.torrent");
+    env.ok(&["torrent", "share", "-o", t.to_str().unwrap()]);
+    let serve = Serve::start(&env);
+    let got = env.path("got");
+    let r = lt_download(&t, &got, serve.port);
+    assert_eq!(r["seeding"], true, "libtorrent did not complete: {r}");
+    assert_eq!(r["have"], r["num_pieces"]);
+    for f in [
+        "a.bin",
+        "big.bin",
+        "sub/copy.bin",
+        "sub/exact.bin",
+        "sub/small.txt",
+        "zz/deep/er/last.bin",
+    ] {
+        assert_eq!(b3(&got.join("share").join(f)), b3(&src.join(f)), "{f}");
+    }
+}
