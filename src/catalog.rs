@@ -5,7 +5,8 @@
 //! - `torrents/<info-hash hex>`: a [`TorrentRecord`] (the .torrent bytes and the
 //!   BLAKE3 id of every piece);
 //! - `trees/<tree id hex>`: a [`TreeRecord`] (the torrents that carry a tree);
-//! - `refs/<name>`: the tree id a ref points at, as hex and a newline.
+//! - `refs/<name>`: the tree id a ref points at, as hex and a newline;
+//! - `downloads/<info-hash hex>`: the .torrent of a download not yet complete.
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +27,8 @@ pub enum TorrentKind {
     Manifest { tree: TreeId },
     /// A whole imported directory, with BEP 47 pad files.
     Directory { tree: TreeId },
+    /// A torrent made elsewhere (downloaded or adopted), as its .torrent says.
+    Foreign,
 }
 
 /// A torrent the store seeds.
@@ -124,7 +127,7 @@ fn list<T>(dir: &Path, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>> {
 
 impl Catalog {
     pub fn open(root: &Path) -> Result<Self> {
-        for d in ["torrents", "trees", "refs"] {
+        for d in ["torrents", "trees", "refs", "downloads"] {
             let p = root.join(d);
             std::fs::create_dir_all(&p).map_err(Error::io(&p, "create directory"))?;
         }
@@ -166,6 +169,28 @@ impl Catalog {
 
     pub fn remove_torrent(&self, ih: &InfoHash) -> Result<bool> {
         remove(&self.torrent_path(ih))
+    }
+
+    fn download_path(&self, ih: &InfoHash) -> PathBuf {
+        self.root.join("downloads").join(ih.to_hex())
+    }
+
+    /// Records a torrent being downloaded (its .torrent bytes), so that it resumes.
+    pub fn put_download(&self, ih: &InfoHash, torrent: &[u8]) -> Result<()> {
+        write_atomic(&self.download_path(ih), torrent)
+    }
+
+    /// The .torrent bytes of a download not yet complete.
+    pub fn download(&self, ih: &InfoHash) -> Result<Option<Vec<u8>>> {
+        read_opt(&self.download_path(ih))
+    }
+
+    pub fn downloads(&self) -> Result<Vec<InfoHash>> {
+        list(&self.root.join("downloads"), |n| n.parse().ok())
+    }
+
+    pub fn remove_download(&self, ih: &InfoHash) -> Result<bool> {
+        remove(&self.download_path(ih))
     }
 
     pub fn put_tree(&self, id: &TreeId, record: &TreeRecord) -> Result<()> {

@@ -15,9 +15,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::manifest::{Entry, EntryKind};
+use crate::meta::parse::Metainfo;
 use crate::read::{load_manifest, write_file, Sink};
 use crate::store::Store;
-use crate::{Error, Result, TreeId};
+use crate::{Error, InfoHash, Result, TreeId};
 
 /// What an export wrote.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -76,9 +77,8 @@ fn set_symlink_mtime(path: &Path, e: &Entry) -> std::io::Result<()> {
     }
 }
 
-/// Exports `tree` into `dest`, which must not exist or be an empty directory.
-pub fn export(store: &Store, tree: &TreeId, dest: &Path) -> Result<ExportReport> {
-    let manifest = load_manifest(store, tree)?;
+/// Makes `dest` an empty directory, refusing one that has entries.
+fn prepare(dest: &Path) -> Result<()> {
     match std::fs::read_dir(dest) {
         Ok(mut d) => {
             if d.next().is_some() {
@@ -93,6 +93,13 @@ pub fn export(store: &Store, tree: &TreeId, dest: &Path) -> Result<ExportReport>
         }
         Err(e) => return Err(Error::io(dest, "open export destination")(e)),
     }
+    Ok(())
+}
+
+/// Exports `tree` into `dest`, which must not exist or be an empty directory.
+pub fn export(store: &Store, tree: &TreeId, dest: &Path) -> Result<ExportReport> {
+    let manifest = load_manifest(store, tree)?;
+    prepare(dest)?;
     let mut report = ExportReport::default();
     let mut dirs: Vec<(PathBuf, &Entry)> = Vec::new();
     for e in &manifest.entries {
@@ -144,6 +151,67 @@ pub fn export(store: &Store, tree: &TreeId, dest: &Path) -> Result<ExportReport>
             .map_err(Error::io(path, "set mtime"))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(e.mode))
             .map_err(Error::io(path, "set mode"))?;
+    }
+    Ok(report)
+}
+
+/// Exports any stored torrent into `dest` (new or empty) with the file names its
+/// .torrent gives (a multi-file torrent in a directory of its name, as BitTorrent
+/// clients do); pad files are left out. The names were checked when the torrent
+/// was parsed, and files are created with `O_EXCL | O_NOFOLLOW`.
+pub fn export_torrent(store: &Store, ih: &InfoHash, dest: &Path) -> Result<ExportReport> {
+    let record = crate::read::torrent(store, ih)?;
+    let meta = Metainfo::parse(&record.metainfo).map_err(|e| Error::Corrupt {
+        path: store.root().join("torrents").join(ih.to_hex()),
+        reason: e.to_string(),
+    })?;
+    prepare(dest)?;
+    let mut report = ExportReport::default();
+    let plen = u64::from(record.piece_length);
+    for f in meta.files.iter().filter(|f| !f.pad) {
+        // A multi-file torrent's files live in a directory named after the torrent.
+        let mut comps: Vec<&str> = Vec::new();
+        if !meta.single_file {
+            comps.push(&meta.name);
+        }
+        comps.extend(f.path.iter().map(String::as_str));
+        let mut path = dest.to_path_buf();
+        for (i, c) in comps.iter().enumerate() {
+            path.push(c);
+            if i + 1 < comps.len() && !path.is_dir() {
+                std::fs::create_dir(&path).map_err(Error::io(&path, "create directory"))?;
+                report.dirs += 1;
+            }
+        }
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(Error::io(&path, "create file"))?;
+        let (mut at, end) = (f.offset, f.offset + f.length);
+        while at < end {
+            let piece = (at / plen) as usize;
+            let id = record.pieces.get(piece).ok_or_else(|| Error::Corrupt {
+                path: store.root().join("torrents").join(ih.to_hex()),
+                reason: format!("piece {piece} is missing from the record"),
+            })?;
+            let chunk = store.get(id)?;
+            let within = (at % plen) as usize;
+            let take = ((end - at) as usize).min(plen as usize - within);
+            let bytes = chunk
+                .bytes()
+                .get(within..within + take)
+                .ok_or_else(|| Error::Corrupt {
+                    path: path.clone(),
+                    reason: format!("piece {piece} is shorter than the torrent says"),
+                })?;
+            file.write_all(bytes).map_err(Error::io(&path, "write"))?;
+            at += take as u64;
+        }
+        file.sync_all().map_err(Error::io(&path, "sync"))?;
+        report.files += 1;
+        report.bytes += f.length;
     }
     Ok(report)
 }

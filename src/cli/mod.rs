@@ -94,17 +94,9 @@ enum Command {
         json: bool,
     },
     /// Seed every torrent in the store to BitTorrent peers until interrupted
-    Serve {
-        /// Address to listen on (port 0: a free port)
-        #[arg(long, default_value = "0.0.0.0:0", value_name = "ADDR:PORT")]
-        listen: std::net::SocketAddr,
-        /// Find peers on the local network (BEP 14)
-        #[arg(long)]
-        lsd: bool,
-        /// Use the mainline DHT
-        #[arg(long)]
-        dht: bool,
-    },
+    Serve(serve::NetArgs),
+    /// Fetch a torrent or a tree into the store from BitTorrent peers
+    Get(serve::GetArgs),
     /// Maintain the chunk index
     Index {
         #[command(subcommand)]
@@ -220,7 +212,8 @@ pub fn run() -> Result<i32> {
         Command::Rm { target } => maintain::rm(&cli, target),
         Command::Gc { json } => maintain::gc(&cli, *json),
         Command::Fsck { repair, json } => maintain::fsck(&cli, *repair, *json),
-        Command::Serve { listen, lsd, dht } => serve::run(&cli, *listen, *lsd, *dht),
+        Command::Serve(net) => serve::serve(&cli, net),
+        Command::Get(args) => serve::get_cmd(&cli, args),
         Command::Index {
             command: IndexCommand::Rebuild { json },
         } => maintain::rebuild(&cli, *json),

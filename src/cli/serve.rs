@@ -1,22 +1,81 @@
-//! `cas serve`: seed every torrent in the store until interrupted.
+//! `cas serve` (seed every torrent in the store until interrupted) and `cas get`.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Result;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
 
+use cas::engine::get::{get, GetOptions};
 use cas::engine::{Engine, EngineOptions};
 
-use super::Cli;
+use super::{human, print_json, Cli};
 
-pub fn run(cli: &Cli, listen: SocketAddr, lsd: bool, dht: bool) -> Result<i32> {
-    let store = Arc::new(cli.open()?);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// How the engine meets peers.
+#[derive(Args, Debug, Clone)]
+pub struct NetArgs {
+    /// Address to listen on (port 0: a free port)
+    #[arg(long, default_value = "0.0.0.0:0", value_name = "ADDR:PORT")]
+    listen: SocketAddr,
+    /// Find peers on the local network (BEP 14)
+    #[arg(long)]
+    lsd: bool,
+    /// Use the mainline DHT
+    #[arg(long)]
+    dht: bool,
+    /// Also announce every torrent to this tracker (repeatable)
+    #[arg(long = "tracker", value_name = "URL")]
+    trackers: Vec<String>,
+}
+
+impl NetArgs {
+    fn options(&self, seed_all: bool) -> EngineOptions {
+        EngineOptions {
+            seed_all,
+            listen: self.listen,
+            lsd: self.lsd,
+            dht: self.dht,
+            trackers: self.trackers.clone(),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct GetArgs {
+    /// A magnet link, a .torrent file, an info-hash, or a tree id known to the store
+    target: String,
+    /// Connect to this peer (repeatable)
+    #[arg(long = "peer", value_name = "ADDR:PORT")]
+    peers: Vec<SocketAddr>,
+    /// Then write the files out into this directory (new or empty)
+    #[arg(long, value_name = "DIR")]
+    export: Option<PathBuf>,
+    /// Give up after this many seconds (what was fetched stays and resumes)
+    #[arg(long, value_name = "SECONDS")]
+    timeout: Option<u64>,
+    /// Point this ref at the tree fetched
+    #[arg(long, value_name = "REF")]
+    name: Option<String>,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        let engine = Engine::start(store, EngineOptions { listen, lsd, dht }).await?;
+        .build()?)
+}
+
+pub fn serve(cli: &Cli, net: &NetArgs) -> Result<i32> {
+    let store = Arc::new(cli.open()?);
+    runtime()?.block_on(async move {
+        let engine = Engine::start(store, net.options(true)).await?;
         println!("seeding {} torrents on {}", engine.torrents, engine.listen);
         std::io::stdout().flush()?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -28,4 +87,67 @@ pub fn run(cli: &Cli, listen: SocketAddr, lsd: bool, dht: bool) -> Result<i32> {
         engine.session.stop().await;
         Ok(0)
     })
+}
+
+pub fn get_cmd(cli: &Cli, args: &GetArgs) -> Result<i32> {
+    if let Some(name) = &args.name {
+        cas::catalog::check_ref_name(name)?;
+    }
+    let store = Arc::new(cli.open()?);
+    let bar = if std::io::stderr().is_terminal() && !args.json {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} fetching [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
+            )
+            .expect("progress template is valid")
+            .progress_chars("=> "),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let opts = GetOptions {
+        peers: args.peers.clone(),
+        timeout: args.timeout.map(Duration::from_secs),
+    };
+    let report = runtime()?.block_on(async {
+        let engine = Engine::start(store.clone(), args.net.options(false)).await?;
+        let r = get(&engine, &args.target, &opts, &|have, want| {
+            bar.set_length(want);
+            bar.set_position(have);
+        })
+        .await;
+        engine.session.stop().await;
+        r
+    });
+    bar.finish_and_clear();
+    let report = report?;
+    if let (Some(name), Some(tree)) = (&args.name, &report.tree) {
+        store.catalog().set_ref(name, tree)?;
+    }
+    if let Some(dir) = &args.export {
+        match &report.tree {
+            Some(tree) => cas::export::export(&store, tree, dir)?,
+            None => cas::export::export_torrent(&store, &report.torrents[0], dir)?,
+        };
+    }
+    if args.json {
+        print_json(&report)?;
+        return Ok(0);
+    }
+    match &report.tree {
+        Some(tree) => println!("tree {tree}: {} torrents", report.torrents.len()),
+        None => println!("torrent {}", report.torrents[0]),
+    }
+    println!(
+        "{} from peers, {} already in the store, {:.1} s",
+        human(report.bytes_from_wire),
+        human(report.bytes_in_store),
+        report.seconds
+    );
+    if let Some(dir) = &args.export {
+        println!("exported to {}", dir.display());
+    }
+    Ok(0)
 }

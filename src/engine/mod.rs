@@ -1,9 +1,12 @@
 //! The BitTorrent engine: librqbit, with the chunk store as its storage.
 //!
 //! [`Engine::start`] makes a librqbit session (DHT and LSD off unless asked, TCP on
-//! one listen address, the announced port set explicitly) and adds every torrent of
-//! the catalog, each served by a [`storage::StoreStorage`].
+//! one listen address, the announced port set explicitly), adds every torrent of the
+//! catalog to seed it and every unfinished download to resume it, each served by a
+//! [`storage::StoreStorage`]. This module is the only one that knows librqbit.
 
+mod finish;
+pub mod get;
 pub mod storage;
 
 use std::net::SocketAddr;
@@ -12,10 +15,12 @@ use std::sync::Arc;
 use anyhow::Context;
 use librqbit::storage::StorageFactoryExt;
 use librqbit::{
-    AddTorrent, AddTorrentOptions, ListenerMode, ListenerOptions, Session, SessionOptions,
+    AddTorrent, AddTorrentOptions, AddTorrentResponse, ListenerMode, ListenerOptions,
+    ManagedTorrent, Session, SessionOptions,
 };
 
-use crate::Store;
+use crate::meta::parse::Metainfo;
+use crate::{InfoHash, Store};
 
 /// How the engine meets peers.
 #[derive(Clone, Debug)]
@@ -26,15 +31,31 @@ pub struct EngineOptions {
     pub lsd: bool,
     /// The mainline DHT.
     pub dht: bool,
+    /// Trackers announced to for every torrent, besides the torrent's own.
+    pub trackers: Vec<String>,
+    /// Add every torrent of the store at start (`cas serve`), or none (`cas get`).
+    pub seed_all: bool,
 }
 
 /// A running engine.
 pub struct Engine {
     pub session: Arc<Session>,
+    pub store: Arc<Store>,
+    pub factory: storage::StoreStorageFactory,
     /// The address peers reach this engine at.
     pub listen: SocketAddr,
-    /// Torrents being seeded.
+    /// Torrents seeded or resumed at start.
     pub torrents: usize,
+    trackers: Vec<String>,
+}
+
+/// What to fetch.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// A .torrent file's bytes.
+    Torrent(Vec<u8>),
+    /// A magnet link.
+    Magnet(String),
 }
 
 /// A free TCP port on `addr`'s interface, for a listener whose port must be known
@@ -45,7 +66,7 @@ fn free_port(addr: SocketAddr) -> anyhow::Result<u16> {
 }
 
 impl Engine {
-    /// Starts a session and seeds every torrent in the store.
+    /// Starts a session, seeds every torrent in the store, resumes every download.
     pub async fn start(store: Arc<Store>, opts: EngineOptions) -> anyhow::Result<Engine> {
         let mut listen = opts.listen;
         if listen.port() == 0 {
@@ -67,32 +88,71 @@ impl Engine {
             },
         )
         .await
-        .context("starting the BitTorrent session")?;
-        let factory = storage::StoreStorageFactory {
+        .with_context(|| format!("starting the BitTorrent session on {listen}"))?;
+        let engine = Engine {
+            session,
+            factory: storage::StoreStorageFactory::new(store.clone()),
             store: store.clone(),
+            listen,
+            torrents: 0,
+            trackers: opts.trackers,
         };
         let mut torrents = 0;
+        if !opts.seed_all {
+            return Ok(engine);
+        }
         for ih in store.catalog().torrents()? {
             let Some(record) = store.catalog().torrent(&ih)? else {
                 continue;
             };
-            session
-                .add_torrent(
-                    AddTorrent::from_bytes(record.metainfo),
-                    Some(AddTorrentOptions {
-                        storage_factory: Some(factory.clone().boxed()),
-                        overwrite: true,
-                        ..Default::default()
-                    }),
-                )
-                .await
-                .with_context(|| format!("adding torrent {ih}"))?;
+            engine.add(Source::Torrent(record.metainfo), &[]).await?;
             torrents += 1;
         }
-        Ok(Engine {
-            session,
-            listen,
-            torrents,
-        })
+        for ih in store.catalog().downloads()? {
+            let Some(torrent) = store.catalog().download(&ih)? else {
+                continue;
+            };
+            if let Err(e) = engine.add(Source::Torrent(torrent), &[]).await {
+                tracing::warn!("resuming download {ih}: {e:#}");
+                continue;
+            }
+            torrents += 1;
+        }
+        Ok(Engine { torrents, ..engine })
+    }
+
+    /// Adds a torrent: seeded if the store holds it, else downloaded into the store.
+    /// A .torrent is checked first (paths that would escape are refused).
+    pub async fn add(
+        &self,
+        source: Source,
+        peers: &[SocketAddr],
+    ) -> anyhow::Result<(InfoHash, Arc<ManagedTorrent>)> {
+        let add = match &source {
+            Source::Torrent(bytes) => {
+                Metainfo::parse(bytes)?;
+                AddTorrent::from_bytes(bytes.clone())
+            }
+            Source::Magnet(m) => AddTorrent::from_url(m.clone()),
+        };
+        let response = self
+            .session
+            .add_torrent(
+                add,
+                Some(AddTorrentOptions {
+                    storage_factory: Some(self.factory.clone().boxed()),
+                    overwrite: true,
+                    initial_peers: (!peers.is_empty()).then(|| peers.to_vec()),
+                    trackers: (!self.trackers.is_empty()).then(|| self.trackers.clone()),
+                    ..Default::default()
+                }),
+            )
+            .await
+            .context("adding the torrent")?;
+        let handle = match response {
+            AddTorrentResponse::Added(_, h) | AddTorrentResponse::AlreadyManaged(_, h) => h,
+            AddTorrentResponse::ListOnly(_) => anyhow::bail!("torrent was only listed"),
+        };
+        Ok((InfoHash(handle.info_hash().0), handle))
     }
 }

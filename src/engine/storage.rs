@@ -1,31 +1,69 @@
 //! librqbit storage over the chunk store.
 //!
 //! librqbit addresses storage by (file index, offset); the store holds whole pieces.
-//! A read maps the range through the file's offset in the torrent to pieces, and
-//! copies out of verified chunks (a few are cached, since peers ask for 16 KiB blocks
-//! of the same piece in a row). A piece the store lacks, or cannot verify, reads as
-//! zeros: librqbit's own hash check then fails on it and the piece is not served.
+//! Reads map the range through the file's offset in the torrent to pieces and copy
+//! out of verified chunks (a few are cached: peers ask for 16 KiB blocks of the same
+//! piece in a row). A piece the store lacks reads as zeros, so librqbit's own hash
+//! check fails on it and never serves it.
 //!
-//! This storage is read-only: writes are refused.
+//! Writes go to a staging buffer per piece, in memory. When a piece's last byte
+//! arrives it is hashed: if its SHA-1 is the torrent's, it is stored and committed
+//! (durable) before the write returns, so librqbit can only ever advertise a piece the
+//! store holds; a failed commit fails the write, which stops the torrent. A piece whose
+//! hash is wrong is dropped there: its bytes never reach the store, and librqbit's
+//! check (reading zeros) fails it and drops the peer that sent it.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::{bail, Context};
 use librqbit::storage::{BoxStorageFactory, StorageFactory, StorageFactoryExt, TorrentStorage};
 use librqbit::{ManagedTorrentShared, TorrentMetadata};
 
+use super::finish;
+use crate::meta::parse::Metainfo;
 use crate::store::chunk::VerifiedChunk;
 use crate::{ChunkId, InfoHash, Store};
 
 /// Verified chunks kept per torrent.
 const CACHE_CHUNKS: usize = 8;
 
-/// Makes a [`StoreStorage`] for each torrent of the catalog.
+/// Counters of one torrent's storage.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Bytes of pieces the store already held when the torrent was added.
+    pub found: AtomicU64,
+    /// Bytes of pieces received, verified and stored.
+    pub stored: AtomicU64,
+    /// Pieces received whose hash was wrong (dropped).
+    pub rejected: AtomicU64,
+}
+
+/// Makes a [`StoreStorage`] for each torrent and keeps a handle on each.
 #[derive(Clone)]
 pub struct StoreStorageFactory {
     pub store: Arc<Store>,
+    torrents: Arc<Mutex<HashMap<InfoHash, Arc<Inner>>>>,
+}
+
+impl StoreStorageFactory {
+    pub fn new(store: Arc<Store>) -> Self {
+        StoreStorageFactory {
+            store,
+            torrents: Default::default(),
+        }
+    }
+
+    /// Counters of a torrent this factory made storage for.
+    pub fn counters(&self, ih: &InfoHash) -> Option<Arc<Inner>> {
+        self.torrents
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(ih)
+            .cloned()
+    }
 }
 
 impl StorageFactory for StoreStorageFactory {
@@ -37,23 +75,55 @@ impl StorageFactory for StoreStorageFactory {
         metadata: &TorrentMetadata,
     ) -> anyhow::Result<StoreStorage> {
         let ih = InfoHash(shared.info_hash.0);
-        let record = self
-            .store
-            .catalog()
-            .torrent(&ih)?
-            .with_context(|| format!("torrent {ih} is not in the store"))?;
-        Ok(StoreStorage {
+        let mut meta =
+            Metainfo::from_info(&metadata.info_bytes).with_context(|| format!("torrent {ih}"))?;
+        meta.trackers = shared.trackers.iter().map(|u| u.to_string()).collect();
+        let held = match self.store.catalog().torrent(&ih)? {
+            Some(record) => {
+                let mut held = Vec::with_capacity(record.pieces.len());
+                for id in record.pieces {
+                    held.push(self.store.contains(&id)?.then_some(id));
+                }
+                held
+            }
+            None => {
+                let mut held = Vec::with_capacity(meta.pieces.len());
+                for sha1 in &meta.pieces {
+                    held.push(self.store.find_by_sha1(sha1)?.first().copied());
+                }
+                held
+            }
+        };
+        if held.len() != meta.pieces.len() {
+            bail!("torrent {ih}: the store's record does not match the torrent");
+        }
+        let counters = Counters::default();
+        let found: u64 = (0..held.len())
+            .filter(|i| held[*i].is_some())
+            .map(|i| meta.piece_len(i))
+            .sum();
+        counters.found.store(found, Ordering::Relaxed);
+        let inner = Arc::new(Inner {
             store: self.store.clone(),
-            pieces: Arc::new(record.pieces),
-            piece_length: u64::from(record.piece_length),
-            length: record.length,
-            file_offsets: metadata
-                .file_infos
-                .iter()
-                .map(|f| f.offset_in_torrent)
-                .collect(),
-            cache: Arc::new(Mutex::new(VecDeque::new())),
-        })
+            ih,
+            meta,
+            held: RwLock::new(held),
+            staged: Mutex::new(HashMap::new()),
+            cache: Mutex::new(VecDeque::new()),
+            finished: AtomicBool::new(false),
+            counters,
+        });
+        if !self.store.catalog().has_torrent(&ih) {
+            self.store
+                .catalog()
+                .put_download(&ih, &inner.meta.to_torrent())?;
+        }
+        inner.finish_if_complete()?;
+        self.torrents
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(ih, inner.clone());
+        Ok(StoreStorage(inner))
     }
 
     fn clone_box(&self) -> BoxStorageFactory {
@@ -61,27 +131,61 @@ impl StorageFactory for StoreStorageFactory {
     }
 }
 
-/// One torrent's view of the store.
-pub struct StoreStorage {
-    store: Arc<Store>,
-    pieces: Arc<Vec<ChunkId>>,
-    piece_length: u64,
-    length: u64,
-    file_offsets: Vec<u64>,
-    cache: Arc<Mutex<VecDeque<Arc<VerifiedChunk>>>>,
+/// A piece being received.
+struct Staged {
+    bytes: Vec<u8>,
+    /// Byte ranges written so far (pad files count as written), sorted, disjoint.
+    covered: Vec<(u64, u64)>,
 }
 
-impl StoreStorage {
-    fn chunk(&self, id: &ChunkId) -> Option<Arc<VerifiedChunk>> {
+impl Staged {
+    fn cover(&mut self, start: u64, end: u64) {
+        self.covered.push((start, end));
+        self.covered.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(self.covered.len());
+        for &(s, e) in &self.covered {
+            match merged.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => merged.push((s, e)),
+            }
+        }
+        self.covered = merged;
+    }
+
+    fn complete(&self) -> bool {
+        self.covered == [(0, self.bytes.len() as u64)]
+    }
+}
+
+/// One torrent's view of the store.
+pub struct Inner {
+    store: Arc<Store>,
+    ih: InfoHash,
+    meta: Metainfo,
+    /// The chunk of each piece, once the store holds it.
+    held: RwLock<Vec<Option<ChunkId>>>,
+    staged: Mutex<HashMap<usize, Staged>>,
+    cache: Mutex<VecDeque<Arc<VerifiedChunk>>>,
+    finished: AtomicBool,
+    pub counters: Counters,
+}
+
+impl Inner {
+    fn chunk(&self, piece: usize) -> Option<Arc<VerifiedChunk>> {
+        let id = (*self
+            .held
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(piece)?)?;
         let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = cache.iter().find(|c| c.id() == *id) {
+        if let Some(c) = cache.iter().find(|c| c.id() == id) {
             return Some(c.clone());
         }
         drop(cache);
-        let chunk = match self.store.get(id) {
+        let chunk = match self.store.get(&id) {
             Ok(c) => Arc::new(c),
             Err(e) => {
-                tracing::warn!("serving torrent piece: {e}");
+                tracing::warn!("torrent {}: piece {piece}: {e}", self.ih);
                 return None;
             }
         };
@@ -92,6 +196,120 @@ impl StoreStorage {
         cache.push_back(chunk.clone());
         Some(chunk)
     }
+
+    /// Pieces held and total.
+    pub fn progress(&self) -> (usize, usize) {
+        let held = self.held.read().unwrap_or_else(|e| e.into_inner());
+        (held.iter().filter(|h| h.is_some()).count(), held.len())
+    }
+
+    fn finish_if_complete(&self) -> anyhow::Result<()> {
+        let pieces: Option<Vec<ChunkId>> = self
+            .held
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .copied()
+            .collect();
+        let Some(pieces) = pieces else {
+            return Ok(());
+        };
+        if self.finished.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        if self.store.catalog().has_torrent(&self.ih) {
+            return Ok(());
+        }
+        let r = finish::record(&self.store, &self.meta, pieces);
+        if r.is_err() {
+            self.finished.store(false, Ordering::Release);
+        }
+        r.map(drop).map_err(Into::into)
+    }
+
+    fn new_staged(&self, piece: usize) -> Staged {
+        let len = self.meta.piece_len(piece);
+        let start = piece as u64 * u64::from(self.meta.piece_length);
+        let mut s = Staged {
+            bytes: vec![0; len as usize],
+            covered: Vec::new(),
+        };
+        for f in self.meta.files.iter().filter(|f| f.pad) {
+            let (a, b) = (f.offset.max(start), (f.offset + f.length).min(start + len));
+            if a < b {
+                s.cover(a - start, b - start);
+            }
+        }
+        s
+    }
+
+    /// Takes `data` for bytes starting at `at` in the torrent; stores each piece that
+    /// this completes and whose hash is right.
+    fn write(&self, mut at: u64, mut data: &[u8]) -> anyhow::Result<()> {
+        let plen = u64::from(self.meta.piece_length);
+        while !data.is_empty() {
+            let piece = (at / plen) as usize;
+            let within = at % plen;
+            let take = data.len().min((plen - within) as usize);
+            let (now, rest) = data.split_at(take);
+            (at, data) = (at + take as u64, rest);
+            if piece >= self.meta.pieces.len() {
+                bail!("write past the end of the torrent");
+            }
+            if self.held.read().unwrap_or_else(|e| e.into_inner())[piece].is_some() {
+                continue;
+            }
+            let done = {
+                let mut staged = self.staged.lock().unwrap_or_else(|e| e.into_inner());
+                let s = staged
+                    .entry(piece)
+                    .or_insert_with(|| self.new_staged(piece));
+                let end = within as usize + take;
+                if end > s.bytes.len() {
+                    bail!("write past the end of piece {piece}");
+                }
+                s.bytes[within as usize..end].copy_from_slice(now);
+                s.cover(within, end as u64);
+                if s.complete() {
+                    staged.remove(&piece)
+                } else {
+                    None
+                }
+            };
+            if let Some(s) = done {
+                self.complete_piece(piece, s.bytes)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn complete_piece(&self, piece: usize, bytes: Vec<u8>) -> anyhow::Result<()> {
+        let chunk = VerifiedChunk::hash(bytes);
+        if chunk.sha1() != self.meta.pieces[piece] {
+            self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                "torrent {}: piece {piece} failed its hash; dropped",
+                self.ih
+            );
+            return Ok(());
+        }
+        let len = chunk.len() as u64;
+        self.store.put(&chunk).context("storing a received piece")?;
+        self.store.commit().context("committing a received piece")?;
+        self.held.write().unwrap_or_else(|e| e.into_inner())[piece] = Some(chunk.id());
+        self.counters.stored.fetch_add(len, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// The storage librqbit holds for one torrent.
+pub struct StoreStorage(Arc<Inner>);
+
+impl StoreStorage {
+    fn offset(&self, file_id: usize, offset: u64) -> anyhow::Result<u64> {
+        let f = self.0.meta.files.get(file_id).context("no such file")?;
+        Ok(f.offset + offset)
+    }
 }
 
 impl TorrentStorage for StoreStorage {
@@ -100,18 +318,20 @@ impl TorrentStorage for StoreStorage {
     }
 
     fn pread_exact(&self, file_id: usize, offset: u64, buf: &mut [u8]) -> anyhow::Result<()> {
-        let start = self.file_offsets.get(file_id).context("no such file")? + offset;
-        if start + buf.len() as u64 > self.length {
+        let start = self.offset(file_id, offset)?;
+        let inner = &self.0;
+        if start + buf.len() as u64 > inner.meta.length {
             bail!("read past the end of the torrent");
         }
+        let plen = u64::from(inner.meta.piece_length);
         let mut done = 0usize;
         while done < buf.len() {
             let at = start + done as u64;
-            let piece = (at / self.piece_length) as usize;
-            let within = (at % self.piece_length) as usize;
-            let take = (buf.len() - done).min(self.piece_length as usize - within);
+            let piece = (at / plen) as usize;
+            let within = (at % plen) as usize;
+            let take = (buf.len() - done).min(plen as usize - within);
             let out = &mut buf[done..done + take];
-            match self.pieces.get(piece).and_then(|id| self.chunk(id)) {
+            match inner.chunk(piece) {
                 Some(c) if c.len() >= within + take => {
                     out.copy_from_slice(&c.bytes()[within..within + take])
                 }
@@ -122,8 +342,12 @@ impl TorrentStorage for StoreStorage {
         Ok(())
     }
 
-    fn pwrite_all(&self, _: usize, _: u64, _: &[u8]) -> anyhow::Result<()> {
-        bail!("this torrent is served read-only from the store")
+    fn pwrite_all(&self, file_id: usize, offset: u64, buf: &[u8]) -> anyhow::Result<()> {
+        self.0.write(self.offset(file_id, offset)?, buf)
+    }
+
+    fn on_piece_completed(&self, _: librqbit_core::lengths::ValidPieceIndex) -> anyhow::Result<()> {
+        self.0.finish_if_complete()
     }
 
     fn remove_file(&self, _: usize, _: &Path) -> anyhow::Result<()> {
@@ -139,13 +363,6 @@ impl TorrentStorage for StoreStorage {
     }
 
     fn take(&self) -> anyhow::Result<Box<dyn TorrentStorage>> {
-        Ok(Box::new(StoreStorage {
-            store: self.store.clone(),
-            pieces: self.pieces.clone(),
-            piece_length: self.piece_length,
-            length: self.length,
-            file_offsets: self.file_offsets.clone(),
-            cache: self.cache.clone(),
-        }))
+        Ok(Box::new(StoreStorage(self.0.clone())))
     }
 }

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{ContentId, InfoHash, TreeId};
 
-const MAGIC: &[u8; 8] = b"CASTREE\x01";
+/// First bytes of every manifest: name and format version.
+pub const MAGIC: &[u8; 8] = b"CASTREE\x01";
 
 /// What an entry is.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,4 +1,5 @@
 //! Metainfo: bencode, .torrent building, magnet links.
 
 pub mod bencode;
+pub mod parse;
 pub mod torrent;

@@ -20,7 +20,7 @@ pub mod rebuild;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, RwLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -58,15 +58,24 @@ pub fn check_piece_length(len: u64) -> Result<u32> {
     }
 }
 
+#[derive(Default)]
+struct Writer {
+    pack: Option<PackWriter>,
+    /// Bytes appended since the last commit.
+    pending_bytes: u64,
+}
+
 /// An open store. Holds the store lock until dropped.
 pub struct Store {
     root: PathBuf,
     config: Config,
     index: Index,
     catalog: Catalog,
-    writer: Option<PackWriter>,
-    pending: HashMap<ChunkId, IndexEntry>,
-    pending_bytes: u64,
+    /// The pack being appended to; held while appending and committing.
+    writer: Mutex<Writer>,
+    /// Entries of chunks appended but not yet committed. Changed only by a holder of
+    /// `writer`.
+    pending: RwLock<HashMap<ChunkId, IndexEntry>>,
     readers: Mutex<HashMap<u32, std::sync::Arc<File>>>,
     _lock: StoreLock,
 }
@@ -117,9 +126,8 @@ impl Store {
             config,
             index,
             catalog,
-            writer: None,
-            pending: HashMap::new(),
-            pending_bytes: 0,
+            writer: Mutex::new(Writer::default()),
+            pending: RwLock::new(HashMap::new()),
             readers: Mutex::new(HashMap::new()),
             _lock: lock,
         })
@@ -165,8 +173,14 @@ impl Store {
 
     /// Index entry of a chunk, committed or not.
     pub fn entry(&self, id: &ChunkId) -> Result<Option<IndexEntry>> {
-        match self.pending.get(id) {
-            Some(e) => Ok(Some(*e)),
+        let pending = self
+            .pending
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .copied();
+        match pending {
+            Some(e) => Ok(Some(e)),
             None => self.index.get(id),
         }
     }
@@ -188,7 +202,8 @@ impl Store {
             let status = match entry.collision {
                 Collision::Unchecked => {
                     let status = Collision::check(self.read_at(id, &entry)?.bytes());
-                    if !self.pending.contains_key(&id) {
+                    let pending = self.pending.read().unwrap_or_else(|e| e.into_inner());
+                    if !pending.contains_key(&id) {
                         self.index.set_collision(&id, entry, status)?;
                     }
                     status
@@ -202,19 +217,23 @@ impl Store {
         Ok(out)
     }
 
-    fn writer(&mut self) -> Result<&mut PackWriter> {
-        if self.writer.is_none()
-            || self
-                .writer
-                .as_ref()
-                .is_some_and(|w| w.len() >= pack::PACK_TARGET_LEN)
+    fn lock_writer(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The pack to append to: the current one, or (when there is none or it is full)
+    /// the newest pack if it ends where the index says, else a new one.
+    fn pack<'w>(&self, w: &'w mut Writer) -> Result<&'w mut PackWriter> {
+        if w.pack
+            .as_ref()
+            .is_none_or(|p| p.len() >= pack::PACK_TARGET_LEN)
         {
-            self.commit()?;
+            self.commit_locked(w)?;
             let dir = self.packs_dir();
             let committed: HashMap<u32, u64> = self.index.pack_lens()?.into_iter().collect();
             let numbers = self.pack_numbers()?;
             let last = numbers.last().copied();
-            let current = self.writer.as_ref().map(|w| w.number);
+            let current = w.pack.as_ref().map(|p| p.number);
             // Append to the newest pack only if it ends exactly where the index says it
             // does; anything else (a torn write after a crash) is left for gc and fsck.
             let reuse = last.filter(|n| Some(*n) != current).and_then(|n| {
@@ -228,43 +247,50 @@ impl Store {
                 .chain(committed.keys())
                 .max()
                 .map_or(1, |n| n + 1);
-            self.writer = Some(match reuse {
+            w.pack = Some(match reuse {
                 Some((n, len)) => PackWriter::reopen(&dir, n, len)?,
                 None => PackWriter::create(&dir, next)?,
             });
         }
-        Ok(self.writer.as_mut().expect("writer just set"))
+        Ok(w.pack.as_mut().expect("pack just set"))
+    }
+
+    fn append(&self, w: &mut Writer, chunk: &VerifiedChunk) -> Result<u64> {
+        let (at, header) = self.pack(w)?.append(chunk)?;
+        self.pending
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(chunk.id(), IndexEntry::new(&header, at));
+        w.pending_bytes += header.record_len();
+        Ok(header.record_len())
     }
 
     /// Stores a chunk unless it is already stored. Returns the bytes written to the
-    /// pack (0 if the chunk was already stored).
-    pub fn put(&mut self, chunk: &VerifiedChunk) -> Result<u64> {
+    /// pack (0 if the chunk was already stored). The chunk is readable at once and
+    /// durable after the next [`Store::commit`].
+    pub fn put(&self, chunk: &VerifiedChunk) -> Result<u64> {
+        let mut w = self.lock_writer();
         if self.contains(&chunk.id())? {
             return Ok(0);
         }
-        let (at, header) = self.writer()?.append(chunk)?;
-        self.pending
-            .insert(chunk.id(), IndexEntry::new(&header, at));
-        self.pending_bytes += header.record_len();
-        if self.pending_bytes >= COMMIT_EVERY {
-            self.commit()?;
+        let written = self.append(&mut w, chunk)?;
+        if w.pending_bytes >= COMMIT_EVERY {
+            self.commit_locked(&mut w)?;
         }
-        Ok(header.record_len())
+        Ok(written)
     }
 
     /// Appends a chunk that is already indexed elsewhere (garbage collection moving a
     /// live chunk out of a pack being compacted); its entry is repointed at commit.
-    pub(crate) fn relocate(&mut self, chunk: &VerifiedChunk) -> Result<()> {
-        let (at, header) = self.writer()?.append(chunk)?;
-        self.pending
-            .insert(chunk.id(), IndexEntry::new(&header, at));
-        self.pending_bytes += header.record_len();
-        Ok(())
+    pub(crate) fn relocate(&self, chunk: &VerifiedChunk) -> Result<()> {
+        let mut w = self.lock_writer();
+        self.append(&mut w, chunk).map(drop)
     }
 
     /// Commits, then makes the next append go to a new pack file.
-    pub(crate) fn start_new_pack(&mut self) -> Result<()> {
-        self.commit()?;
+    pub(crate) fn start_new_pack(&self) -> Result<()> {
+        let mut w = self.lock_writer();
+        self.commit_locked(&mut w)?;
         let dir = self.packs_dir();
         let committed = self.index.pack_lens()?.into_iter().map(|(n, _)| n);
         let next = self
@@ -273,32 +299,47 @@ impl Store {
             .chain(committed)
             .max()
             .map_or(1, |n| n + 1);
-        self.writer = Some(PackWriter::create(&dir, next)?);
+        w.pack = Some(PackWriter::create(&dir, next)?);
         Ok(())
     }
 
     /// Number of the pack new chunks go to, if one is open.
     pub(crate) fn current_pack(&self) -> Option<u32> {
-        self.writer.as_ref().map(|w| w.number)
+        self.lock_writer().pack.as_ref().map(|p| p.number)
     }
 
     /// Makes every chunk put so far durable, then indexes it. See the module doc.
-    pub fn commit(&mut self) -> Result<()> {
-        let Some(writer) = &self.writer else {
+    pub fn commit(&self) -> Result<()> {
+        let mut w = self.lock_writer();
+        self.commit_locked(&mut w)
+    }
+
+    fn commit_locked(&self, w: &mut Writer) -> Result<()> {
+        let Some(pack) = &w.pack else {
             return Ok(());
         };
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        writer.sync()?;
+        // Only a holder of the writer lock changes `pending`, so this snapshot stays
+        // complete; entries stay visible there until the index has them.
+        let entries: Vec<(ChunkId, IndexEntry)> = {
+            let pending = self.pending.read().unwrap_or_else(|e| e.into_inner());
+            if pending.is_empty() {
+                return Ok(());
+            }
+            pending.iter().map(|(id, e)| (*id, *e)).collect()
+        };
+        pack.sync()?;
         let mut batch = IndexBatch::default();
-        for (id, entry) in self.pending.drain() {
-            batch.insert(id, &entry);
+        for (id, entry) in &entries {
+            batch.insert(*id, entry);
         }
-        batch.set_pack_len(writer.number, writer.len());
+        batch.set_pack_len(pack.number, pack.len());
         self.index.apply(batch)?;
         self.index.flush()?;
-        self.pending_bytes = 0;
+        let mut pending = self.pending.write().unwrap_or_else(|e| e.into_inner());
+        for (id, _) in &entries {
+            pending.remove(id);
+        }
+        w.pending_bytes = 0;
         Ok(())
     }
 

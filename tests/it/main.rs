@@ -9,6 +9,7 @@ mod crash;
 mod dedup;
 mod fsck;
 mod gc;
+mod get;
 mod import;
 mod interop;
 mod serve;

@@ -1,0 +1,190 @@
+//! `cas get`: fetch a torrent, or a whole tree, into the store.
+//!
+//! A target is a .torrent file, a magnet link, an info-hash, or the id of a tree whose
+//! manifest the store already knows. A manifest torrent, once complete, is followed:
+//! every file torrent it names is fetched too, and each file's content must hash to
+//! the BLAKE3 the manifest gives. Pieces the store holds are never asked for.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+
+use super::{Engine, Source};
+use crate::catalog::TorrentKind;
+use crate::{read, InfoHash, TreeId};
+
+/// How to fetch.
+#[derive(Clone, Debug, Default)]
+pub struct GetOptions {
+    /// Peers to connect to, besides what trackers, DHT and LSD find.
+    pub peers: Vec<SocketAddr>,
+    /// Give up after this long without completing.
+    pub timeout: Option<Duration>,
+}
+
+/// What a fetch did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct GetReport {
+    /// Every torrent fetched, the first one named by the target.
+    pub torrents: Vec<InfoHash>,
+    /// The tree, if the target was (or named) a manifest.
+    pub tree: Option<TreeId>,
+    /// Bytes received from peers, verified and stored.
+    pub bytes_from_wire: u64,
+    /// Bytes of pieces the store already held.
+    pub bytes_in_store: u64,
+    /// Pieces received with a wrong hash (dropped).
+    pub pieces_rejected: u64,
+    pub seconds: f64,
+}
+
+/// Progress: bytes held and bytes wanted, over every torrent being fetched.
+pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Sync);
+
+fn is_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Turns a command-line target into what to fetch.
+pub fn source(engine: &Engine, target: &str) -> anyhow::Result<Source> {
+    if target.starts_with("magnet:") {
+        return Ok(Source::Magnet(target.to_string()));
+    }
+    if is_hex(target, 40) {
+        return Ok(Source::Magnet(format!(
+            "magnet:?xt=urn:btih:{}",
+            target.to_lowercase()
+        )));
+    }
+    if is_hex(target, 64) {
+        let tree: TreeId = target.parse().context("tree id")?;
+        let record = engine.store.catalog().tree(&tree)?.with_context(|| {
+            format!(
+                "tree {tree} is not known here: fetch its manifest torrent first \
+                 (`cas magnet --manifest REF` prints it on a node that has the tree)"
+            )
+        })?;
+        return Ok(Source::Magnet(format!(
+            "magnet:?xt=urn:btih:{}",
+            record.manifest
+        )));
+    }
+    let path = Path::new(target);
+    let bytes = std::fs::read(path).with_context(|| {
+        format!("{target}: not a magnet link, info-hash, tree id or readable .torrent file")
+    })?;
+    crate::meta::parse::Metainfo::parse(&bytes)
+        .with_context(|| format!("{}: not a usable torrent", path.display()))?;
+    Ok(Source::Torrent(bytes))
+}
+
+/// Adds the torrents and waits until the store holds all of them.
+async fn fetch_all(
+    engine: &Engine,
+    sources: Vec<Source>,
+    opts: &GetOptions,
+    deadline: Option<Instant>,
+    progress: Progress<'_>,
+    report: &mut GetReport,
+) -> anyhow::Result<Vec<InfoHash>> {
+    let mut handles = Vec::new();
+    for s in sources {
+        let add = engine.add(s, &opts.peers);
+        let added = match deadline {
+            Some(d) => tokio::time::timeout_at(d.into(), add)
+                .await
+                .context("timed out waiting for the torrent's metadata from peers")??,
+            None => add.await?,
+        };
+        handles.push(added);
+    }
+    loop {
+        let (mut have, mut want, mut done) = (0, 0, true);
+        for (ih, h) in &handles {
+            let stats = h.stats();
+            if let Some(e) = &stats.error {
+                bail!("torrent {ih}: {e}");
+            }
+            have += stats.progress_bytes;
+            want += stats.total_bytes;
+            done &= stats.finished && engine.store.catalog().has_torrent(ih);
+        }
+        progress(have, want);
+        if done {
+            break;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            bail!("timed out with {have} of {want} bytes stored; run again to resume");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut out = Vec::new();
+    for (ih, _) in handles {
+        if let Some(c) = engine.factory.counters(&ih) {
+            use std::sync::atomic::Ordering::Relaxed;
+            report.bytes_from_wire += c.counters.stored.load(Relaxed);
+            report.bytes_in_store += c.counters.found.load(Relaxed);
+            report.pieces_rejected += c.counters.rejected.load(Relaxed);
+        }
+        report.torrents.push(ih);
+        out.push(ih);
+    }
+    Ok(out)
+}
+
+/// Fetches `target` (and, for a tree, every file in it) into the store.
+pub async fn get(
+    engine: &Engine,
+    target: &str,
+    opts: &GetOptions,
+    progress: Progress<'_>,
+) -> anyhow::Result<GetReport> {
+    let start = Instant::now();
+    let deadline = opts.timeout.map(|t| start + t);
+    let mut report = GetReport::default();
+    let first = source(engine, target)?;
+    let ih = fetch_all(engine, vec![first], opts, deadline, progress, &mut report).await?[0];
+    let record = read::torrent(&engine.store, &ih)?;
+    if let TorrentKind::Manifest { tree } = record.kind {
+        report.tree = Some(tree);
+        let manifest = read::load_manifest(&engine.store, &tree)?;
+        let mut wanted = Vec::new();
+        for e in &manifest.entries {
+            if let crate::manifest::EntryKind::File {
+                info_hash: Some(ih),
+                ..
+            } = &e.kind
+            {
+                if !wanted.contains(ih) {
+                    wanted.push(*ih);
+                }
+            }
+        }
+        let sources = wanted
+            .iter()
+            .map(|ih| Source::Magnet(format!("magnet:?xt=urn:btih:{ih}")))
+            .collect();
+        fetch_all(engine, sources, opts, deadline, progress, &mut report).await?;
+        for e in &manifest.entries {
+            if let crate::manifest::EntryKind::File {
+                content,
+                info_hash: Some(ih),
+                ..
+            } = &e.kind
+            {
+                let r = read::torrent(&engine.store, ih)?;
+                if r.kind != (TorrentKind::File { content: *content }) {
+                    bail!(
+                        "{}: torrent {ih} does not carry the content the manifest names",
+                        e.path_lossy()
+                    );
+                }
+            }
+        }
+    }
+    report.seconds = start.elapsed().as_secs_f64();
+    Ok(report)
+}

@@ -1,0 +1,266 @@
+//! Reading .torrent files made by anyone (BEP 3 v1, BEP 47 pad attributes).
+//!
+//! Everything here comes from outside: lengths are bounded, the info-hash is taken
+//! over the `info` bytes exactly as written, and every file path is checked so that
+//! no torrent can name a file outside the directory it is written into.
+
+use sha1::{Digest, Sha1};
+
+use super::bencode::{self, Value};
+use crate::{InfoHash, PieceHash};
+
+/// Largest piece length accepted from a torrent: 256 MiB.
+pub const MAX_PIECE_LENGTH: u64 = 256 << 20;
+
+/// One file of a torrent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetaFile {
+    /// Checked path components (for a single-file torrent: the name).
+    pub path: Vec<String>,
+    pub length: u64,
+    /// Offset of the file's first byte in the torrent's content.
+    pub offset: u64,
+    /// A BEP 47 pad file.
+    pub pad: bool,
+}
+
+/// A parsed, checked .torrent.
+#[derive(Clone, Debug)]
+pub struct Metainfo {
+    pub info_hash: InfoHash,
+    pub name: String,
+    pub piece_length: u32,
+    pub pieces: Vec<PieceHash>,
+    pub files: Vec<MetaFile>,
+    /// True for a torrent without a `files` list.
+    pub single_file: bool,
+    pub length: u64,
+    pub private: bool,
+    /// Announce URLs, `announce` first, then `announce-list` in order, no repeats.
+    pub trackers: Vec<String>,
+    /// The raw `info` dictionary.
+    pub info: Vec<u8>,
+}
+
+/// Why a torrent was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadTorrent(pub String);
+
+fn bad<T>(msg: impl Into<String>) -> Result<T, BadTorrent> {
+    Err(BadTorrent(msg.into()))
+}
+
+/// Checks one path component: not empty, not `.` or `..`, no `/`, `\` or NUL, UTF-8.
+pub fn check_component(raw: &[u8]) -> Result<String, BadTorrent> {
+    let Ok(s) = std::str::from_utf8(raw) else {
+        return bad(format!(
+            "path component {:?} is not UTF-8",
+            String::from_utf8_lossy(raw)
+        ));
+    };
+    if s.is_empty() || s == "." || s == ".." || s.contains(['/', '\\', '\0']) {
+        return bad(format!("path component {s:?} would escape or is empty"));
+    }
+    Ok(s.to_string())
+}
+
+fn int(v: Option<&Value>, what: &str) -> Result<u64, BadTorrent> {
+    match v.and_then(Value::as_int) {
+        Some(n) if n >= 0 => Ok(n as u64),
+        Some(n) => bad(format!("{what} is negative ({n})")),
+        None => bad(format!("{what} is missing or not an integer")),
+    }
+}
+
+fn text(v: &Value) -> Option<String> {
+    v.as_bytes()
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .map(str::to_string)
+}
+
+impl Metainfo {
+    /// Parses and checks a .torrent file's bytes.
+    pub fn parse(bytes: &[u8]) -> Result<Metainfo, BadTorrent> {
+        let root = bencode::decode(bytes).map_err(|e| BadTorrent(format!("not bencode: {e}")))?;
+        let info_raw = bencode::raw_dict_entry(bytes, "info")
+            .map_err(|e| BadTorrent(format!("not bencode: {e}")))?
+            .ok_or_else(|| BadTorrent("no info dictionary".into()))?;
+        let mut m = Metainfo::from_info(info_raw)?;
+        let mut trackers: Vec<String> = root.get("announce").and_then(text).into_iter().collect();
+        for tier in root
+            .get("announce-list")
+            .and_then(Value::as_list)
+            .unwrap_or_default()
+        {
+            for url in tier.as_list().unwrap_or_default() {
+                if let Some(u) = text(url) {
+                    if !trackers.contains(&u) {
+                        trackers.push(u);
+                    }
+                }
+            }
+        }
+        m.trackers = trackers;
+        Ok(m)
+    }
+
+    /// Parses and checks a bare info dictionary (as fetched from peers by BEP 9).
+    pub fn from_info(info_raw: &[u8]) -> Result<Metainfo, BadTorrent> {
+        let info = bencode::decode(info_raw).map_err(|e| BadTorrent(format!("info: {e}")))?;
+        if !matches!(info, Value::Dict(_)) {
+            return bad("info is not a dictionary");
+        }
+        let name_raw = info
+            .get("name")
+            .and_then(Value::as_bytes)
+            .ok_or_else(|| BadTorrent("info has no name".into()))?;
+        let name = check_component(name_raw).map_err(|e| BadTorrent(format!("name: {e}")))?;
+        let piece_length = int(info.get("piece length"), "piece length")?;
+        if piece_length == 0 || piece_length > MAX_PIECE_LENGTH {
+            return bad(format!(
+                "piece length {piece_length} is outside 1..=256 MiB"
+            ));
+        }
+        let hashes = info
+            .get("pieces")
+            .and_then(Value::as_bytes)
+            .ok_or_else(|| BadTorrent("info has no pieces".into()))?;
+        if hashes.len() % 20 != 0 {
+            return bad(format!(
+                "pieces is {} bytes, not a multiple of 20",
+                hashes.len()
+            ));
+        }
+        let pieces: Vec<PieceHash> = hashes
+            .chunks_exact(20)
+            .map(|c| PieceHash(c.try_into().expect("20 bytes")))
+            .collect();
+        let single_file = info.get("files").is_none();
+        let mut files = Vec::new();
+        let mut offset = 0u64;
+        if single_file {
+            let length = int(info.get("length"), "length")?;
+            files.push(MetaFile {
+                path: vec![name.clone()],
+                length,
+                offset,
+                pad: false,
+            });
+            offset = length;
+        } else {
+            let list = info
+                .get("files")
+                .and_then(Value::as_list)
+                .ok_or_else(|| BadTorrent("files is not a list".into()))?;
+            if list.is_empty() {
+                return bad("files is empty");
+            }
+            for (i, f) in list.iter().enumerate() {
+                let length = int(f.get("length"), &format!("files[{i}].length"))?;
+                let comps = f
+                    .get("path")
+                    .and_then(Value::as_list)
+                    .filter(|l| !l.is_empty())
+                    .ok_or_else(|| BadTorrent(format!("files[{i}].path is missing or empty")))?;
+                let path = comps
+                    .iter()
+                    .map(|c| {
+                        c.as_bytes()
+                            .ok_or_else(|| BadTorrent(format!("files[{i}].path has a non-string")))
+                            .and_then(check_component)
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| BadTorrent(format!("files[{i}].path: {e}")))?;
+                let pad = f
+                    .get("attr")
+                    .and_then(Value::as_bytes)
+                    .is_some_and(|a| a.contains(&b'p'));
+                files.push(MetaFile {
+                    path,
+                    length,
+                    offset,
+                    pad,
+                });
+                offset = offset
+                    .checked_add(length)
+                    .ok_or_else(|| BadTorrent("total length overflows".into()))?;
+            }
+        }
+        let length = offset;
+        let expected = length.div_ceil(piece_length);
+        if expected != pieces.len() as u64 {
+            return bad(format!(
+                "{} piece hashes for {length} bytes in pieces of {piece_length} (expected {expected})",
+                pieces.len()
+            ));
+        }
+        let private = info.get("private").and_then(Value::as_int) == Some(1);
+        Ok(Metainfo {
+            info_hash: InfoHash(Sha1::digest(info_raw).into()),
+            name,
+            piece_length: piece_length as u32,
+            pieces,
+            files,
+            single_file,
+            length,
+            private,
+            trackers: Vec::new(),
+            info: info_raw.to_vec(),
+        })
+    }
+
+    /// Length of piece `i`.
+    pub fn piece_len(&self, i: usize) -> u64 {
+        let start = i as u64 * u64::from(self.piece_length);
+        (self.length - start).min(self.piece_length.into())
+    }
+
+    /// A minimal .torrent around the info dictionary, with the trackers.
+    pub fn to_torrent(&self) -> Vec<u8> {
+        let mut out = b"d".to_vec();
+        if let Some(first) = self.trackers.first() {
+            out.extend(Value::str("announce").encode());
+            out.extend(Value::str(first).encode());
+            out.extend(Value::str("announce-list").encode());
+            let tiers = self
+                .trackers
+                .iter()
+                .map(|t| Value::List(vec![Value::str(t)]))
+                .collect();
+            out.extend(Value::List(tiers).encode());
+        }
+        out.extend(b"4:info");
+        out.extend(&self.info);
+        out.push(b'e');
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn torrent(files: &str) -> Vec<u8> {
+        format!("d4:infod5:files{files}4:name1:x12:piece lengthi16384e6:pieces20:aaaaaaaaaaaaaaaaaaaaee")
+            .into_bytes()
+    }
+
+    #[test]
+    fn paths_that_escape_are_refused() {
+        for path in ["l2:..1:ae", "l1:/e", "l0:e", "le", "l3:a/be", "l1:.e"] {
+            let t = torrent(&format!("ld6:lengthi5e4:path{path}ee"));
+            let err = Metainfo::parse(&t).unwrap_err().to_string();
+            assert!(err.contains("files[0].path"), "{path}: {err}");
+        }
+        let ok = Metainfo::parse(&torrent("ld6:lengthi5e4:pathl3:dir1:aeee")).unwrap();
+        assert_eq!(ok.files[0].path, ["dir", "a"]);
+    }
+
+    #[test]
+    fn piece_count_must_match_length() {
+        let t = torrent("ld6:lengthi16385e4:pathl1:aeee");
+        let err = Metainfo::parse(&t).unwrap_err().to_string();
+        assert!(err.contains("expected 2"), "{err}");
+    }
+}

@@ -1,0 +1,204 @@
+//! `cas get`: fetching from real peers into the store.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use crate::serve::{free_port, Serve};
+
+/// A libtorrent seeder on loopback, killed on drop.
+struct LtSeed {
+    child: Child,
+    port: u16,
+    status: std::path::PathBuf,
+}
+
+impl LtSeed {
+    /// Seeds `torrent` from `save` (the directory holding the torrent's name).
+    fn start(env: &Env, torrent: &Path, save: &Path) -> LtSeed {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/peers/lt_seed.py");
+        let port = free_port();
+        let status = env.path(&format!("lt-seed-{port}.json"));
+        let child = Command::new("/usr/bin/python3")
+            .arg(script)
+            .arg(torrent)
+            .arg(save)
+            .arg(port.to_string())
+            .arg(&status)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("run /usr/bin/python3");
+        let seed = LtSeed {
+            child,
+            port,
+            status,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let s = seed.status();
+            if s["seeding"] == true {
+                return seed;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "libtorrent did not start seeding: {s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn status(&self) -> serde_json::Value {
+        std::fs::read(&self.status)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    fn peer(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Payload bytes sent, once the counter has settled.
+    fn uploaded(&self) -> u64 {
+        std::thread::sleep(Duration::from_millis(1200));
+        self.status()["uploaded"]
+            .as_u64()
+            .expect("status has uploaded")
+    }
+}
+
+impl Drop for LtSeed {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Paths, kinds, modes, sizes and hashes of a tree; not mtimes, which torrents do
+/// not carry.
+fn contents(root: &Path) -> Vec<(String, String)> {
+    snapshot(root)
+        .into_iter()
+        .map(|(p, d)| (p, d.split(" mtime ").next().unwrap_or_default().to_string()))
+        .collect()
+}
+
+fn mktorrent(piece_log2: u32, out: &Path, src: &Path) {
+    let o = Command::new("mktorrent")
+        .args(["-l", &piece_log2.to_string(), "-o"])
+        .arg(out)
+        .arg(src)
+        .output()
+        .expect("run mktorrent (apt install mktorrent)");
+    assert!(
+        o.status.success(),
+        "mktorrent: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn get(env: &Env, target: &str, peer: &str, export: &Path) -> serde_json::Value {
+    env.json(&[
+        "get",
+        target,
+        "--peer",
+        peer,
+        "--listen",
+        "127.0.0.1:0",
+        "--timeout",
+        "90",
+        "--export",
+        export.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn get_fetches_an_unaligned_multi_file_torrent_that_libtorrent_seeds() {
+    let env = Env::with_piece_length("64K");
+    let src = env.path("seed/bundle");
+    write(&src.join("a.bin"), &random_bytes(1, 100_001));
+    write(&src.join("sub/b.bin"), &random_bytes(2, (1 << 20) + 17));
+    write(&src.join("sub/deeper/c.txt"), b"short file\n");
+    write(&src.join("z.bin"), &random_bytes(3, 65_536 * 3));
+    let t = env.path("bundle.torrent");
+    mktorrent(15, &t, &src);
+    let seed = LtSeed::start(&env, &t, &env.path("seed"));
+    let out = env.path("out");
+    let r = get(&env, t.to_str().unwrap(), &seed.peer(), &out);
+    assert_eq!(r["bytes_in_store"], 0, "{r}");
+    assert_eq!(contents(&out.join("bundle")), contents(&src));
+    // The store seeds it now: what it holds is the torrent's bytes, read back.
+    let again = env.path("again");
+    env.ok(&[
+        "get",
+        t.to_str().unwrap(),
+        "--export",
+        again.to_str().unwrap(),
+        "--timeout",
+        "30",
+    ]);
+    assert_eq!(contents(&again.join("bundle")), contents(&src));
+}
+
+#[test]
+fn get_takes_from_the_wire_only_the_pieces_the_store_lacks() {
+    let env = Env::with_piece_length("64K");
+    let image = random_bytes(4, 4 << 20);
+    write(&env.path("seed/disk.img"), &image);
+    // The first half, piece-aligned, is already stored (under another name).
+    write(&env.path("half/old.img"), &image[..2 << 20]);
+    env.import(&env.path("half"), "half");
+    let t = env.path("disk.torrent");
+    mktorrent(16, &t, &env.path("seed/disk.img"));
+    let seed = LtSeed::start(&env, &t, &env.path("seed"));
+    let out = env.path("out");
+    let r = get(&env, t.to_str().unwrap(), &seed.peer(), &out);
+    assert_eq!(r["bytes_in_store"], 2 << 20, "{r}");
+    assert_eq!(r["bytes_from_wire"], 2 << 20, "{r}");
+    let sent = seed.uploaded();
+    assert!(
+        (2 << 20..=(2 << 20) + (64 << 10)).contains(&sent),
+        "libtorrent sent {sent} bytes for the 2 MiB the store lacked"
+    );
+    assert_eq!(std::fs::read(out.join("disk.img")).unwrap(), image);
+}
+
+#[test]
+fn get_fetches_a_whole_tree_from_another_cas_by_its_manifest_magnet() {
+    let a = Env::with_piece_length("16K");
+    let src = a.path("photos");
+    sample_tree(&src, 16 << 10);
+    write(&src.join("raw/big.bin"), &random_bytes(5, (1 << 20) + 5));
+    let imported = a.import(&src, "photos");
+    let magnet = a.ok(&["magnet", "--manifest", "photos"]);
+    let listing = a.ok(&["ls", "photos"]);
+    let serve = Serve::start(&a);
+    let b = Env::with_piece_length("16K");
+    let out = b.path("out");
+    let r = get(
+        &b,
+        magnet.trim(),
+        &format!("127.0.0.1:{}", serve.port),
+        &out,
+    );
+    assert_eq!(r["tree"], imported["tree"], "{r}");
+    assert_eq!(snapshot(&out), snapshot(&src));
+    // The tree is known now: `ls` lists it by id, like on the node that made it.
+    assert_eq!(b.ok(&["ls", imported["tree"].as_str().unwrap()]), listing);
+}
+
+#[test]
+fn get_refuses_a_torrent_whose_paths_escape() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let t = env.path("evil.torrent");
+    let info = "d5:filesld6:lengthi5e4:pathl2:..4:evileee4:name3:top12:piece lengthi16384e6:pieces20:aaaaaaaaaaaaaaaaaaaae";
+    write(&t, format!("d4:info{info}e").as_bytes());
+    let err = env.fails(&["get", t.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    assert!(
+        err.contains("evil.torrent") && err.contains("escape"),
+        "{err}"
+    );
+    assert!(!env.path("evil").exists());
+}

@@ -1,0 +1,39 @@
+"""Seeds a torrent with libtorrent on loopback until killed.
+
+usage: lt_seed.py TORRENT SAVE_PATH LISTEN_PORT STATUS_FILE
+The data must already be in SAVE_PATH. Once libtorrent has checked it and seeds, and
+then twice a second, STATUS_FILE is replaced with one JSON object: seeding, uploaded
+(payload bytes sent), peers. Settings that librqbit needs: no MSE/PE encryption, no
+uTP, several connections per IP; no DHT/LSD/UPnP.
+"""
+import json
+import os
+import sys
+import time
+
+import libtorrent as lt
+
+torrent, save, port, status = sys.argv[1:5]
+ses = lt.session({
+    "listen_interfaces": "127.0.0.1:%s" % port,
+    "enable_dht": False,
+    "enable_lsd": False,
+    "enable_upnp": False,
+    "enable_natpmp": False,
+    "enable_outgoing_utp": False,
+    "enable_incoming_utp": False,
+    "out_enc_policy": int(lt.enc_policy.pe_disabled),
+    "in_enc_policy": int(lt.enc_policy.pe_disabled),
+    "allow_multiple_connections_per_ip": True,
+    "alert_mask": lt.alert.category_t.error_notification,
+})
+h = ses.add_torrent({"ti": lt.torrent_info(torrent), "save_path": save})
+while True:
+    st = h.status()
+    if st.is_seeding or st.errc.value() != 0:
+        tmp = status + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"seeding": st.is_seeding, "uploaded": st.total_payload_upload,
+                       "peers": st.num_peers, "error": st.errc.message()}, f)
+        os.replace(tmp, status)
+    time.sleep(0.5)
