@@ -10,13 +10,14 @@ pub mod get;
 pub mod storage;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
 use librqbit::storage::StorageFactoryExt;
 use librqbit::{
     AddTorrent, AddTorrentOptions, AddTorrentResponse, ListenerMode, ListenerOptions,
-    ManagedTorrent, Session, SessionOptions,
+    ManagedTorrent, Session, SessionOptions, SessionPersistenceConfig,
 };
 
 use crate::meta::parse::Metainfo;
@@ -47,6 +48,24 @@ pub struct Engine {
     /// Torrents seeded or resumed at start.
     pub torrents: usize,
     trackers: Vec<String>,
+    /// librqbit's fastresume folder.
+    resume: PathBuf,
+}
+
+/// Removes librqbit's session records and bitfields.
+fn clear_resume(dir: &Path) -> anyhow::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("{}", dir.display())),
+    };
+    for e in entries {
+        let path = e?.path();
+        if path.is_file() {
+            std::fs::remove_file(&path).with_context(|| format!("remove {}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// What to fetch.
@@ -72,9 +91,17 @@ impl Engine {
         if listen.port() == 0 {
             listen.set_port(free_port(listen)?);
         }
+        // librqbit's own records are a cache: the store says what it holds. Start
+        // from none, and write each torrent's bitfield from the store as it is added.
+        let resume = store.root().join("engine").join("resume");
+        clear_resume(&resume)?;
         let session = Session::new_with_opts(
             store.root().join("engine"),
             SessionOptions {
+                persistence: Some(SessionPersistenceConfig::Json {
+                    folder: Some(resume.clone()),
+                }),
+                fastresume: true,
                 dht: opts.dht.then(Default::default),
                 disable_local_service_discovery: !opts.lsd,
                 listen: Some(ListenerOptions {
@@ -96,6 +123,7 @@ impl Engine {
             listen,
             torrents: 0,
             trackers: opts.trackers,
+            resume,
         };
         let mut torrents = 0;
         if !opts.seed_all {
@@ -130,7 +158,13 @@ impl Engine {
     ) -> anyhow::Result<(InfoHash, Arc<ManagedTorrent>)> {
         let add = match &source {
             Source::Torrent(bytes) => {
-                Metainfo::parse(bytes)?;
+                let meta = Metainfo::parse(bytes)?;
+                let held = storage::held_pieces(&self.store, &meta)?;
+                let bitv = self.resume.join(format!("{}.bitv", meta.info_hash));
+                std::fs::create_dir_all(&self.resume)?;
+                std::fs::write(&bitv, storage::bitfield(&held))
+                    .with_context(|| format!("write {}", bitv.display()))?;
+                self.factory.prepare(meta.info_hash, held);
                 AddTorrent::from_bytes(bytes.clone())
             }
             Source::Magnet(m) => AddTorrent::from_url(m.clone()),

@@ -13,12 +13,14 @@
 //! hash is wrong is dropped there: its bytes never reach the store, and librqbit's
 //! check (reading zeros) fails it and drops the peer that sent it.
 
+use std::any::TypeId;
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::{bail, Context};
+use librqbit::storage::filesystem::FilesystemStorageFactory;
 use librqbit::storage::{BoxStorageFactory, StorageFactory, StorageFactoryExt, TorrentStorage};
 use librqbit::{ManagedTorrentShared, TorrentMetadata};
 
@@ -46,6 +48,38 @@ pub struct Counters {
 pub struct StoreStorageFactory {
     pub store: Arc<Store>,
     torrents: Arc<Mutex<HashMap<InfoHash, Arc<Inner>>>>,
+    /// Pieces held, worked out before a torrent was added (see [`held_pieces`]).
+    prepared: Arc<Mutex<HashMap<InfoHash, Vec<Option<ChunkId>>>>>,
+}
+
+/// The chunk of each piece of a torrent that the store holds: from the catalog record
+/// for a torrent of the store (checking each chunk is still there), else by SHA-1.
+pub fn held_pieces(store: &Store, meta: &Metainfo) -> crate::Result<Vec<Option<ChunkId>>> {
+    let mut held = Vec::with_capacity(meta.pieces.len());
+    match store.catalog().torrent(&meta.info_hash)? {
+        Some(record) if record.pieces.len() == meta.pieces.len() => {
+            for id in record.pieces {
+                held.push(store.contains(&id)?.then_some(id));
+            }
+        }
+        _ => {
+            for sha1 in &meta.pieces {
+                held.push(store.find_by_sha1(sha1)?.first().copied());
+            }
+        }
+    }
+    Ok(held)
+}
+
+/// librqbit's saved bitfield: one bit per piece, most significant bit first.
+pub fn bitfield(held: &[Option<ChunkId>]) -> Vec<u8> {
+    let mut out = vec![0u8; held.len().div_ceil(8)];
+    for (i, h) in held.iter().enumerate() {
+        if h.is_some() {
+            out[i / 8] |= 0x80 >> (i % 8);
+        }
+    }
+    out
 }
 
 impl StoreStorageFactory {
@@ -53,7 +87,16 @@ impl StoreStorageFactory {
         StoreStorageFactory {
             store,
             torrents: Default::default(),
+            prepared: Default::default(),
         }
+    }
+
+    /// Hands over the pieces held for a torrent about to be added.
+    pub fn prepare(&self, ih: InfoHash, held: Vec<Option<ChunkId>>) {
+        self.prepared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(ih, held);
     }
 
     /// Counters of a torrent this factory made storage for.
@@ -78,21 +121,15 @@ impl StorageFactory for StoreStorageFactory {
         let mut meta =
             Metainfo::from_info(&metadata.info_bytes).with_context(|| format!("torrent {ih}"))?;
         meta.trackers = shared.trackers.iter().map(|u| u.to_string()).collect();
-        let held = match self.store.catalog().torrent(&ih)? {
-            Some(record) => {
-                let mut held = Vec::with_capacity(record.pieces.len());
-                for id in record.pieces {
-                    held.push(self.store.contains(&id)?.then_some(id));
-                }
-                held
-            }
-            None => {
-                let mut held = Vec::with_capacity(meta.pieces.len());
-                for sha1 in &meta.pieces {
-                    held.push(self.store.find_by_sha1(sha1)?.first().copied());
-                }
-                held
-            }
+        meta.info_hash = ih;
+        let prepared = self
+            .prepared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&ih);
+        let held = match prepared {
+            Some(h) => h,
+            None => held_pieces(&self.store, &meta)?,
         };
         if held.len() != meta.pieces.len() {
             bail!("torrent {ih}: the store's record does not match the torrent");
@@ -124,6 +161,13 @@ impl StorageFactory for StoreStorageFactory {
             .unwrap_or_else(|e| e.into_inner())
             .insert(ih, inner.clone());
         Ok(StoreStorage(inner))
+    }
+
+    /// Claims to be librqbit's filesystem storage: its fastresume store accepts no
+    /// other. Sound here because the bitfields it loads are written by the engine from
+    /// what the store holds, verified (see `Engine::add`).
+    fn is_type_id(&self, type_id: TypeId) -> bool {
+        type_id == TypeId::of::<Self>() || type_id == TypeId::of::<FilesystemStorageFactory>()
     }
 
     fn clone_box(&self) -> BoxStorageFactory {

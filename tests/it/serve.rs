@@ -95,3 +95,36 @@ fn libtorrent_downloads_a_directory_torrent_from_cas_serve() {
         assert_eq!(b3(&got.join("share").join(f)), b3(&src.join(f)), "{f}");
     }
 }
+
+/// Bytes a process has read through read(2) and friends (`rchar` in /proc/PID/io).
+fn bytes_read(pid: u32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).expect("read /proc/PID/io");
+    io.lines()
+        .find_map(|l| l.strip_prefix("rchar: "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("rchar in /proc/PID/io")
+}
+
+#[test]
+fn restarted_serve_does_not_reread_the_store_and_still_serves() {
+    let env = Env::new();
+    let src = env.path("data");
+    let data = random_bytes(72, 96 << 20);
+    write(&src.join("big.bin"), &data);
+    env.import(&src, "data");
+    let t = env.path("big.torrent");
+    env.ok(&["torrent", "data:big.bin", "-o", t.to_str().unwrap()]);
+    drop(Serve::start(&env));
+    let serve = Serve::start(&env);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let read = bytes_read(serve.child.id());
+    assert!(
+        read < 32 << 20,
+        "cas serve read {read} bytes at restart over 96 MiB stored: it re-hashed the store"
+    );
+    let got = env.path("got");
+    let r = lt_download(&t, &got, serve.port);
+    assert_eq!(r["seeding"], true, "libtorrent did not complete: {r}");
+    let name = blake3::hash(&data).to_hex().to_string();
+    assert_eq!(std::fs::read(got.join(name)).unwrap(), data);
+}
