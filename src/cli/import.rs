@@ -1,6 +1,5 @@
 //! `cas import`.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -15,7 +14,7 @@ use super::{human, print_json, Cli};
 #[derive(Args, Debug)]
 pub struct ImportArgs {
     /// The directory to import
-    dir: PathBuf,
+    pub(super) dir: PathBuf,
     /// Ref to point at the tree [default: the directory's name]
     #[arg(long, value_name = "REF")]
     name: Option<String>,
@@ -34,7 +33,7 @@ pub struct ImportArgs {
 }
 
 pub fn run(cli: &Cli, args: &ImportArgs) -> Result<i32> {
-    let mut store = cli.open_or_create(args.piece_length)?;
+    let store = cli.open_or_create(args.piece_length)?;
     let opts = ImportOptions {
         name: args.name.clone(),
         piece_length: args.piece_length,
@@ -43,7 +42,7 @@ pub fn run(cli: &Cli, args: &ImportArgs) -> Result<i32> {
             trackers: args.trackers.clone(),
         },
     };
-    let bar = if std::io::stderr().is_terminal() {
+    let bar = if super::daemon::stderr_is_terminal() {
         let bar = ProgressBar::new(0);
         bar.set_style(
             ProgressStyle::with_template(
@@ -57,7 +56,7 @@ pub fn run(cli: &Cli, args: &ImportArgs) -> Result<i32> {
         ProgressBar::hidden()
     };
     let report = import(
-        &mut store,
+        &store,
         &args.dir,
         &opts,
         &|total| bar.set_length(total),
@@ -69,7 +68,7 @@ pub fn run(cli: &Cli, args: &ImportArgs) -> Result<i32> {
         print_json(&report)?;
         return Ok(0);
     }
-    println!(
+    outln!(
         "imported {} as ref {}: {} files, {} ({} newly stored)",
         args.dir.display(),
         report.ref_name,
@@ -77,10 +76,10 @@ pub fn run(cli: &Cli, args: &ImportArgs) -> Result<i32> {
         human(report.logical_bytes),
         human(report.new_bytes)
     );
-    println!("tree       {}", report.tree);
+    outln!("tree       {}", report.tree);
     if let Some(d) = &report.directory_torrent {
-        println!("directory  {}", d.magnet);
+        outln!("directory  {}", d.magnet);
     }
-    println!("manifest   {}", report.tree_torrent.magnet);
+    outln!("manifest   {}", report.tree_torrent.magnet);
     Ok(0)
 }

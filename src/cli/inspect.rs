@@ -1,6 +1,6 @@
 //! Read-only commands: `ls`, `cat`, `torrent`, `magnet`, `stats`.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::Path;
 
 use anyhow::{bail, Result};
@@ -46,10 +46,10 @@ pub fn torrent(cli: &Cli, target: &str, output: Option<&Path>, manifest: bool) -
     let (_, record) = pick_torrent(&store, target, manifest)?;
     match output {
         Some(p) => cas::store::write_atomic(p, &record.metainfo)?,
-        None if std::io::stdout().is_terminal() => {
+        None if super::daemon::stdout_is_terminal() => {
             bail!("refusing to write a .torrent to a terminal; pass -o FILE")
         }
-        None => std::io::stdout().write_all(&record.metainfo)?,
+        None => super::daemon::stdout().write_all(&record.metainfo)?,
     }
     Ok(0)
 }
@@ -72,7 +72,7 @@ pub fn magnet(cli: &Cli, target: &str, manifest: bool) -> Result<i32> {
         .filter_map(|tier| tier.as_list()?.first()?.as_bytes())
         .map(|t| String::from_utf8_lossy(t).into_owned())
         .collect();
-    println!("{}", cas::meta::torrent::magnet(&ih, &name, &trackers));
+    outln!("{}", cas::meta::torrent::magnet(&ih, &name, &trackers));
     Ok(0)
 }
 
@@ -122,7 +122,7 @@ pub fn ls(cli: &Cli, target: Option<&str>, json: bool) -> Result<i32> {
             print_json(&rows)?;
         } else {
             for r in rows {
-                println!(
+                outln!(
                     "{:<24} {}  {:>6} files  {:>10}",
                     r.name,
                     r.tree,
@@ -181,7 +181,7 @@ pub fn ls(cli: &Cli, target: Option<&str>, json: bool) -> Result<i32> {
                 (None, "dir") => "/".to_string(),
                 _ => String::new(),
             };
-            println!("{} {:>12} {}{}", r.mode, r.size, r.path, tail);
+            outln!("{} {:>12} {}{}", r.mode, r.size, r.path, tail);
         }
     }
     Ok(0)
@@ -192,8 +192,10 @@ pub fn cat(cli: &Cli, target: &str) -> Result<i32> {
     let Target::File { entry, .. } = resolve(&store, target)? else {
         bail!("{target}: give REF:path or TREE:path");
     };
-    let stdout = std::io::stdout();
-    let mut sink = WriteSink(std::io::BufWriter::with_capacity(1 << 20, stdout.lock()));
+    let mut sink = WriteSink(std::io::BufWriter::with_capacity(
+        1 << 20,
+        super::daemon::stdout(),
+    ));
     write_file(&store, &entry, &mut sink)?;
     sink.0.flush()?;
     Ok(0)
@@ -205,22 +207,22 @@ pub fn stats(cli: &Cli, json: bool) -> Result<i32> {
     if json {
         print_json(&s)?;
     } else {
-        println!("store          {}", store.root().display());
-        println!("refs           {}", s.refs);
-        println!("trees          {}", s.trees);
-        println!("torrents       {}", s.torrents);
-        println!("chunks         {}", s.chunks);
-        println!(
+        outln!("store          {}", store.root().display());
+        outln!("refs           {}", s.refs);
+        outln!("trees          {}", s.trees);
+        outln!("torrents       {}", s.torrents);
+        outln!("chunks         {}", s.chunks);
+        outln!(
             "logical bytes  {} ({})",
             s.logical_bytes,
             human(s.logical_bytes)
         );
-        println!(
+        outln!(
             "physical bytes {} ({})",
             s.physical_bytes,
             human(s.physical_bytes)
         );
-        println!("dedup ratio    {:.2}", s.dedup_ratio);
+        outln!("dedup ratio    {:.2}", s.dedup_ratio);
     }
     Ok(0)
 }

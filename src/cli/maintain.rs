@@ -17,7 +17,7 @@ pub fn export(cli: &Cli, target: &str, dir: &Path, json: bool) -> Result<i32> {
     if json {
         print_json(&report)?;
     } else {
-        println!(
+        outln!(
             "exported {} files, {} directories, {} symlinks ({}) to {}",
             report.files,
             report.dirs,
@@ -37,17 +37,17 @@ pub fn rm(cli: &Cli, target: &str) -> Result<i32> {
             ..
         } => {
             store.catalog().remove_ref(&name)?;
-            println!("removed ref {name}; `cas gc` frees what nothing else uses");
+            outln!("removed ref {name}; `cas gc` frees what nothing else uses");
         }
         Target::Tree { id, via_ref: None } => {
             for (name, tree) in store.catalog().refs()? {
                 if tree == id {
                     store.catalog().remove_ref(&name)?;
-                    println!("removed ref {name}");
+                    outln!("removed ref {name}");
                 }
             }
             store.catalog().remove_tree(&id)?;
-            println!("removed tree {id}; `cas gc` frees what nothing else uses");
+            outln!("removed tree {id}; `cas gc` frees what nothing else uses");
         }
         _ => bail!("{target}: cas rm takes a ref or a tree id"),
     }
@@ -55,12 +55,12 @@ pub fn rm(cli: &Cli, target: &str) -> Result<i32> {
 }
 
 pub fn gc(cli: &Cli, json: bool) -> Result<i32> {
-    let mut store = cli.open()?;
+    let mut store = cli.open_exclusive()?;
     let r = cas::store::gc::collect(&mut store)?;
     if json {
         print_json(&r)?;
     } else {
-        println!(
+        outln!(
             "removed {} trees, {} torrents, {} chunks; rewrote {} packs; {} -> {}",
             r.trees_removed,
             r.torrents_removed,
@@ -74,13 +74,13 @@ pub fn gc(cli: &Cli, json: bool) -> Result<i32> {
 }
 
 pub fn fsck(cli: &Cli, repair: bool, json: bool) -> Result<i32> {
-    let mut store = cli.open()?;
+    let mut store = cli.open_exclusive()?;
     let r = cas::store::fsck::fsck(&mut store, repair)?;
     let clean = r.is_clean();
     if json {
         print_json(&r)?;
     } else {
-        println!(
+        outln!(
             "checked {} chunks ({}) in {} packs",
             r.chunks,
             human(r.bytes_checked),
@@ -94,37 +94,41 @@ pub fn fsck(cli: &Cli, repair: bool, json: bool) -> Result<i32> {
             ("lost data", &r.lost_files),
         ] {
             for line in list {
-                println!("{label}: {line}");
+                outln!("{label}: {line}");
             }
         }
         if r.orphaned_records > 0 || r.orphaned_bytes > 0 {
-            println!(
+            outln!(
                 "orphaned: {} unindexed records, {} unreadable bytes",
-                r.orphaned_records, r.orphaned_bytes
+                r.orphaned_records,
+                r.orphaned_bytes
             );
         }
         if clean {
-            println!("no errors found");
+            outln!("no errors found");
         }
     }
     if let Some(hint) = r.hint() {
-        eprintln!("hint: {hint}");
+        errln!("hint: {hint}");
     }
     Ok(if clean { 0 } else { 1 })
 }
 
 pub fn rebuild(cli: &Cli, json: bool) -> Result<i32> {
-    let mut store = cli.open()?;
+    let mut store = cli.open_exclusive()?;
     let r = cas::store::rebuild::rebuild(&mut store)?;
     if json {
         print_json(&r)?;
     } else {
-        println!(
+        outln!(
             "indexed {} chunks from {} packs; skipped {} damaged records and {} unreadable bytes",
-            r.chunks, r.packs, r.damaged_records, r.unreadable_bytes
+            r.chunks,
+            r.packs,
+            r.damaged_records,
+            r.unreadable_bytes
         );
         for p in &r.unreadable_packs {
-            println!("unreadable pack: {p}");
+            outln!("unreadable pack: {p}");
         }
     }
     Ok(0)

@@ -1,12 +1,30 @@
 //! The `cas` command line: argument parsing and one module per group of commands.
 //! Everything here is presentation; the work is done by the library.
 
+/// `println!` to the command's standard output (a client's, through `cas serve`).
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!($crate::cli::daemon::stdout(), $($t)*);
+    }};
+}
+
+/// `eprintln!` to the command's standard error.
+macro_rules! errln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!($crate::cli::daemon::stderr(), $($t)*);
+    }};
+}
+
+mod daemon;
 mod import;
 mod inspect;
 mod maintain;
 mod serve;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -23,6 +41,10 @@ pub struct Cli {
 
     #[command(subcommand)]
     command: Command,
+
+    /// Set when the command runs inside `cas serve` for a client.
+    #[arg(skip)]
+    daemon: Option<std::sync::Arc<daemon::Daemon>>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -145,13 +167,30 @@ impl Cli {
     }
 
     /// Opens the store, making it first if it does not exist (`init`, `import`).
-    fn open_or_create(&self, piece_length: Option<u32>) -> Result<Store> {
+    fn open_or_create(&self, piece_length: Option<u32>) -> Result<Arc<Store>> {
+        if let Some(d) = &self.daemon {
+            return Ok(d.store.clone());
+        }
         let path = self.store_path()?;
-        Ok(Store::open(&path, piece_length)?)
+        Ok(Arc::new(Store::open(&path, piece_length)?))
     }
 
     /// Opens an existing store.
-    fn open(&self) -> Result<Store> {
+    fn open(&self) -> Result<Arc<Store>> {
+        if let Some(d) = &self.daemon {
+            return Ok(d.store.clone());
+        }
+        Ok(Arc::new(self.open_exclusive()?))
+    }
+
+    /// Opens an existing store for a command that needs it to itself.
+    fn open_exclusive(&self) -> Result<Store> {
+        if self.daemon.is_some() {
+            anyhow::bail!(
+                "this command needs the store to itself: stop `cas serve` (pid {}) first",
+                std::process::id()
+            );
+        }
         let path = self.store_path()?;
         if !path.join("config.json").exists() {
             anyhow::bail!(
@@ -165,7 +204,7 @@ impl Cli {
 
 /// Prints a value as pretty JSON on standard output.
 fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
@@ -185,37 +224,68 @@ pub fn human(bytes: u64) -> String {
     }
 }
 
+impl Cli {
+    /// Makes the command's relative paths absolute against `cwd` (the client's, when
+    /// the command runs inside `cas serve`).
+    fn absolutize(&mut self, cwd: &Path) {
+        let abs = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = cwd.join(&*p);
+            }
+        };
+        match &mut self.command {
+            Command::Import(a) => abs(&mut a.dir),
+            Command::Torrent {
+                output: Some(o), ..
+            } => abs(o),
+            Command::Export { dir, .. } => abs(dir),
+            Command::Get(a) => a.absolutize(cwd),
+            _ => {}
+        }
+    }
+}
+
 /// Runs the command line; returns the process exit code.
 pub fn run() -> Result<i32> {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        if let Some(code) = daemon::forward(&cli.store_path()?)? {
+            return Ok(code);
+        }
+    }
+    dispatch(&cli)
+}
+
+/// Runs a parsed command.
+fn dispatch(cli: &Cli) -> Result<i32> {
     match &cli.command {
         Command::Init { piece_length } => {
             let store = cli.open_or_create(Some(*piece_length))?;
-            println!(
+            outln!(
                 "store {} (piece length {})",
                 store.root().display(),
                 human(store.config().piece_length.into())
             );
             Ok(0)
         }
-        Command::Import(args) => import::run(&cli, args),
+        Command::Import(args) => import::run(cli, args),
         Command::Torrent {
             target,
             output,
             manifest,
-        } => inspect::torrent(&cli, target, output.as_deref(), *manifest),
-        Command::Magnet { target, manifest } => inspect::magnet(&cli, target, *manifest),
-        Command::Ls { target, json } => inspect::ls(&cli, target.as_deref(), *json),
-        Command::Cat { target } => inspect::cat(&cli, target),
-        Command::Export { target, dir, json } => maintain::export(&cli, target, dir, *json),
-        Command::Stats { json } => inspect::stats(&cli, *json),
-        Command::Rm { target } => maintain::rm(&cli, target),
-        Command::Gc { json } => maintain::gc(&cli, *json),
-        Command::Fsck { repair, json } => maintain::fsck(&cli, *repair, *json),
-        Command::Serve(net) => serve::serve(&cli, net),
-        Command::Get(args) => serve::get_cmd(&cli, args),
+        } => inspect::torrent(cli, target, output.as_deref(), *manifest),
+        Command::Magnet { target, manifest } => inspect::magnet(cli, target, *manifest),
+        Command::Ls { target, json } => inspect::ls(cli, target.as_deref(), *json),
+        Command::Cat { target } => inspect::cat(cli, target),
+        Command::Export { target, dir, json } => maintain::export(cli, target, dir, *json),
+        Command::Stats { json } => inspect::stats(cli, *json),
+        Command::Rm { target } => maintain::rm(cli, target),
+        Command::Gc { json } => maintain::gc(cli, *json),
+        Command::Fsck { repair, json } => maintain::fsck(cli, *repair, *json),
+        Command::Serve(net) => serve::serve(cli, net),
+        Command::Get(args) => serve::get_cmd(cli, args),
         Command::Index {
             command: IndexCommand::Rebuild { json },
-        } => maintain::rebuild(&cli, *json),
+        } => maintain::rebuild(cli, *json),
     }
 }

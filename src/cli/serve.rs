@@ -1,6 +1,6 @@
 //! `cas serve` (seed every torrent in the store until interrupted) and `cas get`.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -66,6 +66,21 @@ pub struct GetArgs {
     net: NetArgs,
 }
 
+impl GetArgs {
+    /// Relative paths against the client's working directory.
+    pub(super) fn absolutize(&mut self, cwd: &std::path::Path) {
+        if let Some(e) = &mut self.export {
+            if e.is_relative() {
+                *e = cwd.join(&*e);
+            }
+        }
+        let t = std::path::Path::new(&self.target);
+        if !self.target.starts_with("magnet:") && t.is_relative() && cwd.join(t).is_file() {
+            self.target = cwd.join(t).to_string_lossy().into_owned();
+        }
+    }
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -73,17 +88,23 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 pub fn serve(cli: &Cli, net: &NetArgs) -> Result<i32> {
-    let store = Arc::new(cli.open()?);
-    runtime()?.block_on(async move {
-        let engine = Engine::start(store, net.options(true)).await?;
-        println!("seeding {} torrents on {}", engine.torrents, engine.listen);
+    let store = cli.open()?;
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let engine = Arc::new(Engine::start(store.clone(), net.options(true)).await?);
+        super::daemon::listen(Arc::new(super::daemon::Daemon {
+            store,
+            engine: engine.clone(),
+            rt: tokio::runtime::Handle::current(),
+        }))?;
+        outln!("seeding {} torrents on {}", engine.torrents, engine.listen);
         std::io::stdout().flush()?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
-        eprintln!("stopping");
+        errln!("stopping");
         engine.session.stop().await;
         Ok(0)
     })
@@ -93,8 +114,8 @@ pub fn get_cmd(cli: &Cli, args: &GetArgs) -> Result<i32> {
     if let Some(name) = &args.name {
         cas::catalog::check_ref_name(name)?;
     }
-    let store = Arc::new(cli.open()?);
-    let bar = if std::io::stderr().is_terminal() && !args.json {
+    let store = cli.open()?;
+    let bar = if super::daemon::stderr_is_terminal() && !args.json {
         let bar = ProgressBar::new(0);
         bar.set_style(
             ProgressStyle::with_template(
@@ -111,16 +132,21 @@ pub fn get_cmd(cli: &Cli, args: &GetArgs) -> Result<i32> {
         peers: args.peers.clone(),
         timeout: args.timeout.map(Duration::from_secs),
     };
-    let report = runtime()?.block_on(async {
-        let engine = Engine::start(store.clone(), args.net.options(false)).await?;
-        let r = get(&engine, &args.target, &opts, &|have, want| {
-            bar.set_length(want);
-            bar.set_position(have);
-        })
-        .await;
-        engine.session.stop().await;
-        r
-    });
+    let progress = |have, want| {
+        bar.set_length(want);
+        bar.set_position(have);
+    };
+    let report = match &cli.daemon {
+        Some(d) => {
+            d.rt.block_on(get(&d.engine, &args.target, &opts, &progress))
+        }
+        None => runtime()?.block_on(async {
+            let engine = Engine::start(store.clone(), args.net.options(false)).await?;
+            let r = get(&engine, &args.target, &opts, &progress).await;
+            engine.session.stop().await;
+            r
+        }),
+    };
     bar.finish_and_clear();
     let report = report?;
     if let (Some(name), Some(tree)) = (&args.name, &report.tree) {
@@ -137,17 +163,17 @@ pub fn get_cmd(cli: &Cli, args: &GetArgs) -> Result<i32> {
         return Ok(0);
     }
     match &report.tree {
-        Some(tree) => println!("tree {tree}: {} torrents", report.torrents.len()),
-        None => println!("torrent {}", report.torrents[0]),
+        Some(tree) => outln!("tree {tree}: {} torrents", report.torrents.len()),
+        None => outln!("torrent {}", report.torrents[0]),
     }
-    println!(
+    outln!(
         "{} from peers, {} already in the store, {:.1} s",
         human(report.bytes_from_wire),
         human(report.bytes_in_store),
         report.seconds
     );
     if let Some(dir) = &args.export {
-        println!("exported to {}", dir.display());
+        outln!("exported to {}", dir.display());
     }
     Ok(0)
 }

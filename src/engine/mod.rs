@@ -50,6 +50,8 @@ pub struct Engine {
     trackers: Vec<String>,
     /// librqbit's fastresume folder.
     resume: PathBuf,
+    /// Torrents added to the session.
+    added: std::sync::Mutex<std::collections::HashSet<InfoHash>>,
 }
 
 /// Removes librqbit's session records and bitfields.
@@ -124,6 +126,7 @@ impl Engine {
             torrents: 0,
             trackers: opts.trackers,
             resume,
+            added: Default::default(),
         };
         let mut torrents = 0;
         if !opts.seed_all {
@@ -187,6 +190,32 @@ impl Engine {
             AddTorrentResponse::Added(_, h) | AddTorrentResponse::AlreadyManaged(_, h) => h,
             AddTorrentResponse::ListOnly(_) => anyhow::bail!("torrent was only listed"),
         };
-        Ok((InfoHash(handle.info_hash().0), handle))
+        let ih = InfoHash(handle.info_hash().0);
+        self.added
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(ih);
+        Ok((ih, handle))
+    }
+
+    /// Adds every torrent of the store not yet in the session (after an import made
+    /// while serving, say).
+    pub async fn add_new(&self) -> anyhow::Result<usize> {
+        let mut n = 0;
+        for ih in self.store.catalog().torrents()? {
+            let known = self
+                .added
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&ih);
+            if known {
+                continue;
+            }
+            if let Some(record) = self.store.catalog().torrent(&ih)? {
+                self.add(Source::Torrent(record.metainfo), &[]).await?;
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 }

@@ -55,7 +55,7 @@ fn hash_piece(index: &Index, bytes: Vec<u8>) -> Result<Hashed> {
 /// Reads `path` and stores its pieces. `expect` is the metadata seen by the walk: a
 /// file that differs from it, or changes while being read, is refused.
 pub fn store_file(
-    store: &mut Store,
+    store: &Store,
     path: &Path,
     expect: &std::fs::Metadata,
     piece_length: u32,
@@ -170,7 +170,7 @@ fn worker(
 /// Receives hashed pieces, stores new ones in piece order, and returns the pieces
 /// (with the padded tail last, if any) and the pack bytes written.
 fn collect(
-    store: &mut Store,
+    store: &Store,
     done: Receiver<Result<(usize, Hashed)>>,
     count: usize,
     progress: &(dyn Fn(u64) + Sync),

@@ -94,7 +94,7 @@ fn publish_torrent(
 /// Stores a byte string (a manifest) as pieces and publishes it as a single-file
 /// torrent named `name`.
 fn publish_bytes(
-    store: &mut Store,
+    store: &Store,
     bytes: &[u8],
     name: &str,
     kind: TorrentKind,
@@ -126,7 +126,7 @@ fn publish_bytes(
 /// Imports `dir`. `progress` is told of every byte of file content consumed, after
 /// `total` (the sum of file sizes) has been announced through `start`.
 pub fn import(
-    store: &mut Store,
+    store: &Store,
     dir: &Path,
     opts: &ImportOptions,
     start: &dyn Fn(u64),

@@ -202,3 +202,32 @@ fn get_refuses_a_torrent_whose_paths_escape() {
     );
     assert!(!env.path("evil").exists());
 }
+
+#[test]
+fn get_through_a_running_serve_seeds_what_it_fetched() {
+    let a = Env::with_piece_length("16K");
+    let data = random_bytes(6, 700_001);
+    write(&a.path("src/f.bin"), &data);
+    a.import(&a.path("src/"), "src");
+    let t = a.path("f.torrent");
+    a.ok(&["torrent", "src:f.bin", "-o", t.to_str().unwrap()]);
+    let serve_a = Serve::start(&a);
+    let b = Env::with_piece_length("16K");
+    let serve_b = Serve::start(&b);
+    let r = b.json(&[
+        "get",
+        t.to_str().unwrap(),
+        "--peer",
+        &format!("127.0.0.1:{}", serve_a.port),
+        "--timeout",
+        "60",
+    ]);
+    assert_eq!(r["bytes_from_wire"], 700_001, "{r}");
+    drop(serve_a);
+    // B seeds it now, to anyone.
+    let got = b.path("got");
+    let lt = crate::serve::lt_download(&t, &got, serve_b.port);
+    assert_eq!(lt["seeding"], true, "libtorrent did not complete: {lt}");
+    let name = blake3::hash(&data).to_hex().to_string();
+    assert_eq!(std::fs::read(got.join(name)).unwrap(), data);
+}

@@ -52,7 +52,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn lt_download(torrent: &Path, save: &Path, peer_port: u16) -> serde_json::Value {
+pub fn lt_download(torrent: &Path, save: &Path, peer_port: u16) -> serde_json::Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/peers/lt_download.py");
     let out = Command::new("/usr/bin/python3")
         .arg(script)
@@ -122,6 +122,38 @@ fn restarted_serve_does_not_reread_the_store_and_still_serves() {
         read < 32 << 20,
         "cas serve read {read} bytes at restart over 96 MiB stored: it re-hashed the store"
     );
+    let got = env.path("got");
+    let r = lt_download(&t, &got, serve.port);
+    assert_eq!(r["seeding"], true, "libtorrent did not complete: {r}");
+    let name = blake3::hash(&data).to_hex().to_string();
+    assert_eq!(std::fs::read(got.join(name)).unwrap(), data);
+}
+
+#[test]
+fn commands_run_through_serve_and_an_import_is_seeded_at_once() {
+    let env = Env::with_piece_length("16K");
+    write(&env.path("first/a.txt"), b"first\n");
+    env.import(&env.path("first"), "first");
+    let serve = Serve::start(&env);
+    // The store is held by `cas serve`; commands go through it.
+    let data = random_bytes(73, (1 << 20) + 3);
+    write(&env.path("later/new.bin"), &data);
+    let r = env.import(&env.path("later"), "later");
+    assert_eq!(r["files"].as_array().map(Vec::len), Some(1), "{r}");
+    assert!(env.ok(&["ls"]).contains("later"));
+    assert_eq!(env.ok(&["cat", "first:a.txt"]), "first\n");
+    let err = env.fails(&["gc"]);
+    assert!(err.contains("stop `cas serve`"), "{err}");
+    // Relative paths are the client's.
+    let t = env.path("new.torrent");
+    let out = env
+        .cmd()
+        .current_dir(env.path(""))
+        .args(["torrent", "later:new.bin", "-o", "new.torrent"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The new file is seeded without a restart.
     let got = env.path("got");
     let r = lt_download(&t, &got, serve.port);
     assert_eq!(r["seeding"], true, "libtorrent did not complete: {r}");
