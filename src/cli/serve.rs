@@ -30,6 +30,9 @@ pub struct NetArgs {
     /// Also announce every torrent to this tracker (repeatable)
     #[arg(long = "tracker", value_name = "URL")]
     trackers: Vec<String>,
+    /// Only exchange data with peers in this network, e.g. 10.0.0.0/8 (repeatable)
+    #[arg(long = "allow", value_name = "CIDR")]
+    allow: Vec<ipnet::IpNet>,
 }
 
 impl NetArgs {
@@ -40,6 +43,7 @@ impl NetArgs {
             lsd: self.lsd,
             dht: self.dht,
             trackers: self.trackers.clone(),
+            allow: self.allow.clone(),
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct EngineOptions {
     pub dht: bool,
     /// Trackers announced to for every torrent, besides the torrent's own.
     pub trackers: Vec<String>,
+    /// Only peers in these networks may connect or be connected to (empty: any).
+    pub allow: Vec<ipnet::IpNet>,
     /// Add every torrent of the store at start (`cas serve`), or none (`cas get`).
     pub seed_all: bool,
 }
@@ -97,6 +99,20 @@ impl Engine {
         // from none, and write each torrent's bitfield from the store as it is added.
         let resume = store.root().join("engine").join("resume");
         clear_resume(&resume)?;
+        let allowlist_url = if opts.allow.is_empty() {
+            None
+        } else {
+            // librqbit reads its allow-list from a URL of lines "name:first-last".
+            let path = store.root().join("engine").join("allow.txt");
+            let lines: String = opts
+                .allow
+                .iter()
+                .map(|net| format!("allow:{}-{}\n", net.network(), net.broadcast()))
+                .collect();
+            std::fs::create_dir_all(store.root().join("engine"))?;
+            std::fs::write(&path, lines).with_context(|| format!("write {}", path.display()))?;
+            Some(format!("file://{}", path.display()))
+        };
         let session = Session::new_with_opts(
             store.root().join("engine"),
             SessionOptions {
@@ -104,6 +120,7 @@ impl Engine {
                     folder: Some(resume.clone()),
                 }),
                 fastresume: true,
+                allowlist_url,
                 dht: opts.dht.then(Default::default),
                 disable_local_service_discovery: !opts.lsd,
                 listen: Some(ListenerOptions {

@@ -14,9 +14,14 @@ pub struct Serve {
 
 impl Serve {
     pub fn start(env: &Env) -> Serve {
+        Serve::start_with(env, &[])
+    }
+
+    pub fn start_with(env: &Env, args: &[&str]) -> Serve {
         let mut child = env
             .cmd()
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -53,13 +58,22 @@ pub fn free_port() -> u16 {
 }
 
 pub fn lt_download(torrent: &Path, save: &Path, peer_port: u16) -> serde_json::Value {
+    lt_download_within(torrent, save, peer_port, 90)
+}
+
+fn lt_download_within(
+    torrent: &Path,
+    save: &Path,
+    peer_port: u16,
+    seconds: u32,
+) -> serde_json::Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/peers/lt_download.py");
     let out = Command::new("/usr/bin/python3")
         .arg(script)
         .arg(torrent)
         .arg(save)
         .arg(free_port().to_string())
-        .args(["127.0.0.1", &peer_port.to_string(), "90"])
+        .args(["127.0.0.1", &peer_port.to_string(), &seconds.to_string()])
         .output()
         .expect("run /usr/bin/python3");
     assert!(
@@ -159,4 +173,22 @@ fn commands_run_through_serve_and_an_import_is_seeded_at_once() {
     assert_eq!(r["seeding"], true, "libtorrent did not complete: {r}");
     let name = blake3::hash(&data).to_hex().to_string();
     assert_eq!(std::fs::read(got.join(name)).unwrap(), data);
+}
+
+#[test]
+fn allow_list_refuses_peers_outside_it() {
+    let env = Env::with_piece_length("16K");
+    let data = random_bytes(74, 200_000);
+    write(&env.path("d/f.bin"), &data);
+    env.import(&env.path("d"), "d");
+    let t = env.path("f.torrent");
+    env.ok(&["torrent", "d:f.bin", "-o", t.to_str().unwrap()]);
+    {
+        let serve = Serve::start_with(&env, &["--allow", "10.0.0.0/8"]);
+        let r = lt_download_within(&t, &env.path("refused"), serve.port, 8);
+        assert_eq!(r["have"], 0, "a peer outside --allow got pieces: {r}");
+    }
+    let serve = Serve::start_with(&env, &["--allow", "10.0.0.0/8", "--allow", "127.0.0.0/8"]);
+    let r = lt_download(&t, &env.path("allowed"), serve.port);
+    assert_eq!(r["seeding"], true, "a peer inside --allow got nothing: {r}");
 }
