@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests talk to: python3-libtorrent (a real peer that loads and
 # checks cas's torrents), transmission-cli and aria2 (parse them too), mktorrent and bc
 # (benchmarks), util-linux (setpriv, mount).
-packages=(python3-libtorrent transmission-cli aria2 mktorrent bc util-linux)
+packages=(python3-libtorrent transmission-cli transmission-daemon aria2 opentracker mktorrent bc util-linux)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

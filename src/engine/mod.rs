@@ -187,7 +187,15 @@ impl Engine {
                 self.factory.prepare(meta.info_hash, held);
                 AddTorrent::from_bytes(bytes.clone())
             }
-            Source::Magnet(m) => AddTorrent::from_url(m.clone()),
+            Source::Magnet(m) => {
+                // librqbit takes a magnet's trackers from the link only.
+                let mut m = m.clone();
+                for t in &self.trackers {
+                    m.push_str("&tr=");
+                    m.push_str(&crate::meta::torrent::percent_encode(t));
+                }
+                AddTorrent::from_url(m)
+            }
         };
         let response = self
             .session

@@ -133,7 +133,8 @@ pub fn magnet(ih: &InfoHash, name: &str, trackers: &[String]) -> String {
     out
 }
 
-fn percent_encode(s: &str) -> String {
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+pub fn percent_encode(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

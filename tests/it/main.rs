@@ -13,3 +13,4 @@ mod get;
 mod import;
 mod interop;
 mod serve;
+mod tracker;
