@@ -11,6 +11,7 @@ mod fsck;
 mod gc;
 mod get;
 mod import;
+mod liar;
 mod lsd;
 mod interop;
 mod serve;
