@@ -17,6 +17,11 @@ struct LtSeed {
 impl LtSeed {
     /// Seeds `torrent` from `save` (the directory holding the torrent's name).
     fn start(env: &Env, torrent: &Path, save: &Path) -> LtSeed {
+        LtSeed::start_limited(env, torrent, save, 0)
+    }
+
+    /// Seeds with uploads capped at `rate` bytes a second (0: no cap).
+    fn start_limited(env: &Env, torrent: &Path, save: &Path, rate: u64) -> LtSeed {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/peers/lt_seed.py");
         let port = free_port();
         let status = env.path(&format!("lt-seed-{port}.json"));
@@ -26,6 +31,7 @@ impl LtSeed {
             .arg(save)
             .arg(port.to_string())
             .arg(&status)
+            .arg(rate.to_string())
             .stdout(Stdio::null())
             .spawn()
             .expect("run /usr/bin/python3");
@@ -230,4 +236,59 @@ fn get_through_a_running_serve_seeds_what_it_fetched() {
     assert_eq!(lt["seeding"], true, "libtorrent did not complete: {lt}");
     let name = blake3::hash(&data).to_hex().to_string();
     assert_eq!(std::fs::read(got.join(name)).unwrap(), data);
+}
+
+/// Bytes in the store's pack files.
+fn pack_bytes(env: &Env) -> u64 {
+    std::fs::read_dir(env.store().join("packs"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn an_interrupted_get_resumes_without_fetching_again_what_it_stored() {
+    let env = Env::with_piece_length("64K");
+    let data = random_bytes(10, 8 << 20);
+    write(&env.path("seed/big.img"), &data);
+    let t = env.path("big.torrent");
+    mktorrent(16, &t, &env.path("seed/big.img"));
+    let seed = LtSeed::start_limited(&env, &t, &env.path("seed"), 2 << 20);
+    let mut first = env
+        .cmd()
+        .args([
+            "get",
+            t.to_str().unwrap(),
+            "--peer",
+            &seed.peer(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pack_bytes(&env) < 2 << 20 {
+        assert!(Instant::now() < deadline, "the first get stored nothing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let out = env.path("out");
+    let r = get(&env, t.to_str().unwrap(), &seed.peer(), &out);
+    let (kept, fetched) = (
+        r["bytes_in_store"].as_u64().unwrap(),
+        r["bytes_from_wire"].as_u64().unwrap(),
+    );
+    assert!(
+        kept >= 1 << 20,
+        "the second get found only {kept} bytes stored: {r}"
+    );
+    assert_eq!(kept + fetched, 8 << 20, "{r}");
+    assert_eq!(std::fs::read(out.join("big.img")).unwrap(), data);
 }

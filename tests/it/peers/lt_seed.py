@@ -1,6 +1,6 @@
 """Seeds a torrent with libtorrent on loopback until killed.
 
-usage: lt_seed.py TORRENT SAVE_PATH LISTEN_PORT STATUS_FILE
+usage: lt_seed.py TORRENT SAVE_PATH LISTEN_PORT STATUS_FILE [UPLOAD_BYTES_PER_S]
 The data must already be in SAVE_PATH. Once libtorrent has checked it and seeds, and
 then twice a second, STATUS_FILE is replaced with one JSON object: seeding, uploaded
 (payload bytes sent), peers. Settings that librqbit needs: no MSE/PE encryption, no
@@ -14,7 +14,9 @@ import time
 import libtorrent as lt
 
 torrent, save, port, status = sys.argv[1:5]
+rate = int(sys.argv[5]) if len(sys.argv) > 5 else 0
 ses = lt.session({
+    "upload_rate_limit": rate,
     "listen_interfaces": "127.0.0.1:%s" % port,
     "enable_dht": False,
     "enable_lsd": False,
