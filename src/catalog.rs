@@ -6,7 +6,9 @@
 //!   BLAKE3 id of every piece);
 //! - `trees/<tree id hex>`: a [`TreeRecord`] (the torrents that carry a tree);
 //! - `refs/<name>`: the tree id a ref points at, as hex and a newline;
-//! - `downloads/<info-hash hex>`: the .torrent of a download not yet complete.
+//! - `downloads/<info-hash hex>`: the .torrent of a download not yet complete;
+//! - `pins/<info-hash hex>`: an empty file for each torrent kept for its own sake
+//!   (fetched or adopted by info-hash, not through a tree); `cas rm` unpins.
 
 use std::path::{Path, PathBuf};
 
@@ -127,7 +129,7 @@ fn list<T>(dir: &Path, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>> {
 
 impl Catalog {
     pub fn open(root: &Path) -> Result<Self> {
-        for d in ["torrents", "trees", "refs", "downloads"] {
+        for d in ["torrents", "trees", "refs", "downloads", "pins"] {
             let p = root.join(d);
             std::fs::create_dir_all(&p).map_err(Error::io(&p, "create directory"))?;
         }
@@ -191,6 +193,23 @@ impl Catalog {
 
     pub fn remove_download(&self, ih: &InfoHash) -> Result<bool> {
         remove(&self.download_path(ih))
+    }
+
+    fn pin_path(&self, ih: &InfoHash) -> PathBuf {
+        self.root.join("pins").join(ih.to_hex())
+    }
+
+    /// Keeps a torrent alive without a ref (see the module doc).
+    pub fn pin(&self, ih: &InfoHash) -> Result<()> {
+        write_atomic(&self.pin_path(ih), b"")
+    }
+
+    pub fn unpin(&self, ih: &InfoHash) -> Result<bool> {
+        remove(&self.pin_path(ih))
+    }
+
+    pub fn pins(&self) -> Result<Vec<InfoHash>> {
+        list(&self.root.join("pins"), |n| n.parse().ok())
     }
 
     pub fn put_tree(&self, id: &TreeId, record: &TreeRecord) -> Result<()> {

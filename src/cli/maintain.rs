@@ -49,7 +49,15 @@ pub fn rm(cli: &Cli, target: &str) -> Result<i32> {
             store.catalog().remove_tree(&id)?;
             outln!("removed tree {id}; `cas gc` frees what nothing else uses");
         }
-        _ => bail!("{target}: cas rm takes a ref or a tree id"),
+        Target::Torrent(ih) => {
+            let pinned = store.catalog().unpin(&ih)?;
+            let downloading = store.catalog().remove_download(&ih)?;
+            if !pinned && !downloading {
+                bail!("torrent {ih} is not kept for its own sake: it belongs to a tree (remove the tree's ref)");
+            }
+            outln!("removed torrent {ih}; `cas gc` frees what nothing else uses");
+        }
+        _ => bail!("{target}: cas rm takes a ref, a tree id or an info-hash"),
     }
     Ok(0)
 }

@@ -61,7 +61,7 @@ pub struct GetArgs {
     /// Give up after this many seconds (what was fetched stays and resumes)
     #[arg(long, value_name = "SECONDS")]
     timeout: Option<u64>,
-    /// Point this ref at the tree fetched
+    /// Point this ref at the tree fetched [default: the tree id]
     #[arg(long, value_name = "REF")]
     name: Option<String>,
     #[arg(long)]
@@ -153,8 +153,10 @@ pub fn get_cmd(cli: &Cli, args: &GetArgs) -> Result<i32> {
     };
     bar.finish_and_clear();
     let report = report?;
-    if let (Some(name), Some(tree)) = (&args.name, &report.tree) {
-        store.catalog().set_ref(name, tree)?;
+    // A tree fetched is kept under a ref: the one asked for, else its id.
+    if let Some(tree) = &report.tree {
+        let name = args.name.clone().unwrap_or_else(|| tree.to_hex());
+        store.catalog().set_ref(&name, tree)?;
     }
     if let Some(dir) = &args.export {
         match &report.tree {

@@ -148,7 +148,13 @@ pub async fn get(
     let first = source(engine, target)?;
     let ih = fetch_all(engine, vec![first], opts, deadline, progress, &mut report).await?[0];
     let record = read::torrent(&engine.store, &ih)?;
-    if let TorrentKind::Manifest { tree } = record.kind {
+    let TorrentKind::Manifest { tree } = record.kind else {
+        // Kept for its own sake until `cas rm`.
+        engine.store.catalog().pin(&ih)?;
+        report.seconds = start.elapsed().as_secs_f64();
+        return Ok(report);
+    };
+    {
         report.tree = Some(tree);
         let manifest = read::load_manifest(&engine.store, &tree)?;
         let mut wanted = Vec::new();

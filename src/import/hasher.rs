@@ -3,9 +3,10 @@
 //!
 //! One reader thread reads pieces in order and feeds the whole-file BLAKE3; worker
 //! threads compute each piece's BLAKE3 (its chunk id) and, only for chunks the index
-//! does not know, the SHA-1 with collision detection; the calling thread stores new
-//! chunks in order. A piece already stored costs one BLAKE3 and one index lookup:
-//! its SHA-1 comes from the index.
+//! does not know, its plain SHA-1 (no collision detection here: that runs lazily, in
+//! [`Store::find_by_sha1`]); the calling thread stores new chunks in order. A piece
+//! already stored costs one BLAKE3 and one index lookup: its SHA-1 comes from the
+//! index.
 
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};

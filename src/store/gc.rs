@@ -1,7 +1,9 @@
 //! Liveness and garbage collection.
 //!
 //! Mark: refs name trees; a tree reaches its manifest torrent, its directory torrent
-//! and every file torrent its manifest lists; a torrent reaches its pieces. Sweep:
+//! and every file torrent its manifest lists; pinned torrents are live by themselves;
+//! a torrent reaches its pieces, and a download not yet complete reaches every stored
+//! chunk whose SHA-1 is one of its pieces'. Sweep:
 //! unreachable trees and torrents are removed, then index entries of unreachable
 //! chunks, then packs holding dead bytes are compacted (live records copied to a new
 //! pack, synced and re-indexed before the old pack is deleted). A chunk that anything
@@ -66,6 +68,20 @@ pub fn mark(store: &Store) -> Result<Marked> {
                 }
             }
             Err(e) => m.broken_trees.push((tree, e.to_string())),
+        }
+    }
+    for ih in catalog.pins()? {
+        want.push((ih, "a pin".to_string()));
+    }
+    for ih in catalog.downloads()? {
+        let Some(bytes) = catalog.download(&ih)? else {
+            continue;
+        };
+        // An unreadable download record keeps nothing; it cannot resume either.
+        if let Ok(meta) = crate::meta::parse::Metainfo::parse(&bytes) {
+            for sha1 in &meta.pieces {
+                m.chunks.extend(store.index().by_sha1(sha1)?);
+            }
         }
     }
     for (ih, who) in want {

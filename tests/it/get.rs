@@ -145,6 +145,23 @@ fn get_fetches_an_unaligned_multi_file_torrent_that_libtorrent_seeds() {
         "30",
     ]);
     assert_eq!(contents(&again.join("bundle")), contents(&src));
+    // A fetched torrent is kept by gc until `cas rm` says otherwise.
+    drop(seed);
+    env.ok(&["gc"]);
+    let kept = env.path("kept");
+    env.ok(&[
+        "get",
+        t.to_str().unwrap(),
+        "--export",
+        kept.to_str().unwrap(),
+        "--timeout",
+        "30",
+    ]);
+    assert_eq!(contents(&kept.join("bundle")), contents(&src));
+    let ih = r["torrents"][0].as_str().unwrap();
+    env.ok(&["rm", ih]);
+    env.ok(&["gc"]);
+    assert_eq!(env.json(&["stats"])["chunks"], 0);
 }
 
 #[test]
