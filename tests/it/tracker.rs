@@ -71,10 +71,9 @@ impl Tracker {
             let mut body = Vec::new();
             let _ = c.read_to_end(&mut body);
             let text = String::from_utf8_lossy(&body);
-            if !text.contains("8:completei0e") || !text.contains("10:incompletei0e") {
-                if text.contains("completei") {
-                    return;
-                }
+            let nobody = text.contains("8:completei0e") && text.contains("10:incompletei0e");
+            if text.contains("completei") && !nobody {
+                return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
