@@ -157,6 +157,10 @@ pub fn get_cmd(cli: &Cli, args: &GetArgs) -> Result<i32> {
     if let Some(tree) = &report.tree {
         let name = args.name.clone().unwrap_or_else(|| tree.to_hex());
         store.catalog().set_ref(&name, tree)?;
+        // The ref keeps the tree's torrents alive now; their pins are not needed.
+        for ih in &report.torrents {
+            store.catalog().unpin(ih)?;
+        }
     }
     if let Some(dir) = &args.export {
         match &report.tree {

@@ -57,7 +57,7 @@ fn classify(store: &Store, meta: &Metainfo, pieces: &[ChunkId]) -> Result<Torren
     })
 }
 
-/// Records a complete download in the catalog and forgets it as a download.
+/// Records a complete download in the catalog, pins it, and forgets it as a download.
 pub fn record(store: &Store, meta: &Metainfo, pieces: Vec<ChunkId>) -> Result<TorrentKind> {
     let kind = classify(store, meta, &pieces)?;
     let torrent = store
@@ -86,6 +86,8 @@ pub fn record(store: &Store, meta: &Metainfo, pieces: Vec<ChunkId>) -> Result<To
             )?;
         }
     }
+    // Kept until `cas rm`, or until a ref reaches it (`cas get` of a tree then unpins).
+    store.catalog().pin(&meta.info_hash)?;
     store.catalog().remove_download(&meta.info_hash)?;
     tracing::info!("torrent {} complete: {kind:?}", meta.info_hash);
     Ok(kind)

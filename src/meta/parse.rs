@@ -9,8 +9,8 @@ use sha1::{Digest, Sha1};
 use super::bencode::{self, Value};
 use crate::{InfoHash, PieceHash};
 
-/// Largest piece length accepted from a torrent: 256 MiB.
-pub const MAX_PIECE_LENGTH: u64 = 256 << 20;
+/// Largest piece length accepted from a torrent: the largest chunk a pack holds.
+pub const MAX_PIECE_LENGTH: u64 = crate::store::pack::MAX_CHUNK_LEN as u64;
 
 /// One file of a torrent.
 #[derive(Clone, Debug, PartialEq, Eq)]
