@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests talk to: python3-libtorrent (a real peer that loads and
-# checks cas's torrents), transmission-cli and aria2 (parse them too), mktorrent and bc
-# (benchmarks), util-linux (setpriv, mount).
+# checks cas's torrents), transmission-cli and aria2 (parse them too), transmission-daemon
+# and aria2 (download from `cas serve`), opentracker (a tracker on loopback), mktorrent
+# and bc (benchmarks), util-linux (setpriv, mount).
 packages=(python3-libtorrent transmission-cli transmission-daemon aria2 opentracker mktorrent bc util-linux)
 missing=()
 for p in "${packages[@]}"; do
