@@ -127,7 +127,10 @@ fn a_peer_that_sends_wrong_data_gets_nothing_into_the_store() {
     // Dropped at its first bad piece and not called again at once: librqbit retries
     // a failed peer only after an exponential back-off.
     let tries = liar.connections.load(Ordering::Relaxed);
-    assert!((1..=2).contains(&tries), "the liar was connected {tries} times in 8 s");
+    assert!(
+        (1..=2).contains(&tries),
+        "the liar was connected {tries} times in 8 s"
+    );
     let stats = leech.json(&["stats"]);
     assert_eq!(stats["chunks"], 0, "bad bytes were stored: {stats}");
 

@@ -166,7 +166,11 @@ fn commands_run_through_serve_and_an_import_is_seeded_at_once() {
         .args(["torrent", "later:new.bin", "-o", "new.torrent"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The new file is seeded without a restart.
     let got = env.path("got");
     let r = lt_download(&t, &got, serve.port);
