@@ -187,6 +187,10 @@ impl Catalog {
         read_opt(&self.download_path(ih))
     }
 
+    pub fn is_downloading(&self, ih: &InfoHash) -> bool {
+        self.download_path(ih).exists()
+    }
+
     pub fn downloads(&self) -> Result<Vec<InfoHash>> {
         list(&self.root.join("downloads"), |n| n.parse().ok())
     }

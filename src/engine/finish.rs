@@ -64,16 +64,7 @@ pub fn record(store: &Store, meta: &Metainfo, pieces: Vec<ChunkId>) -> Result<To
         .catalog()
         .download(&meta.info_hash)?
         .unwrap_or_else(|| meta.to_torrent());
-    store.catalog().put_torrent(
-        &meta.info_hash,
-        &TorrentRecord {
-            kind: kind.clone(),
-            length: meta.length,
-            piece_length: meta.piece_length,
-            pieces,
-            metainfo: torrent,
-        },
-    )?;
+    // The tree first: the torrent record is what says the download is complete.
     if let TorrentKind::Manifest { tree } = &kind {
         if store.catalog().tree(tree)?.is_none() {
             store.catalog().put_tree(
@@ -86,6 +77,16 @@ pub fn record(store: &Store, meta: &Metainfo, pieces: Vec<ChunkId>) -> Result<To
             )?;
         }
     }
+    store.catalog().put_torrent(
+        &meta.info_hash,
+        &TorrentRecord {
+            kind: kind.clone(),
+            length: meta.length,
+            piece_length: meta.piece_length,
+            pieces,
+            metainfo: torrent,
+        },
+    )?;
     // Kept until `cas rm`, or until a ref reaches it (`cas get` of a tree then unpins).
     store.catalog().pin(&meta.info_hash)?;
     store.catalog().remove_download(&meta.info_hash)?;

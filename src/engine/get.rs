@@ -41,6 +41,9 @@ pub struct GetReport {
     pub seconds: f64,
 }
 
+/// How long to wait for a magnet's metadata before looking for peers again.
+const METADATA_RETRY: Duration = Duration::from_secs(15);
+
 /// Progress: bytes held and bytes wanted, over every torrent being fetched.
 pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Sync);
 
@@ -92,12 +95,22 @@ async fn fetch_all(
 ) -> anyhow::Result<Vec<InfoHash>> {
     let mut handles = Vec::new();
     for s in sources {
-        let add = engine.add(s, &opts.peers);
-        let added = match deadline {
-            Some(d) => tokio::time::timeout_at(d.into(), add)
-                .await
-                .context("timed out waiting for the torrent's metadata from peers")??,
-            None => add.await?,
+        // A magnet's metadata comes from the first peers found, each tried once; when
+        // none answers in a while, ask again (trackers are asked again too).
+        let added = loop {
+            let wait = match deadline {
+                Some(d) => d
+                    .saturating_duration_since(Instant::now())
+                    .min(METADATA_RETRY),
+                None => METADATA_RETRY,
+            };
+            match tokio::time::timeout(wait, engine.add(s.clone(), &opts.peers)).await {
+                Ok(added) => break added?,
+                Err(_) if deadline.is_none_or(|d| Instant::now() < d) => {
+                    tracing::info!("no metadata yet from the peers found; asking again");
+                }
+                Err(_) => bail!("timed out waiting for the torrent's metadata from peers"),
+            }
         };
         handles.push(added);
     }
@@ -110,7 +123,9 @@ async fn fetch_all(
             }
             have += stats.progress_bytes;
             want += stats.total_bytes;
-            done &= stats.finished && engine.store.catalog().has_torrent(ih);
+            // Complete once recorded: the downloads/ file goes last.
+            let catalog = engine.store.catalog();
+            done &= stats.finished && catalog.has_torrent(ih) && !catalog.is_downloading(ih);
         }
         progress(have, want);
         if done {

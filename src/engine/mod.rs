@@ -146,6 +146,7 @@ impl Engine {
             added: Default::default(),
         };
         let mut torrents = 0;
+        let mut handles = Vec::new();
         if !opts.seed_all {
             return Ok(engine);
         }
@@ -153,18 +154,28 @@ impl Engine {
             let Some(record) = store.catalog().torrent(&ih)? else {
                 continue;
             };
-            engine.add(Source::Torrent(record.metainfo), &[]).await?;
+            handles.push(engine.add(Source::Torrent(record.metainfo), &[]).await?);
             torrents += 1;
         }
         for ih in store.catalog().downloads()? {
             let Some(torrent) = store.catalog().download(&ih)? else {
                 continue;
             };
-            if let Err(e) = engine.add(Source::Torrent(torrent), &[]).await {
-                tracing::warn!("resuming download {ih}: {e:#}");
-                continue;
+            match engine.add(Source::Torrent(torrent), &[]).await {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    tracing::warn!("resuming download {ih}: {e:#}");
+                    continue;
+                }
             }
             torrents += 1;
+        }
+        // Serving starts when every torrent is live: until then librqbit turns away
+        // the peers that its first announces bring.
+        for (ih, h) in &handles {
+            if let Err(e) = h.wait_until_initialized().await {
+                tracing::warn!("torrent {ih}: {e:#}");
+            }
         }
         Ok(Engine { torrents, ..engine })
     }
