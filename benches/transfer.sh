@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# Loopback transfer of one file, one seeder and one leecher, side by side in one run:
+#   cas -> cas                 `cas serve` of a store holding the file; `cas get --peer` into
+#                              a fresh store
+#   libtorrent -> libtorrent   tests/it/peers/lt_seed.py; lt_download.py into a fresh dir
+#   aria2 -> aria2             aria2c seeding; a second aria2c downloading into a fresh dir
+# Goal: cas -> cas at least 1.5 x as fast as libtorrent -> libtorrent.
+# Usage: benches/transfer.sh [SIZE_MIB] [ROUNDS]   (default 2048 MiB, 3 rounds; medians)
+# Every pair moves the same torrent (the file's own, written by `cas torrent`), with
+# 1 MiB pieces. Times are wall times of the downloading process, start to exit. cas and
+# libtorrent are told the seeder's address; aria2 has no such option and finds its seeder
+# through an opentracker on loopback. DHT, LSD and PEX are off everywhere. The source file
+# stays in the page cache. Scratch space: $BENCH_DIR or target/bench-transfer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+size_mib=${1:-2048}
+rounds=${2:-3}
+work=${BENCH_DIR:-$PWD/target/bench-transfer}
+py=/usr/bin/python3   # Debian's python3 has the libtorrent binding (python3-libtorrent)
+
+# --- tools ------------------------------------------------------------------------------
+missing=()
+command -v aria2c >/dev/null || missing+=(aria2)
+command -v opentracker >/dev/null || missing+=(opentracker)
+command -v bc >/dev/null || missing+=(bc)
+"$py" -c 'import libtorrent' 2>/dev/null || missing+=(python3-libtorrent)
+if ((${#missing[@]})); then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+        echo "installing ${missing[*]}" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >&2 \
+            || { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >&2; }
+    else
+        echo "transfer.sh needs the Debian packages: ${missing[*]} (apt-get install -y ${missing[*]})" >&2
+        exit 1
+    fi
+fi
+
+cargo build --release --quiet
+cas=$PWD/target/release/cas
+peers=$PWD/tests/it/peers
+
+# --- processes and scratch space, cleaned up whatever happens ----------------------------
+pids=()
+cleanup() {
+    local p
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+rm -rf "$work" && mkdir -p "$work/src"
+
+now() { date +%s.%N; }
+elapsed() { echo "$(now) - $1" | bc -l; }
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+free_port() { "$py" -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+die() { echo "transfer.sh: $*" >&2; exit 1; }
+# wait_for SECONDS WHAT COMMAND...: polls COMMAND until it succeeds.
+wait_for() {
+    local limit=$1 what=$2; shift 2
+    local end=$(($(date +%s) + limit))
+    until "$@"; do
+        (($(date +%s) < end)) || die "no $what after $limit s"
+        sleep 0.05
+    done
+}
+
+echo "making $size_mib MiB of random data in $work" >&2
+head -c $((size_mib << 20)) /dev/urandom > "$work/src/disk.img"
+
+# The seeder store, the file's torrent, its name in the torrent and its info-hash.
+"$cas" --store "$work/seeder" init --piece-length 1M >/dev/null
+"$cas" --store "$work/seeder" import "$work/src" --name bench --json > "$work/import.json"
+"$cas" --store "$work/seeder" torrent bench:disk.img -o "$work/file.torrent"
+read -r name info_hash < <("$py" -c 'import libtorrent as lt, sys
+t = lt.torrent_info(sys.argv[1]); print(t.name(), t.info_hash())' "$work/file.torrent")
+# libtorrent and aria2 seed the source file itself, under the torrent's name (hard links:
+# one inode, one copy in the page cache).
+mkdir -p "$work/seed-lt" "$work/seed-aria2"
+ln "$work/src/disk.img" "$work/seed-lt/$name"
+ln "$work/src/disk.img" "$work/seed-aria2/$name"
+cat "$work/src/disk.img" > /dev/null   # warm the page cache for every contender alike
+
+# --- seeders, started once --------------------------------------------------------------
+"$cas" --store "$work/seeder" serve --listen 127.0.0.1:0 > "$work/serve.out" 2> "$work/serve.err" &
+pids+=($!)
+wait_for 300 "'seeding' line from cas serve (see $work/serve.err)" grep -qs '^seeding' "$work/serve.out"
+cas_port=$(sed -n 's/^seeding .* on .*:\([0-9]*\)$/\1/p' "$work/serve.out")
+[[ -n $cas_port ]] || die "cannot read the port from: $(cat "$work/serve.out")"
+
+lt_port=$(free_port)
+"$py" "$peers/lt_seed.py" "$work/file.torrent" "$work/seed-lt" "$lt_port" "$work/lt_seed.json" \
+    > "$work/lt_seed.log" 2>&1 &
+pids+=($!)
+lt_seeding() { [[ -f $work/lt_seed.json ]] && grep -q '"seeding": true' "$work/lt_seed.json"; }
+wait_for 300 "libtorrent seeder (see $work/lt_seed.json)" lt_seeding
+
+# opentracker, serving only this info-hash (it changes directory: absolute paths only).
+echo "$info_hash" > "$work/whitelist"
+tracker_port=$(free_port)
+opentracker -i 127.0.0.1 -p "$tracker_port" -P "$tracker_port" -w "$work/whitelist" \
+    > "$work/opentracker.log" 2>&1 &
+pids+=($!)
+tracker=http://127.0.0.1:$tracker_port/announce
+aria2_common=(--enable-dht=false --enable-dht6=false --bt-enable-lpd=false
+    --enable-peer-exchange=false --bt-tracker="$tracker" --summary-interval=0
+    --show-console-readout=false --console-log-level=warn)
+aria2_port=$(free_port)
+aria2c "${aria2_common[@]}" --listen-port="$aria2_port" -d "$work/seed-aria2" \
+    --seed-ratio=0.0 --bt-seed-unverified=true "$work/file.torrent" > "$work/aria2_seed.log" 2>&1 &
+pids+=($!)
+# Seeding once the tracker counts one complete peer (a scrape).
+seeders() {
+    "$py" - "$tracker_port" "$info_hash" <<'EOF'
+import binascii, re, sys, urllib.parse, urllib.request
+port, ih = sys.argv[1:3]
+q = urllib.parse.quote(binascii.unhexlify(ih))
+try:
+    body = urllib.request.urlopen("http://127.0.0.1:%s/scrape?info_hash=%s" % (port, q), timeout=2).read()
+except OSError:
+    sys.exit(1)
+m = re.search(rb"8:completei(\d+)e", body)
+sys.exit(0 if m and int(m.group(1)) > 0 else 1)
+EOF
+}
+wait_for 60 "aria2 seeder announced to opentracker (see $work/aria2_seed.log)" seeders
+
+# --- rounds -------------------------------------------------------------------------------
+size=$((size_mib << 20))
+for r in $(seq "$rounds"); do
+    # cas -> cas
+    rm -rf "$work/leech"
+    "$cas" --store "$work/leech" init --piece-length 1M >/dev/null
+    sync
+    t=$(now)
+    "$cas" --store "$work/leech" get "$work/file.torrent" --peer "127.0.0.1:$cas_port" \
+        --listen 127.0.0.1:0 --json --timeout 600 > "$work/get.json" \
+        || die "cas get failed (round $r)"
+    s=$(elapsed "$t")
+    read -r wire own < <("$py" -c 'import json,sys; j=json.load(open(sys.argv[1]))
+print(j["bytes_from_wire"], j["seconds"])' "$work/get.json")
+    ((wire == size)) || die "cas get fetched $wire bytes, not $size: $(cat "$work/get.json")"
+    echo "$s" >> "$work/t.cas"; echo "$own" >> "$work/t.cas_own"
+    echo "round $r: cas -> cas $s s (cas get's own seconds: $own)" >&2
+
+    # libtorrent -> libtorrent
+    rm -rf "$work/leech" && mkdir -p "$work/leech"
+    port=$(free_port)
+    sync
+    t=$(now)
+    "$py" "$peers/lt_download.py" "$work/file.torrent" "$work/leech" "$port" 127.0.0.1 "$lt_port" 600 \
+        > "$work/lt.json"
+    s=$(elapsed "$t")
+    grep -q '"seeding": true' "$work/lt.json" || die "libtorrent download failed: $(cat "$work/lt.json")"
+    echo "$s" >> "$work/t.lt"
+    echo "round $r: libtorrent -> libtorrent $s s" >&2
+
+    # aria2 -> aria2
+    rm -rf "$work/leech" && mkdir -p "$work/leech"
+    port=$(free_port)
+    sync
+    t=$(now)
+    aria2c "${aria2_common[@]}" --listen-port="$port" -d "$work/leech" --seed-time=0 \
+        --file-allocation=none --bt-stop-timeout=600 "$work/file.torrent" > "$work/aria2.log" 2>&1 \
+        || die "aria2c download failed: $(tail -5 "$work/aria2.log")"
+    s=$(elapsed "$t")
+    [[ $(stat -c %s "$work/leech/$name") == "$size" ]] || die "aria2c wrote a file of the wrong size"
+    echo "$s" >> "$work/t.aria2"
+    echo "round $r: aria2 -> aria2 $s s" >&2
+done
+rm -rf "$work/leech"
+
+cas_s=$(median < "$work/t.cas"); own_s=$(median < "$work/t.cas_own")
+lt_s=$(median < "$work/t.lt"); aria2_s=$(median < "$work/t.aria2")
+mibs() { echo "scale=0; $size_mib / $1" | bc -l; }
+printf '%-40s %8s %9s\n' "pair ($size_mib MiB, median of $rounds)" seconds MiB/s
+printf '%-40s %8.2f %9s\n' "cas -> cas" "$cas_s" "$(mibs "$cas_s")"
+printf '%-40s %8.2f %9s\n' "libtorrent -> libtorrent" "$lt_s" "$(mibs "$lt_s")"
+printf '%-40s %8.2f %9s\n' "aria2 -> aria2 (via opentracker)" "$aria2_s" "$(mibs "$aria2_s")"
+printf '%-40s %8.2f %9s\n' "(cas get's own \"seconds\", in-process)" "$own_s" "$(mibs "$own_s")"
+printf 'speed cas->cas / libtorrent->libtorrent: %.2f (goal >= 1.5)\n' "$(echo "$lt_s / $cas_s" | bc -l)"
+printf 'speed cas->cas / aria2->aria2:           %.2f\n' "$(echo "$aria2_s / $cas_s" | bc -l)"
