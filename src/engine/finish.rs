@@ -59,6 +59,8 @@ fn classify(store: &Store, meta: &Metainfo, pieces: &[ChunkId]) -> Result<Torren
 
 /// Records a complete download in the catalog, pins it, and forgets it as a download.
 pub fn record(store: &Store, meta: &Metainfo, pieces: Vec<ChunkId>) -> Result<TorrentKind> {
+    // Records name only durable chunks.
+    store.commit()?;
     let kind = classify(store, meta, &pieces)?;
     let torrent = store
         .catalog()

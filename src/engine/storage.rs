@@ -7,11 +7,17 @@
 //! check fails on it and never serves it.
 //!
 //! Writes go to a staging buffer per piece, in memory. When a piece's last byte
-//! arrives it is hashed: if its SHA-1 is the torrent's, it is stored and committed
-//! (durable) before the write returns, so librqbit can only ever advertise a piece the
-//! store holds; a failed commit fails the write, which stops the torrent. A piece whose
-//! hash is wrong is dropped there: its bytes never reach the store, and librqbit's
-//! check (reading zeros) fails it and drops the peer that sent it.
+//! arrives it is hashed: if its SHA-1 is the torrent's, it is stored (appended to a
+//! pack, readable at once) before the write returns, so librqbit only ever advertises
+//! a piece the store can serve. A piece whose hash is wrong is dropped there: its
+//! bytes never reach the store, and librqbit's check (reading zeros) fails it and
+//! drops the peer that sent it. The engine's committer makes stored pieces durable a
+//! few times a second; if a commit fails it stops every torrent, so nothing is
+//! advertised that might not be there. A crash before a commit loses only pieces that
+//! are fetched again (the store, not librqbit, says what is held at the next start).
+//!
+//! A piece the store should hold but cannot read or verify is an error, never zeros
+//! sent to a peer; it stops counting as held.
 
 use std::any::TypeId;
 use std::collections::{HashMap, VecDeque};
@@ -215,30 +221,41 @@ pub struct Inner {
 }
 
 impl Inner {
-    fn chunk(&self, piece: usize) -> Option<Arc<VerifiedChunk>> {
-        let id = (*self
+    /// The verified chunk of a piece: `Ok(None)` if the store does not hold it; an
+    /// error if it should and cannot be read or verified (the piece is then no longer
+    /// counted as held, so it can be fetched again).
+    fn chunk(&self, piece: usize) -> anyhow::Result<Option<Arc<VerifiedChunk>>> {
+        let held = *self
             .held
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(piece)?)?;
+            .get(piece)
+            .context("no such piece")?;
+        let Some(id) = held else {
+            return Ok(None);
+        };
         let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = cache.iter().find(|c| c.id() == id) {
-            return Some(c.clone());
+            return Ok(Some(c.clone()));
         }
         drop(cache);
-        let chunk = match self.store.get(&id) {
-            Ok(c) => Arc::new(c),
+        match self.store.get(&id) {
+            Ok(c) => Ok(Some(self.remember(Arc::new(c)))),
             Err(e) => {
-                tracing::warn!("torrent {}: piece {piece}: {e}", self.ih);
-                return None;
+                tracing::error!("torrent {}: piece {piece}: {e}", self.ih);
+                self.held.write().unwrap_or_else(|e| e.into_inner())[piece] = None;
+                Err(anyhow::Error::new(e).context(format!("piece {piece}")))
             }
-        };
+        }
+    }
+
+    fn remember(&self, chunk: Arc<VerifiedChunk>) -> Arc<VerifiedChunk> {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= CACHE_CHUNKS {
             cache.pop_front();
         }
         cache.push_back(chunk.clone());
-        Some(chunk)
+        chunk
     }
 
     /// Pieces held and total.
@@ -338,9 +355,11 @@ impl Inner {
             return Ok(());
         }
         let len = chunk.len() as u64;
+        // Readable at once; made durable by the engine's committer (see the module doc).
         self.store.put(&chunk).context("storing a received piece")?;
-        self.store.commit().context("committing a received piece")?;
-        self.held.write().unwrap_or_else(|e| e.into_inner())[piece] = Some(chunk.id());
+        let id = chunk.id();
+        self.remember(Arc::new(chunk));
+        self.held.write().unwrap_or_else(|e| e.into_inner())[piece] = Some(id);
         self.counters.stored.fetch_add(len, Ordering::Relaxed);
         Ok(())
     }
@@ -375,11 +394,14 @@ impl TorrentStorage for StoreStorage {
             let within = (at % plen) as usize;
             let take = (buf.len() - done).min(plen as usize - within);
             let out = &mut buf[done..done + take];
-            match inner.chunk(piece) {
-                Some(c) if c.len() >= within + take => {
-                    out.copy_from_slice(&c.bytes()[within..within + take])
-                }
-                _ => out.fill(0),
+            match inner.chunk(piece)? {
+                Some(c) => out.copy_from_slice(
+                    c.bytes()
+                        .get(within..within + take)
+                        .context("stored chunk is shorter than its piece")?,
+                ),
+                // Not held: zeros, which fail librqbit's hash check.
+                None => out.fill(0),
             }
             done += take;
         }

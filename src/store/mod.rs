@@ -308,6 +308,15 @@ impl Store {
         self.lock_writer().pack.as_ref().map(|p| p.number)
     }
 
+    /// Whether chunks were put that are not yet committed.
+    pub fn has_pending(&self) -> bool {
+        !self
+            .pending
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
     /// Makes every chunk put so far durable, then indexes it. See the module doc.
     pub fn commit(&self) -> Result<()> {
         let mut w = self.lock_writer();

@@ -294,6 +294,8 @@ fn an_interrupted_get_resumes_without_fetching_again_what_it_stored() {
         assert!(Instant::now() < deadline, "the first get stored nothing");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // Received pieces are committed a few times a second; give that a moment.
+    std::thread::sleep(Duration::from_millis(1000));
     first.kill().unwrap();
     first.wait().unwrap();
     let out = env.path("out");
