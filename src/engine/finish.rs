@@ -24,7 +24,7 @@ fn content_hash(store: &Store, meta: &Metainfo, pieces: &[ChunkId]) -> Result<bl
     Ok(h.finalize())
 }
 
-fn is_content_name(name: &str) -> bool {
+pub fn is_content_name(name: &str) -> bool {
     name.len() == 64
         && name
             .bytes()
@@ -32,11 +32,19 @@ fn is_content_name(name: &str) -> bool {
 }
 
 /// What a complete torrent carries.
-fn classify(store: &Store, meta: &Metainfo, pieces: &[ChunkId]) -> Result<TorrentKind> {
+fn classify(
+    store: &Store,
+    meta: &Metainfo,
+    pieces: &[ChunkId],
+    hash: Option<blake3::Hash>,
+) -> Result<TorrentKind> {
     if !(meta.single_file && is_content_name(&meta.name)) {
         return Ok(TorrentKind::Foreign);
     }
-    let hash = content_hash(store, meta, pieces)?;
+    let hash = match hash {
+        Some(h) => h,
+        None => content_hash(store, meta, pieces)?,
+    };
     if hash.to_hex().as_str() != meta.name {
         return Ok(TorrentKind::Foreign);
     }
@@ -58,10 +66,16 @@ fn classify(store: &Store, meta: &Metainfo, pieces: &[ChunkId]) -> Result<Torren
 }
 
 /// Records a complete download in the catalog, pins it, and forgets it as a download.
-pub fn record(store: &Store, meta: &Metainfo, pieces: Vec<ChunkId>) -> Result<TorrentKind> {
+/// `hash` is the content's BLAKE3 if it was worked out as the pieces arrived.
+pub fn record(
+    store: &Store,
+    meta: &Metainfo,
+    pieces: Vec<ChunkId>,
+    hash: Option<blake3::Hash>,
+) -> Result<TorrentKind> {
     // Records name only durable chunks.
     store.commit()?;
-    let kind = classify(store, meta, &pieces)?;
+    let kind = classify(store, meta, &pieces, hash)?;
     let torrent = store
         .catalog()
         .download(&meta.info_hash)?

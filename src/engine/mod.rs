@@ -5,6 +5,7 @@
 //! catalog to seed it and every unfinished download to resume it, each served by a
 //! [`storage::StoreStorage`]. This module is the only one that knows librqbit.
 
+mod content;
 mod finish;
 pub mod get;
 pub mod storage;

@@ -30,6 +30,7 @@ use librqbit::storage::filesystem::FilesystemStorageFactory;
 use librqbit::storage::{BoxStorageFactory, StorageFactory, StorageFactoryExt, TorrentStorage};
 use librqbit::{ManagedTorrentShared, TorrentMetadata};
 
+use super::content::InOrder;
 use super::finish;
 use crate::meta::parse::Metainfo;
 use crate::store::chunk::VerifiedChunk;
@@ -146,6 +147,10 @@ impl StorageFactory for StoreStorageFactory {
             .map(|i| meta.piece_len(i))
             .sum();
         counters.found.store(found, Ordering::Relaxed);
+        let content = (meta.single_file
+            && finish::is_content_name(&meta.name)
+            && !self.store.catalog().has_torrent(&ih))
+        .then(|| Mutex::new(InOrder::new()));
         let inner = Arc::new(Inner {
             store: self.store.clone(),
             ih,
@@ -155,6 +160,7 @@ impl StorageFactory for StoreStorageFactory {
             cache: Mutex::new(VecDeque::new()),
             finished: AtomicBool::new(false),
             counters,
+            content,
         });
         if !self.store.catalog().has_torrent(&ih) {
             self.store
@@ -218,6 +224,8 @@ pub struct Inner {
     cache: Mutex<VecDeque<Arc<VerifiedChunk>>>,
     finished: AtomicBool,
     pub counters: Counters,
+    /// The content's BLAKE3 as pieces arrive, for torrents that may be cas's own.
+    content: Option<Mutex<InOrder>>,
 }
 
 impl Inner {
@@ -281,7 +289,12 @@ impl Inner {
         if self.store.catalog().has_torrent(&self.ih) {
             return Ok(());
         }
-        let r = finish::record(&self.store, &self.meta, pieces);
+        let hash = self.content.as_ref().and_then(|c| {
+            c.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .finish(self.meta.pieces.len())
+        });
+        let r = finish::record(&self.store, &self.meta, pieces, hash);
         if r.is_err() {
             self.finished.store(false, Ordering::Release);
         }
@@ -358,8 +371,20 @@ impl Inner {
         // Readable at once; made durable by the engine's committer (see the module doc).
         self.store.put(&chunk).context("storing a received piece")?;
         let id = chunk.id();
-        self.remember(Arc::new(chunk));
+        let chunk = self.remember(Arc::new(chunk));
         self.held.write().unwrap_or_else(|e| e.into_inner())[piece] = Some(id);
+        if let Some(c) = &self.content {
+            let held = |i: usize| self.held.read().unwrap_or_else(|e| e.into_inner())[i];
+            let piece_len = |i: usize| self.meta.piece_len(i) as usize;
+            c.lock().unwrap_or_else(|e| e.into_inner()).add(
+                &self.store,
+                piece,
+                chunk,
+                self.meta.pieces.len(),
+                held,
+                piece_len,
+            );
+        }
         self.counters.stored.fetch_add(len, Ordering::Relaxed);
         Ok(())
     }
