@@ -118,7 +118,7 @@ pub fn get_cmd(cli: &Cli, args: &GetArgs) -> Result<i32> {
     if let Some(name) = &args.name {
         cas::catalog::check_ref_name(name)?;
     }
-    let store = cli.open()?;
+    let store = cli.open_or_create(None)?;
     let bar = if super::daemon::stderr_is_terminal() && !args.json {
         let bar = ProgressBar::new(0);
         bar.set_style(
