@@ -1,7 +1,9 @@
 //! Helpers: a temporary store, running the `cas` binary, making test files.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use rand::{Rng, RngCore, SeedableRng};
 
@@ -179,4 +181,97 @@ pub fn sample_tree(root: &Path, piece: usize) {
     )
     .unwrap();
     std::fs::set_permissions(root.join("a.bin"), std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// True when every tool is on PATH. When one is missing the test is skipped with a
+/// message, unless it runs in CI (`CI` set), where a missing tool is a failure.
+pub fn have_tools(test: &str, tools: &[&str]) -> bool {
+    let missing: Vec<&str> = tools.iter().copied().filter(|t| !on_path(t)).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!(
+        "{test}: {} not found (bash tests/run.sh installs the Debian packages)",
+        missing.join(", ")
+    );
+    if std::env::var_os("CI").is_some() {
+        panic!("{msg}");
+    }
+    eprintln!("SKIPPED {msg}");
+    false
+}
+
+fn on_path(tool: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(path) = std::env::var_os("PATH") else {
+        return false;
+    };
+    std::env::split_paths(&path).any(|dir| {
+        std::fs::metadata(dir.join(tool))
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    })
+}
+
+/// A child process, killed on drop; its output goes to a log file shown on failure.
+pub struct Proc {
+    pub child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(mut cmd: Command, log: PathBuf) -> Proc {
+        let out = File::create(&log).unwrap();
+        let err = out.try_clone().unwrap();
+        let prog = cmd.get_program().to_string_lossy().into_owned();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("run {prog}: {e}"));
+        Proc { child, log }
+    }
+
+    /// Panics if the process has exited.
+    pub fn assert_running(&mut self, what: &str) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!("{what} exited ({status}):\n{}", self.log_text());
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        tail(&self.log)
+    }
+}
+
+/// The end of a log file: what matters on failure.
+pub fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let cut = text.len().saturating_sub(8000);
+    let cut = (cut..text.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(text.len());
+    text[cut..].to_string()
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until something accepts TCP connections on a loopback port.
+pub fn wait_listening(port: u16, p: &mut Proc, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        p.assert_running(what);
+        assert!(
+            Instant::now() < deadline,
+            "{what} does not listen on {port}:\n{}",
+            p.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -1,93 +1,128 @@
-//! Discovery through a real tracker (opentracker on loopback), no peer hints.
+//! Discovery through a real tracker (opentracker on loopback), no peer hints; and the
+//! tracker harness the client tests use too.
 
-use std::io::Write;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use crate::common::*;
 use crate::serve::{free_port, Serve};
 
-/// opentracker on loopback serving only the whitelisted info-hashes; killed on drop.
-struct Tracker {
-    child: Child,
-    url: String,
+/// opentracker on loopback, serving only whitelisted info-hashes.
+pub struct Tracker {
+    proc: Proc,
+    port: u16,
 }
 
 impl Tracker {
-    fn start(env: &Env, info_hashes: &[String]) -> Tracker {
-        let whitelist = env.path("whitelist");
-        let mut f = std::fs::File::create(&whitelist).unwrap();
+    /// Picks the port first: the torrents must name the tracker before their
+    /// info-hashes (the whitelist) are known.
+    pub fn port() -> u16 {
+        free_port()
+    }
+
+    pub fn url(port: u16) -> String {
+        format!("http://127.0.0.1:{port}/announce")
+    }
+
+    pub fn start(env: &Env, port: u16, info_hashes: &[&str]) -> Tracker {
+        // An absolute path: opentracker does not find a relative one.
+        let whitelist = env.path("tracker-whitelist");
+        let mut f = File::create(&whitelist).unwrap();
         for ih in info_hashes {
+            assert_eq!(ih.len(), 40, "{ih}");
             writeln!(f, "{ih}").unwrap();
         }
-        let port = free_port();
-        let child = Command::new("opentracker")
-            .args([
-                "-i",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-P",
-                &port.to_string(),
-            ])
+        drop(f);
+        let mut cmd = Command::new("opentracker");
+        cmd.args(["-i", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-P", &port.to_string()])
             .arg("-w")
             .arg(&whitelist)
-            .current_dir(env.path(""))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run opentracker (apt install opentracker)");
-        // Wait until it accepts connections.
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Tracker {
-            child,
-            url: format!("http://127.0.0.1:{port}/announce"),
-        }
+            .current_dir(env.path(""));
+        let mut proc = Proc::spawn(cmd, env.path("opentracker.log"));
+        wait_listening(port, &mut proc, "opentracker");
+        Tracker { proc, port }
     }
-}
 
-impl Tracker {
-    /// Waits until some peer has announced `ih`.
-    fn wait_for_peer(&self, ih: &str) {
-        use std::io::Read;
-        let port = self
-            .url
-            .split(':')
-            .nth(2)
-            .and_then(|p| p.split('/').next())
-            .unwrap();
-        let escaped: String = (0..ih.len())
-            .step_by(2)
-            .map(|i| format!("%{}", &ih[i..i + 2]))
-            .collect();
-        for _ in 0..200 {
-            let mut c = std::net::TcpStream::connect(("127.0.0.1", port.parse().unwrap())).unwrap();
-            write!(c, "GET /scrape?info_hash={escaped} HTTP/1.0\r\n\r\n").unwrap();
-            let mut body = Vec::new();
-            let _ = c.read_to_end(&mut body);
-            let text = String::from_utf8_lossy(&body);
-            let nobody = text.contains("8:completei0e") && text.contains("10:incompletei0e");
-            if text.contains("completei") && !nobody {
+    /// The tracker's scrape of one torrent: (seeders, leechers).
+    pub fn scrape(&self, info_hash: &str) -> Option<(u64, u64)> {
+        let mut path = String::from("/scrape?info_hash=");
+        for i in (0..info_hash.len()).step_by(2) {
+            path.push('%');
+            path.push_str(&info_hash[i..i + 2]);
+        }
+        let body = http_get(self.port, &path)?;
+        let count = |key: &str| -> Option<u64> {
+            let key = format!("{}:{key}i", key.len());
+            let at = find(&body, key.as_bytes())? + key.len();
+            let digits: Vec<u8> = body[at..]
+                .iter()
+                .copied()
+                .take_while(u8::is_ascii_digit)
+                .collect();
+            String::from_utf8(digits).ok()?.parse().ok()
+        };
+        Some((count("complete")?, count("incomplete")?))
+    }
+
+    /// Waits until the tracker counts at least `seeders` seeders and `leechers`
+    /// leechers of `info_hash`: until `who` has announced.
+    pub fn wait_for(&mut self, info_hash: &str, seeders: u64, leechers: u64, who: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            self.proc.assert_running("opentracker");
+            let s = self.scrape(info_hash);
+            if matches!(s, Some((c, i)) if c >= seeders && i >= leechers) {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(50));
+            assert!(
+                Instant::now() < deadline,
+                "{who} did not announce {info_hash} to the tracker (scrape: {s:?})"
+            );
+            std::thread::sleep(Duration::from_millis(200));
         }
-        panic!("no peer announced {ih} to the tracker");
+    }
+
+    /// Waits until the tracker counts any peer of `info_hash` (a peer that announces
+    /// while still checking its data counts as a leecher).
+    pub fn wait_for_any(&mut self, info_hash: &str, who: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            self.proc.assert_running("opentracker");
+            let s = self.scrape(info_hash);
+            if matches!(s, Some((c, i)) if c + i >= 1) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{who} did not announce {info_hash} to the tracker (scrape: {s:?})"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 }
 
-impl Drop for Tracker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
 }
 
+/// A plain HTTP/1.0 GET on loopback; the body, if the answer is 200.
+fn http_get(port: u16, path: &str) -> Option<Vec<u8>> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).ok()?;
+    let head_end = find(&resp, b"\r\n\r\n")?;
+    if !resp.starts_with(b"HTTP/1.0 200") && !resp.starts_with(b"HTTP/1.1 200") {
+        return None;
+    }
+    Some(resp[head_end + 4..].to_vec())
+}
+
+/// A transmission-daemon in the foreground with its own config dir; killed on drop.
 #[test]
 fn a_tree_is_found_and_fetched_through_opentracker() {
     let a = Env::with_piece_length("16K");
@@ -99,17 +134,20 @@ fn a_tree_is_found_and_fetched_through_opentracker() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    let tracker = Tracker::start(&a, &torrents);
-    let _serve = Serve::start_with(&a, &["--tracker", &tracker.url]);
+    let port = Tracker::port();
+    let url = Tracker::url(port);
+    let names: Vec<&str> = torrents.iter().map(String::as_str).collect();
+    let mut tracker = Tracker::start(&a, port, &names);
+    let _serve = Serve::start_with(&a, &["--tracker", &url]);
     let manifest_ih = magnet.split("btih:").nth(1).unwrap()[..40].to_string();
-    tracker.wait_for_peer(&manifest_ih);
+    tracker.wait_for_any(&manifest_ih, "cas serve");
     let b = Env::with_piece_length("16K");
     let out = b.path("out");
     let r = b.json(&[
         "get",
         magnet.trim(),
         "--tracker",
-        &tracker.url,
+        &url,
         "--listen",
         "127.0.0.1:0",
         "--timeout",
