@@ -10,21 +10,11 @@ import time
 
 import libtorrent as lt
 
+import ltpeer
+
 torrent, save, port, host, peer_port = sys.argv[1:6]
 timeout = float(sys.argv[6]) if len(sys.argv) > 6 else 60
-ses = lt.session({
-    "listen_interfaces": "127.0.0.1:%s" % port,
-    "enable_dht": False,
-    "enable_lsd": False,
-    "enable_upnp": False,
-    "enable_natpmp": False,
-    "enable_outgoing_utp": False,
-    "enable_incoming_utp": False,
-    "out_enc_policy": int(lt.enc_policy.pe_disabled),
-    "in_enc_policy": int(lt.enc_policy.pe_disabled),
-    "allow_multiple_connections_per_ip": True,
-    "alert_mask": lt.alert.category_t.error_notification,
-})
+ses = ltpeer.session(port)
 info = lt.torrent_info(torrent)
 h = ses.add_torrent({"ti": info, "save_path": save})
 deadline = time.time() + timeout

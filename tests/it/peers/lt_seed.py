@@ -13,22 +13,11 @@ import time
 
 import libtorrent as lt
 
+import ltpeer
+
 torrent, save, port, status = sys.argv[1:5]
 rate = int(sys.argv[5]) if len(sys.argv) > 5 else 0
-ses = lt.session({
-    "upload_rate_limit": rate,
-    "listen_interfaces": "127.0.0.1:%s" % port,
-    "enable_dht": False,
-    "enable_lsd": False,
-    "enable_upnp": False,
-    "enable_natpmp": False,
-    "enable_outgoing_utp": False,
-    "enable_incoming_utp": False,
-    "out_enc_policy": int(lt.enc_policy.pe_disabled),
-    "in_enc_policy": int(lt.enc_policy.pe_disabled),
-    "allow_multiple_connections_per_ip": True,
-    "alert_mask": lt.alert.category_t.error_notification,
-})
+ses = ltpeer.session(port, upload_rate_limit=rate)
 h = ses.add_torrent({"ti": lt.torrent_info(torrent), "save_path": save})
 while True:
     st = h.status()
