@@ -22,6 +22,7 @@ mod id;
 pub mod import;
 pub mod manifest;
 pub mod meta;
+pub mod mount;
 pub mod read;
 pub mod stats;
 pub mod store;
