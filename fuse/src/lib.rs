@@ -1,10 +1,19 @@
-//! cas-fuse: the FUSE adapter that will show a cas store as a read-only filesystem.
+//! cas-fuse: the FUSE adapter that shows a cas store as a read-only filesystem.
 //!
 //! The adapter knows nothing of packs or sled: it translates FUSE requests into calls
 //! on [`ReadOnlyTree`], which the `cas` library implements over its trees. This crate
 //! depends on the library's interface only through that trait.
+//!
+//! - [`ReadOnlyTree`], [`Node`]: the interface a tree implements.
+//! - [`mount`], [`Mount`]: mount a tree (fuser 0.18; as root a direct mount(2), no
+//!   libfuse), unmount on drop; [`detach`] and [`is_stale_mount`] for mounts left behind.
+
+mod adapter;
+mod session;
 
 use std::time::SystemTime;
+
+pub use session::{detach, is_stale_mount, mount, Mount, MountError, MountOptions};
 
 /// Inode number of the root directory, as FUSE expects.
 pub const ROOT: u64 = 1;

@@ -21,6 +21,7 @@ mod daemon;
 mod import;
 mod inspect;
 mod maintain;
+mod mount;
 mod serve;
 
 use std::path::{Path, PathBuf};
@@ -119,6 +120,11 @@ enum Command {
     Serve(serve::NetArgs),
     /// Fetch a torrent or a tree into the store from BitTorrent peers
     Get(serve::GetArgs),
+    /// Show the store as a read-only filesystem (refs/, trees/, blobs/) until Ctrl-C
+    Mount {
+        /// An empty directory to mount on
+        mountpoint: PathBuf,
+    },
     /// Maintain the chunk index
     Index {
         #[command(subcommand)]
@@ -240,6 +246,7 @@ impl Cli {
             } => abs(o),
             Command::Export { dir, .. } => abs(dir),
             Command::Get(a) => a.absolutize(cwd),
+            Command::Mount { mountpoint } => abs(mountpoint),
             _ => {}
         }
     }
@@ -248,7 +255,7 @@ impl Cli {
 /// Runs the command line; returns the process exit code.
 pub fn run() -> Result<i32> {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Serve(_)) {
+    if !matches!(cli.command, Command::Serve(_) | Command::Mount { .. }) {
         if let Some(code) = daemon::forward(&cli.store_path()?)? {
             return Ok(code);
         }
@@ -284,6 +291,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Fsck { repair, json } => maintain::fsck(cli, *repair, *json),
         Command::Serve(net) => serve::serve(cli, net),
         Command::Get(args) => serve::get_cmd(cli, args),
+        Command::Mount { mountpoint } => mount::mount(cli, mountpoint),
         Command::Index {
             command: IndexCommand::Rebuild { json },
         } => maintain::rebuild(cli, *json),

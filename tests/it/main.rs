@@ -15,5 +15,6 @@ mod import;
 mod interop;
 mod liar;
 mod lsd;
+mod mount;
 mod serve;
 mod tracker;
