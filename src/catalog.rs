@@ -196,7 +196,28 @@ impl Catalog {
     }
 
     pub fn remove_download(&self, ih: &InfoHash) -> Result<bool> {
+        self.set_lazy(ih, false)?;
         remove(&self.download_path(ih))
+    }
+
+    fn lazy_path(&self, ih: &InfoHash) -> PathBuf {
+        self.root
+            .join("downloads")
+            .join(format!("{}.lazy", ih.to_hex()))
+    }
+
+    /// Marks a download as lazy (its pieces are fetched only when a mount reads them),
+    /// or as wanted whole again.
+    pub fn set_lazy(&self, ih: &InfoHash, lazy: bool) -> Result<()> {
+        if lazy {
+            write_atomic(&self.lazy_path(ih), b"")
+        } else {
+            remove(&self.lazy_path(ih)).map(drop)
+        }
+    }
+
+    pub fn is_lazy(&self, ih: &InfoHash) -> bool {
+        self.lazy_path(ih).exists()
     }
 
     fn pin_path(&self, ih: &InfoHash) -> PathBuf {

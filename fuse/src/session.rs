@@ -154,9 +154,15 @@ pub fn detach(path: &Path) -> io::Result<()> {
 }
 
 /// True if `path` is a mount whose server is gone: "Transport endpoint is not connected".
+/// Asks with statfs(2), which always reaches the filesystem (attributes may be cached).
 pub fn is_stale_mount(path: &Path) -> bool {
-    matches!(
-        std::fs::metadata(path),
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN)
-    )
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `c` is NUL-terminated and `buf` is a properly sized, writable statfs.
+    let r = unsafe {
+        let mut buf: libc::statfs = std::mem::zeroed();
+        libc::statfs(c.as_ptr(), &mut buf)
+    };
+    r != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOTCONN)
 }

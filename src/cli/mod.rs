@@ -117,14 +117,12 @@ enum Command {
         json: bool,
     },
     /// Seed every torrent in the store to BitTorrent peers until interrupted
-    Serve(serve::NetArgs),
+    Serve(serve::ServeArgs),
     /// Fetch a torrent or a tree into the store from BitTorrent peers
     Get(serve::GetArgs),
-    /// Show the store as a read-only filesystem (refs/, trees/, blobs/) until Ctrl-C
-    Mount {
-        /// An empty directory to mount on
-        mountpoint: PathBuf,
-    },
+    /// Show the store as a read-only filesystem (refs/, trees/, blobs/, torrents/) until
+    /// Ctrl-C, seeding meanwhile; pieces a read needs are fetched first
+    Mount(mount::MountArgs),
     /// Maintain the chunk index
     Index {
         #[command(subcommand)]
@@ -246,7 +244,8 @@ impl Cli {
             } => abs(o),
             Command::Export { dir, .. } => abs(dir),
             Command::Get(a) => a.absolutize(cwd),
-            Command::Mount { mountpoint } => abs(mountpoint),
+            Command::Mount(m) => abs(&mut m.mountpoint),
+            Command::Serve(s) => s.absolutize(cwd),
             _ => {}
         }
     }
@@ -255,7 +254,7 @@ impl Cli {
 /// Runs the command line; returns the process exit code.
 pub fn run() -> Result<i32> {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Serve(_) | Command::Mount { .. }) {
+    if !matches!(cli.command, Command::Serve(_) | Command::Mount(_)) {
         if let Some(code) = daemon::forward(&cli.store_path()?)? {
             return Ok(code);
         }
@@ -289,9 +288,9 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Rm { target } => maintain::rm(cli, target),
         Command::Gc { json } => maintain::gc(cli, *json),
         Command::Fsck { repair, json } => maintain::fsck(cli, *repair, *json),
-        Command::Serve(net) => serve::serve(cli, net),
+        Command::Serve(args) => serve::serve(cli, args),
         Command::Get(args) => serve::get_cmd(cli, args),
-        Command::Mount { mountpoint } => mount::mount(cli, mountpoint),
+        Command::Mount(m) => serve::serve(cli, &m.into()),
         Command::Index {
             command: IndexCommand::Rebuild { json },
         } => maintain::rebuild(cli, *json),

@@ -35,6 +35,42 @@ pub struct NetArgs {
     allow: Vec<ipnet::IpNet>,
 }
 
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Also show the store as a read-only filesystem on this directory (as `cas mount`)
+    #[arg(long, value_name = "DIR")]
+    mount: Option<PathBuf>,
+    /// How long a read through the mount waits for a missing piece before EIO
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    read_timeout: u64,
+    /// Connect to this peer for every torrent being fetched (repeatable)
+    #[arg(long = "peer", value_name = "ADDR:PORT")]
+    peers: Vec<SocketAddr>,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+impl ServeArgs {
+    pub(super) fn absolutize(&mut self, cwd: &std::path::Path) {
+        if let Some(m) = &mut self.mount {
+            if m.is_relative() {
+                *m = cwd.join(&*m);
+            }
+        }
+    }
+}
+
+impl From<&super::mount::MountArgs> for ServeArgs {
+    fn from(m: &super::mount::MountArgs) -> Self {
+        ServeArgs {
+            mount: Some(m.mountpoint.clone()),
+            read_timeout: m.read_timeout,
+            peers: m.peers.clone(),
+            net: m.net.clone(),
+        }
+    }
+}
+
 impl NetArgs {
     fn options(&self, seed_all: bool) -> EngineOptions {
         EngineOptions {
@@ -44,6 +80,7 @@ impl NetArgs {
             dht: self.dht,
             trackers: self.trackers.clone(),
             allow: self.allow.clone(),
+            peers: Vec::new(),
         }
     }
 }
@@ -61,6 +98,10 @@ pub struct GetArgs {
     /// Give up after this many seconds (what was fetched stays and resumes)
     #[arg(long, value_name = "SECONDS")]
     timeout: Option<u64>,
+    /// Fetch only what names the content (for a tree: its manifest); a mount
+    /// (`cas serve --mount`, `cas mount`) fetches pieces as they are read
+    #[arg(long, conflicts_with = "export")]
+    lazy: bool,
     /// Point this ref at the tree fetched [default: the tree id]
     #[arg(long, value_name = "REF")]
     name: Option<String>,
@@ -91,24 +132,42 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-pub fn serve(cli: &Cli, net: &NetArgs) -> Result<i32> {
+pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<i32> {
     let store = cli.open()?;
     let rt = runtime()?;
     rt.block_on(async move {
-        let engine = Arc::new(Engine::start(store.clone(), net.options(true)).await?);
+        let mut options = args.net.options(true);
+        options.peers = args.peers.clone();
+        // Before the first line is printed: whoever reads it may stop us at once.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let engine = Arc::new(Engine::start(store.clone(), options).await?);
         super::daemon::listen(Arc::new(super::daemon::Daemon {
             store,
             engine: engine.clone(),
             rt: tokio::runtime::Handle::current(),
         }))?;
         outln!("seeding {} torrents on {}", engine.torrents, engine.listen);
+        let mounted = match &args.mount {
+            Some(at) => {
+                let m = super::mount::mount(&engine, at, Duration::from_secs(args.read_timeout))?;
+                outln!(
+                    "mounted {} on {} (read-only)",
+                    engine.store.root().display(),
+                    at.display()
+                );
+                Some(m)
+            }
+            None => None,
+        };
         std::io::stdout().flush()?;
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
         errln!("stopping");
+        if let Some(m) = mounted {
+            super::mount::unmount(m);
+        }
         engine.session.stop().await;
         Ok(0)
     })
@@ -135,6 +194,7 @@ pub fn get_cmd(cli: &Cli, args: &GetArgs) -> Result<i32> {
     let opts = GetOptions {
         peers: args.peers.clone(),
         timeout: args.timeout.map(Duration::from_secs),
+        lazy: args.lazy,
     };
     let progress = |have, want| {
         bar.set_length(want);
@@ -173,6 +233,10 @@ pub fn get_cmd(cli: &Cli, args: &GetArgs) -> Result<i32> {
         return Ok(0);
     }
     match &report.tree {
+        Some(tree) if args.lazy => outln!(
+            "tree {tree}: manifest fetched; {} file torrents fetched as they are read",
+            report.torrents.len().saturating_sub(1)
+        ),
         Some(tree) => outln!("tree {tree}: {} torrents", report.torrents.len()),
         None => outln!("torrent {}", report.torrents[0]),
     }

@@ -23,6 +23,9 @@ pub struct GetOptions {
     pub peers: Vec<SocketAddr>,
     /// Give up after this long without completing.
     pub timeout: Option<Duration>,
+    /// Fetch only metadata (for a tree: the manifest, and each file torrent's info);
+    /// pieces come when a mount reads them.
+    pub lazy: bool,
 }
 
 /// What a fetch did.
@@ -84,15 +87,16 @@ pub fn source(engine: &Engine, target: &str) -> anyhow::Result<Source> {
     Ok(Source::Torrent(bytes))
 }
 
-/// Adds the torrents and waits until the store holds all of them.
-async fn fetch_all(
+type Added = (InfoHash, std::sync::Arc<librqbit::ManagedTorrent>);
+
+/// Adds the torrents (waiting for magnets' metadata), each ready when this returns.
+async fn add_all(
     engine: &Engine,
     sources: Vec<Source>,
     opts: &GetOptions,
     deadline: Option<Instant>,
-    progress: Progress<'_>,
-    report: &mut GetReport,
-) -> anyhow::Result<Vec<InfoHash>> {
+    lazy: bool,
+) -> anyhow::Result<Vec<Added>> {
     let mut handles = Vec::new();
     for s in sources {
         // A magnet's metadata comes from the first peers found, each tried once; when
@@ -104,7 +108,8 @@ async fn fetch_all(
                     .min(METADATA_RETRY),
                 None => METADATA_RETRY,
             };
-            match tokio::time::timeout(wait, engine.add(s.clone(), &opts.peers)).await {
+            let add = engine.add_with(s.clone(), &opts.peers, lazy);
+            match tokio::time::timeout(wait, add).await {
                 Ok(added) => break added?,
                 Err(_) if deadline.is_none_or(|d| Instant::now() < d) => {
                     tracing::info!("no metadata yet from the peers found; asking again");
@@ -112,8 +117,22 @@ async fn fetch_all(
                 Err(_) => bail!("timed out waiting for the torrent's metadata from peers"),
             }
         };
+        added.1.wait_until_initialized().await?;
         handles.push(added);
     }
+    Ok(handles)
+}
+
+/// Adds the torrents and waits until the store holds all of them.
+async fn fetch_all(
+    engine: &Engine,
+    sources: Vec<Source>,
+    opts: &GetOptions,
+    deadline: Option<Instant>,
+    progress: Progress<'_>,
+    report: &mut GetReport,
+) -> anyhow::Result<Vec<InfoHash>> {
+    let handles = add_all(engine, sources, opts, deadline, false).await?;
     loop {
         let (mut have, mut want, mut done) = (0, 0, true);
         for (ih, h) in &handles {
@@ -150,6 +169,37 @@ async fn fetch_all(
     Ok(out)
 }
 
+/// Whether torrent `ih` carries a tree's manifest: one of cas's own whose first piece
+/// starts as a manifest does (that piece is fetched to see).
+async fn is_manifest(
+    engine: &Engine,
+    ih: &InfoHash,
+    deadline: Option<Instant>,
+) -> anyhow::Result<bool> {
+    if let Some(r) = engine.store.catalog().torrent(ih)? {
+        return Ok(matches!(r.kind, TorrentKind::Manifest { .. }));
+    }
+    let Some(bytes) = engine.store.catalog().download(ih)? else {
+        return Ok(false);
+    };
+    let meta = crate::meta::parse::Metainfo::parse(&bytes)?;
+    if !(meta.single_file && super::finish::is_content_name(&meta.name)) {
+        return Ok(false);
+    }
+    let piece = super::lazy::fetch_piece(engine, ih, 0);
+    let id = match deadline {
+        Some(d) => tokio::time::timeout(d.saturating_duration_since(Instant::now()), piece)
+            .await
+            .context("timed out waiting for the torrent's first piece")??,
+        None => piece.await?,
+    };
+    Ok(engine
+        .store
+        .get(&id)?
+        .bytes()
+        .starts_with(crate::manifest::MAGIC))
+}
+
 /// Fetches `target` (and, for a tree, every file in it) into the store.
 pub async fn get(
     engine: &Engine,
@@ -161,6 +211,15 @@ pub async fn get(
     let deadline = opts.timeout.map(|t| start + t);
     let mut report = GetReport::default();
     let first = source(engine, target)?;
+    if opts.lazy {
+        // A tree's manifest is fetched whole; anything else only as metadata.
+        let (ih, _) = add_all(engine, vec![first.clone()], opts, deadline, true).await?[0];
+        if !is_manifest(engine, &ih, deadline).await? {
+            report.torrents.push(ih);
+            report.seconds = start.elapsed().as_secs_f64();
+            return Ok(report);
+        }
+    }
     let ih = fetch_all(engine, vec![first], opts, deadline, progress, &mut report).await?[0];
     let record = read::torrent(&engine.store, &ih)?;
     let TorrentKind::Manifest { tree } = record.kind else {
@@ -188,6 +247,18 @@ pub async fn get(
             .iter()
             .map(|ih| Source::Magnet(format!("magnet:?xt=urn:btih:{ih}")))
             .collect();
+        if opts.lazy {
+            let lazy: Vec<Source> = wanted
+                .iter()
+                .filter(|ih| !engine.store.catalog().has_torrent(ih))
+                .map(|ih| Source::Magnet(format!("magnet:?xt=urn:btih:{ih}")))
+                .collect();
+            for (ih, _) in add_all(engine, lazy, opts, deadline, true).await? {
+                report.torrents.push(ih);
+            }
+            report.seconds = start.elapsed().as_secs_f64();
+            return Ok(report);
+        }
         fetch_all(engine, sources, opts, deadline, progress, &mut report).await?;
         for e in &manifest.entries {
             if let crate::manifest::EntryKind::File {

@@ -8,6 +8,7 @@
 mod content;
 mod finish;
 pub mod get;
+pub mod lazy;
 pub mod storage;
 
 use std::net::SocketAddr;
@@ -39,6 +40,8 @@ pub struct EngineOptions {
     pub allow: Vec<ipnet::IpNet>,
     /// Add every torrent of the store at start (`cas serve`), or none (`cas get`).
     pub seed_all: bool,
+    /// Peers to connect to for every torrent added, besides those found.
+    pub peers: Vec<SocketAddr>,
 }
 
 /// A running engine.
@@ -51,6 +54,7 @@ pub struct Engine {
     /// Torrents seeded or resumed at start.
     pub torrents: usize,
     trackers: Vec<String>,
+    peers: Vec<SocketAddr>,
     /// librqbit's fastresume folder.
     resume: PathBuf,
     /// Torrents added to the session.
@@ -173,6 +177,7 @@ impl Engine {
             listen,
             torrents: 0,
             trackers: opts.trackers,
+            peers: opts.peers,
             resume,
             added: Default::default(),
         };
@@ -193,7 +198,8 @@ impl Engine {
             let Some(torrent) = store.catalog().download(&ih)? else {
                 continue;
             };
-            match engine.add(Source::Torrent(torrent), &[]).await {
+            let lazy = store.catalog().is_lazy(&ih);
+            match engine.add_with(Source::Torrent(torrent), &[], lazy).await {
                 Ok(h) => handles.push(h),
                 Err(e) => {
                     tracing::warn!("resuming download {ih}: {e:#}");
@@ -218,6 +224,18 @@ impl Engine {
         &self,
         source: Source,
         peers: &[SocketAddr],
+    ) -> anyhow::Result<(InfoHash, Arc<ManagedTorrent>)> {
+        self.add_with(source, peers, false).await
+    }
+
+    /// [`Engine::add`]; a `lazy` torrent is added with no file selected, so that only
+    /// reads through the mount fetch its pieces ([`lazy`]). A torrent added lazily
+    /// before and now added whole is downloaded whole.
+    pub async fn add_with(
+        &self,
+        source: Source,
+        peers: &[SocketAddr],
+        lazy: bool,
     ) -> anyhow::Result<(InfoHash, Arc<ManagedTorrent>)> {
         let add = match &source {
             Source::Torrent(bytes) => {
@@ -247,8 +265,10 @@ impl Engine {
                 Some(AddTorrentOptions {
                     storage_factory: Some(self.factory.clone().boxed()),
                     overwrite: true,
-                    initial_peers: (!peers.is_empty()).then(|| peers.to_vec()),
+                    initial_peers: (!peers.is_empty() || !self.peers.is_empty())
+                        .then(|| [peers, &self.peers].concat()),
                     trackers: (!self.trackers.is_empty()).then(|| self.trackers.clone()),
+                    only_files: lazy.then(Vec::new),
                     ..Default::default()
                 }),
             )
@@ -259,6 +279,22 @@ impl Engine {
             AddTorrentResponse::ListOnly(_) => anyhow::bail!("torrent was only listed"),
         };
         let ih = InfoHash(handle.info_hash().0);
+        let catalog = self.store.catalog();
+        if lazy && !catalog.has_torrent(&ih) {
+            catalog.set_lazy(&ih, true)?;
+        } else if !lazy && catalog.is_lazy(&ih) {
+            let files = handle
+                .metadata
+                .load()
+                .as_ref()
+                .map(|m| m.file_infos.len())
+                .unwrap_or(0);
+            self.session
+                .update_only_files(&handle, &(0..files).collect())
+                .await
+                .context("asking for the whole torrent")?;
+            catalog.set_lazy(&ih, false)?;
+        }
         self.added
             .lock()
             .unwrap_or_else(|e| e.into_inner())

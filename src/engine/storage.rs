@@ -229,6 +229,20 @@ pub struct Inner {
 }
 
 impl Inner {
+    /// The chunk of a piece, if the store holds it.
+    pub fn held(&self, piece: usize) -> Option<ChunkId> {
+        self.held
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(piece)
+            .copied()
+            .flatten()
+    }
+
+    pub fn meta(&self) -> &Metainfo {
+        &self.meta
+    }
+
     /// The verified chunk of a piece: `Ok(None)` if the store does not hold it; an
     /// error if it should and cannot be read or verified (the piece is then no longer
     /// counted as held, so it can be fetched again).

@@ -90,6 +90,8 @@ pub fn mark(store: &Store) -> Result<Marked> {
         }
         match catalog.torrent(&ih)? {
             Some(record) => m.chunks.extend(record.pieces),
+            // Being fetched (a lazy tree's files, say): its pieces are live as a download's.
+            None if catalog.is_downloading(&ih) => {}
             None => m.missing_torrents.push((ih, who)),
         }
     }

@@ -1,6 +1,6 @@
 //! `cas mount`: the store as a real FUSE mount (needs root and /dev/fuse; CI has both).
 
-use std::io::Read;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -19,29 +19,35 @@ fn can_mount() -> bool {
 struct Mounted {
     child: Child,
     at: PathBuf,
+    _stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl Mounted {
     fn start(env: &Env, at: &Path) -> Mounted {
+        Mounted::start_with(env, at, &[])
+    }
+
+    fn start_with(env: &Env, at: &Path, args: &[&str]) -> Mounted {
         std::fs::create_dir_all(at).unwrap();
         let mut child = env
             .cmd()
             .arg("mount")
             .arg(at)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut line = [0u8; 7];
-        child
-            .stdout
-            .as_mut()
-            .unwrap()
-            .read_exact(&mut line)
-            .unwrap();
-        assert_eq!(&line, b"mounted");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let (mut seeding, mut mounted) = (String::new(), String::new());
+        out.read_line(&mut seeding).unwrap();
+        out.read_line(&mut mounted).unwrap();
+        assert!(seeding.starts_with("seeding "), "{seeding}");
+        assert!(mounted.starts_with("mounted "), "{mounted}");
         let m = Mounted {
             child,
             at: at.to_path_buf(),
+            _stdout: out,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while !at.join("refs").exists() {
@@ -55,7 +61,11 @@ impl Mounted {
         // SAFETY: sending a signal to our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let status = self.child.wait().unwrap();
-        std::mem::forget(self);
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.at)
+            .stderr(Stdio::null())
+            .status();
         status
     }
 }
@@ -67,6 +77,7 @@ impl Drop for Mounted {
         let _ = std::process::Command::new("umount")
             .arg("-l")
             .arg(&self.at)
+            .stderr(Stdio::null())
             .status();
     }
 }
@@ -139,4 +150,201 @@ fn a_flipped_bit_in_a_pack_reads_as_an_io_error() {
     let f = mp.join("refs/d/f.bin");
     let err = within(move || std::fs::read(f)).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+}
+
+#[test]
+fn torrents_show_under_their_own_names_without_pad_files() {
+    if !can_mount() {
+        return;
+    }
+    let env = Env::with_piece_length("64K");
+    let src = env.path("photos");
+    sample_tree(&src, 64 << 10);
+    let imported = env.import(&src, "photos");
+    let dir_ih = imported["directory_torrent"]["info_hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let file = &imported["files"][0];
+    let file_ih = file["info_hash"].as_str().unwrap().to_string();
+    let mp = env.path("mnt");
+    let _m = Mounted::start(&env, &mp);
+    let torrents = mp.join("torrents");
+    let listed = within(move || {
+        let mut l: Vec<String> = std::fs::read_dir(torrents)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        l.sort();
+        l
+    });
+    assert!(
+        listed.contains(&dir_ih) && listed.contains(&file_ih),
+        "{listed:?}"
+    );
+    // The directory torrent: every file under the torrent's name, bytes as imported,
+    // and nothing else (its BEP 47 pad files are not shown).
+    let root = mp.join("torrents").join(&dir_ih).join("photos");
+    let mut want: Vec<(String, Vec<u8>)> = Vec::new();
+    for f in imported["files"].as_array().unwrap() {
+        let path = f["path"].as_str().unwrap().to_string();
+        want.push((path.clone(), std::fs::read(src.join(&path)).unwrap()));
+    }
+    want.sort();
+    let got = within(move || {
+        let mut got = Vec::new();
+        let mut stack = vec![root.clone()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    let rel = p
+                        .strip_prefix(&root)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned();
+                    got.push((rel, std::fs::read(&p).unwrap()));
+                }
+            }
+        }
+        got.sort();
+        got
+    });
+    assert_eq!(
+        got.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+        want.iter().map(|(p, _)| p).collect::<Vec<_>>()
+    );
+    assert!(
+        got == want,
+        "a file read through torrents/ differs from its source"
+    );
+}
+
+/// A 64 MiB file in 1 MiB pieces, served by cas node A; B knows only its tree's manifest.
+fn lazy_pair() -> (Env, Env, super::serve::Serve, Vec<u8>, serde_json::Value) {
+    let a = Env::with_piece_length("1M");
+    let src = a.path("vm");
+    let data = random_bytes(31, 64 << 20);
+    write(&src.join("disk.img"), &data);
+    let imported = a.import(&src, "vm");
+    let serve = super::serve::Serve::start(&a);
+    let b = Env::with_piece_length("1M");
+    let peer = format!("127.0.0.1:{}", serve.port);
+    let magnet = imported["tree_torrent"]["magnet"].as_str().unwrap();
+    let out = b.ok(&["get", "--lazy", magnet, "--peer", &peer, "--name", "vm"]);
+    assert!(out.contains("manifest fetched"), "{out}");
+    (a, b, serve, data, imported)
+}
+
+fn stored_chunks(env: &Env) -> u64 {
+    env.json(&["stats"])["chunks"].as_u64().unwrap()
+}
+
+#[test]
+fn a_lazy_tree_fetches_only_the_pieces_a_read_needs() {
+    if !can_mount() {
+        return;
+    }
+    let (_a, b, serve, data, _) = lazy_pair();
+    // Only the manifest is stored: one chunk.
+    let before = stored_chunks(&b);
+    let peer = format!("127.0.0.1:{}", serve.port);
+    let mp = b.path("mnt");
+    let m = Mounted::start_with(&b, &mp, &["--peer", &peer]);
+    // The whole tree shows at once.
+    let f = mp.join("refs/vm/disk.img");
+    assert_eq!(std::fs::metadata(&f).unwrap().len(), 64 << 20);
+    let last = *data.last().unwrap();
+    let g = f.clone();
+    let byte = within(move || {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut h = std::fs::File::open(g).unwrap();
+        h.seek(SeekFrom::End(-1)).unwrap();
+        let mut b = [0u8; 1];
+        h.read_exact(&mut b).unwrap();
+        b[0]
+    });
+    assert_eq!(byte, last);
+    assert!(m.stop().success());
+    let pulled = stored_chunks(&b) - before;
+    assert!(
+        (1..=4).contains(&pulled),
+        "reading the last byte pulled {pulled} of 64 pieces"
+    );
+    // Read whole, the file is its source, and it stays in the store.
+    let m = Mounted::start_with(&b, &mp, &["--peer", &peer]);
+    let g = f.clone();
+    let got = within(move || std::fs::read(g).unwrap());
+    assert!(
+        got == data,
+        "the file read through the mount differs from its source"
+    );
+    assert!(m.stop().success());
+    assert_eq!(stored_chunks(&b), before + 64);
+}
+
+#[test]
+fn a_lazy_read_with_no_peer_fails_with_eio_in_time() {
+    if !can_mount() {
+        return;
+    }
+    let (_a, b, serve, _, _) = lazy_pair();
+    drop(serve);
+    let mp = b.path("mnt");
+    let _m = Mounted::start_with(&b, &mp, &["--read-timeout", "3"]);
+    let f = mp.join("refs/vm/disk.img");
+    let start = Instant::now();
+    let err = within(move || std::fs::read(f)).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(20),
+        "the read failed after {took:?}, the limit being 3 s"
+    );
+}
+
+#[test]
+fn a_mount_left_by_a_killed_process_is_cleaned_up_by_the_next() {
+    if !can_mount() {
+        return;
+    }
+    let env = Env::with_piece_length("64K");
+    let src = env.path("d");
+    write(&src.join("f.txt"), b"still here\n");
+    env.import(&src, "d");
+    let mp = env.path("mnt");
+    let mut m = Mounted::start(&env, &mp);
+    m.child.kill().unwrap();
+    m.child.wait().unwrap();
+    let err = std::fs::read_dir(&mp).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "{err}");
+    std::mem::forget(m);
+    let mut child = env
+        .cmd()
+        .arg("mount")
+        .arg(&mp)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert!(line.starts_with("mounted "), "{line}");
+    let f = mp.join("refs/d/f.txt");
+    assert_eq!(within(move || std::fs::read(f).unwrap()), b"still here\n");
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("a mount left by a process that died"),
+        "{stderr}"
+    );
+    assert!(output.status.success(), "{stderr}");
 }
