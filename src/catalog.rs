@@ -226,7 +226,22 @@ impl Catalog {
 
     /// Keeps a torrent alive without a ref (see the module doc).
     pub fn pin(&self, ih: &InfoHash) -> Result<()> {
+        if self.pin_path(ih).exists() {
+            return Ok(()); // keeps its label
+        }
         write_atomic(&self.pin_path(ih), b"")
+    }
+
+    /// Pins a torrent under a name of the user's (`cas add --name`).
+    pub fn set_label(&self, ih: &InfoHash, name: &str) -> Result<()> {
+        write_atomic(&self.pin_path(ih), name.as_bytes())
+    }
+
+    /// The name a pinned torrent was given, if any.
+    pub fn label(&self, ih: &InfoHash) -> Result<Option<String>> {
+        Ok(read_opt(&self.pin_path(ih))?
+            .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+            .filter(|s| !s.is_empty()))
     }
 
     pub fn unpin(&self, ih: &InfoHash) -> Result<bool> {

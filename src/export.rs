@@ -190,25 +190,37 @@ pub fn export_torrent(store: &Store, ih: &InfoHash, dest: &Path) -> Result<Expor
             .open(&path)
             .map_err(Error::io(&path, "create file"))?;
         let (mut at, end) = (f.offset, f.offset + f.length);
+        let mut out = SparseFile {
+            file: &mut file,
+            written: 0,
+        };
         while at < end {
             let piece = (at / plen) as usize;
             let id = record.pieces.get(piece).ok_or_else(|| Error::Corrupt {
                 path: store.root().join("torrents").join(ih.to_hex()),
                 reason: format!("piece {piece} is missing from the record"),
             })?;
-            let chunk = store.get(id)?;
             let within = (at % plen) as usize;
             let take = ((end - at) as usize).min(plen as usize - within);
-            let bytes = chunk
-                .bytes()
-                .get(within..within + take)
-                .ok_or_else(|| Error::Corrupt {
-                    path: path.clone(),
-                    reason: format!("piece {piece} is shorter than the torrent says"),
-                })?;
-            file.write_all(bytes).map_err(Error::io(&path, "write"))?;
+            let entry = store.entry(id)?.ok_or(Error::MissingChunk(*id))?;
+            let sent = if entry.stored == 0 {
+                // An all-zero piece: a hole.
+                out.zeros(take as u64)
+            } else {
+                let chunk = store.read_at(*id, &entry)?;
+                // Trailing zeros may be left out of a chunk's bytes.
+                let bytes = chunk.bytes();
+                let have = bytes.len().saturating_sub(within).min(take);
+                let from = within.min(bytes.len());
+                out.data(&bytes[from..from + have])
+                    .and_then(|()| out.zeros((take - have) as u64))
+            };
+            sent.map_err(Error::io(&path, "write"))?;
             at += take as u64;
         }
+        // A file that ends in a hole gets its length.
+        file.set_len(f.length)
+            .map_err(Error::io(&path, "set length"))?;
         file.sync_all().map_err(Error::io(&path, "sync"))?;
         report.files += 1;
         report.bytes += f.length;

@@ -8,12 +8,14 @@
 //! Where to start reading:
 //! - [`store`]: packs, the sled index, the verified-chunk type, fsck, gc, rebuild;
 //! - [`catalog`]: the torrents, trees and refs a store publishes;
-//! - [`import`]: a directory in; [`export`] and [`read`]: content out;
+//! - [`import`]: a directory in; [`adopt`]: a torrent made elsewhere, with its data;
+//!   [`export`] and [`read`]: content out;
 //! - [`meta`]: bencode and .torrent building; [`manifest`]: the tree format;
 //! - the `cas` binary (`src/main.rs`, `src/cli/`) is a thin layer over these.
 //!
 //! docs/ARCHITECTURE.md is the map; docs/on-disk-format.md describes every byte.
 
+pub mod adopt;
 pub mod catalog;
 pub mod engine;
 mod error;

@@ -2,8 +2,10 @@
 
 use serde::Serialize;
 
+use crate::catalog::TorrentKind;
+use crate::meta::parse::Metainfo;
 use crate::store::{pack, Store};
-use crate::{Error, Result};
+use crate::{ChunkId, Error, InfoHash, Result};
 
 /// Store-wide figures.
 #[derive(Debug, Default, Serialize)]
@@ -16,7 +18,9 @@ pub struct Stats {
     pub physical_bytes: u64,
     /// Sum of the lengths of all stored chunks.
     pub chunk_bytes: u64,
-    /// Sum of the file sizes of every tree a ref names (a tree named twice counts once).
+    /// What the store holds as users see it: the file sizes of every tree a ref names
+    /// (a tree named twice counts once), plus the length of every torrent from
+    /// elsewhere (adopted or fetched).
     pub logical_bytes: u64,
     /// `logical_bytes / physical_bytes`.
     pub dedup_ratio: f64,
@@ -32,6 +36,13 @@ pub fn stats(store: &Store) -> Result<Stats> {
     for (_, tree) in refs {
         if seen.insert(tree) {
             s.logical_bytes += crate::read::load_manifest(store, &tree)?.logical_bytes();
+        }
+    }
+    for ih in store.catalog().torrents()? {
+        if let Some(r) = store.catalog().torrent(&ih)? {
+            if r.kind == TorrentKind::Foreign {
+                s.logical_bytes += r.length;
+            }
         }
     }
     for item in store.index().entries() {
@@ -52,4 +63,86 @@ pub fn stats(store: &Store) -> Result<Stats> {
         s.logical_bytes as f64 / s.physical_bytes as f64
     };
     Ok(s)
+}
+
+/// One torrent's share of the store.
+#[derive(Debug, Serialize)]
+pub struct TorrentStats {
+    pub info_hash: InfoHash,
+    /// The name given with `cas add --name`, else the torrent's own.
+    pub name: String,
+    /// Content length (pad files included).
+    pub size: u64,
+    pub pieces: usize,
+    pub pieces_held: usize,
+    /// Bytes of held pieces that another torrent uses too.
+    pub shared_bytes: u64,
+    /// Bytes of held pieces no other torrent uses: what removing it would free.
+    pub unique_bytes: u64,
+    /// Still being fetched.
+    pub downloading: bool,
+}
+
+/// Figures for every torrent added for its own sake: pinned, foreign (adopted or
+/// fetched) and downloads. A torrent's pieces count as shared when any other torrent
+/// of the store (a tree's file torrents included) holds the same chunk.
+pub fn torrent_stats(store: &Store) -> Result<Vec<TorrentStats>> {
+    use std::collections::{HashMap, HashSet};
+    let catalog = store.catalog();
+    // Chunk -> the torrents that hold it.
+    let mut users: HashMap<ChunkId, u32> = HashMap::new();
+    let mut rows: Vec<(InfoHash, Metainfo, Vec<Option<ChunkId>>, bool)> = Vec::new();
+    let pinned: HashSet<InfoHash> = catalog.pins()?.into_iter().collect();
+    let count = |held: &[Option<ChunkId>], users: &mut HashMap<ChunkId, u32>| {
+        let distinct: HashSet<ChunkId> = held.iter().flatten().copied().collect();
+        for c in distinct {
+            *users.entry(c).or_default() += 1;
+        }
+    };
+    for ih in catalog.torrents()? {
+        let Some(r) = catalog.torrent(&ih)? else {
+            continue;
+        };
+        let held: Vec<Option<ChunkId>> = r.pieces.iter().map(|c| Some(*c)).collect();
+        count(&held, &mut users);
+        if pinned.contains(&ih) || r.kind == TorrentKind::Foreign {
+            if let Ok(meta) = Metainfo::parse(&r.metainfo) {
+                rows.push((ih, meta, held, false));
+            }
+        }
+    }
+    for ih in catalog.downloads()? {
+        let Some(bytes) = catalog.download(&ih)? else {
+            continue;
+        };
+        let Ok(meta) = Metainfo::parse(&bytes) else {
+            continue;
+        };
+        let held = crate::engine::storage::held_pieces(store, &meta)?;
+        count(&held, &mut users);
+        rows.push((ih, meta, held, true));
+    }
+    let mut out = Vec::new();
+    for (ih, meta, held, downloading) in rows {
+        let (mut shared, mut unique) = (0, 0);
+        for (i, c) in held.iter().enumerate() {
+            let Some(c) = c else { continue };
+            match users.get(c).copied().unwrap_or(0) > 1 {
+                true => shared += meta.piece_len(i),
+                false => unique += meta.piece_len(i),
+            }
+        }
+        out.push(TorrentStats {
+            info_hash: ih,
+            name: catalog.label(&ih)?.unwrap_or_else(|| meta.name.clone()),
+            size: meta.length,
+            pieces: held.len(),
+            pieces_held: held.iter().flatten().count(),
+            shared_bytes: shared,
+            unique_bytes: unique,
+            downloading,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
 }

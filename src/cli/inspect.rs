@@ -204,8 +204,18 @@ pub fn cat(cli: &Cli, target: &str) -> Result<i32> {
 pub fn stats(cli: &Cli, json: bool) -> Result<i32> {
     let store = cli.open()?;
     let s = cas::stats::stats(&store)?;
+    let torrents = cas::stats::torrent_stats(&store)?;
     if json {
-        print_json(&s)?;
+        #[derive(serde::Serialize)]
+        struct All<'a> {
+            #[serde(flatten)]
+            store: &'a cas::stats::Stats,
+            by_torrent: &'a [cas::stats::TorrentStats],
+        }
+        print_json(&All {
+            store: &s,
+            by_torrent: &torrents,
+        })?;
     } else {
         outln!("store          {}", store.root().display());
         outln!("refs           {}", s.refs);
@@ -223,6 +233,30 @@ pub fn stats(cli: &Cli, json: bool) -> Result<i32> {
             human(s.physical_bytes)
         );
         outln!("dedup ratio    {:.2}", s.dedup_ratio);
+        if !torrents.is_empty() {
+            outln!();
+            outln!(
+                "{:<40}  {:>9}  {:>11}  {:>9}  {:>9}  name",
+                "torrent",
+                "size",
+                "pieces",
+                "shared",
+                "unique"
+            );
+        }
+        for t in &torrents {
+            outln!(
+                "{}  {:>9}  {:>5}/{:<5}  {:>9}  {:>9}  {}{}",
+                t.info_hash,
+                human(t.size),
+                t.pieces_held,
+                t.pieces,
+                human(t.shared_bytes),
+                human(t.unique_bytes),
+                t.name,
+                if t.downloading { " (fetching)" } else { "" }
+            );
+        }
     }
     Ok(0)
 }

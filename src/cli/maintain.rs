@@ -10,10 +10,11 @@ use super::{human, print_json, Cli};
 
 pub fn export(cli: &Cli, target: &str, dir: &Path, json: bool) -> Result<i32> {
     let store = cli.open()?;
-    let Target::Tree { id, .. } = resolve(&store, target)? else {
-        bail!("{target} is not a ref or tree id");
+    let report = match resolve(&store, target)? {
+        Target::Tree { id, .. } => cas::export::export(&store, &id, dir)?,
+        Target::Torrent(ih) => cas::export::export_torrent(&store, &ih, dir)?,
+        Target::File { .. } => bail!("{target}: give a ref, tree id or info-hash, not a file"),
     };
-    let report = cas::export::export(&store, &id, dir)?;
     if json {
         print_json(&report)?;
     } else {

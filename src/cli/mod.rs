@@ -17,6 +17,7 @@ macro_rules! errln {
     }};
 }
 
+mod add;
 mod daemon;
 mod import;
 mod inspect;
@@ -89,7 +90,7 @@ enum Command {
     },
     /// Write a tree out as files (byte-identical, with modes, mtimes, symlinks)
     Export {
-        /// Ref or tree id
+        /// Ref, tree id, or info-hash of a stored torrent
         target: String,
         /// Destination directory (new or empty)
         dir: PathBuf,
@@ -120,6 +121,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Fetch a torrent or a tree into the store from BitTorrent peers
     Get(serve::GetArgs),
+    /// Adopt a torrent made by any client: check its data (--data) and store it, or fetch it
+    Add(add::AddArgs),
     /// Show the store as a read-only filesystem (refs/, trees/, blobs/, torrents/) until
     /// Ctrl-C, seeding meanwhile; pieces a read needs are fetched first
     Mount(mount::MountArgs),
@@ -244,6 +247,7 @@ impl Cli {
             } => abs(o),
             Command::Export { dir, .. } => abs(dir),
             Command::Get(a) => a.absolutize(cwd),
+            Command::Add(a) => a.absolutize(cwd),
             Command::Mount(m) => abs(&mut m.mountpoint),
             Command::Serve(s) => s.absolutize(cwd),
             _ => {}
@@ -290,6 +294,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Fsck { repair, json } => maintain::fsck(cli, *repair, *json),
         Command::Serve(args) => serve::serve(cli, args),
         Command::Get(args) => serve::get_cmd(cli, args),
+        Command::Add(args) => add::add(cli, args),
         Command::Mount(m) => serve::serve(cli, &m.into()),
         Command::Index {
             command: IndexCommand::Rebuild { json },

@@ -112,6 +112,26 @@ pub struct GetArgs {
 }
 
 impl GetArgs {
+    /// `cas add` without data: fetch the torrent and keep it.
+    pub(super) fn for_add(target: &str, peers: &[SocketAddr], json: bool) -> GetArgs {
+        GetArgs {
+            target: target.to_string(),
+            peers: peers.to_vec(),
+            export: None,
+            timeout: None,
+            lazy: false,
+            name: None,
+            json,
+            net: NetArgs {
+                listen: "0.0.0.0:0".parse().expect("a valid address"),
+                lsd: false,
+                dht: false,
+                trackers: Vec::new(),
+                allow: Vec::new(),
+            },
+        }
+    }
+
     /// Relative paths against the client's working directory.
     pub(super) fn absolutize(&mut self, cwd: &std::path::Path) {
         if let Some(e) = &mut self.export {

@@ -6,7 +6,7 @@
 //! [`storage::StoreStorage`]. This module is the only one that knows librqbit.
 
 mod content;
-mod finish;
+pub mod finish;
 pub mod get;
 pub mod lazy;
 pub mod storage;

@@ -19,13 +19,13 @@ use crate::tracker::Tracker;
 /// How long a client may take to download everything.
 const DEADLINE: Duration = Duration::from_secs(90);
 
-struct Transmission {
+pub struct Transmission {
     proc: Proc,
     rpc: String,
 }
 
 impl Transmission {
-    fn start(env: &Env) -> Transmission {
+    pub fn start(env: &Env) -> Transmission {
         let config = env.path("transmission");
         let downloads = env.path("transmission-downloads");
         std::fs::create_dir_all(&config).unwrap();
@@ -89,7 +89,7 @@ impl Transmission {
     }
 
     /// Runs transmission-remote and requires success; returns its standard output.
-    fn remote_ok(&self, args: &[&str]) -> String {
+    pub fn remote_ok(&self, args: &[&str]) -> String {
         let out = self.remote(args);
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
@@ -99,6 +99,28 @@ impl Transmission {
             String::from_utf8_lossy(&out.stderr)
         );
         stdout
+    }
+
+    /// Waits until Transmission has all of torrent `ih` and `got` holds `want`.
+    pub fn wait_done(&mut self, ih: &str, got: &Path, want: &[u8]) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            self.proc.assert_running("transmission-daemon");
+            let info = String::from_utf8_lossy(&self.remote(&["-t", ih, "-i"]).stdout).into_owned();
+            if info.contains("Percent Done: 100%")
+                && std::fs::read(got).map(|b| b == want).unwrap_or(false)
+            {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "transmission did not download {} within {DEADLINE:?}:\n{}",
+                    got.display(),
+                    self.report(ih)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
     }
 
     /// What transmission says about a torrent, its trackers and its peers.
@@ -158,26 +180,67 @@ fn transmission_downloads_a_file_cas_serves() {
     tracker.wait_for(&ih, 0, 1, "transmission");
     let _serve = Serve::start(&env);
     let got = env.path("transmission-downloads").join(&name);
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        tm.proc.assert_running("transmission-daemon");
-        let info = String::from_utf8_lossy(&tm.remote(&["-t", &ih, "-i"]).stdout).into_owned();
-        if info.contains("Percent Done: 100%")
-            && std::fs::read(&got).map(|b| b == data).unwrap_or(false)
-        {
-            break;
-        }
-        if Instant::now() > deadline {
-            panic!(
-                "transmission did not download {name} within {DEADLINE:?}:\n{}",
-                tm.report(&ih)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    tm.wait_done(&ih, &got, &data);
     assert_eq!(b3(&got), name);
     let info = tm.remote_ok(&["-t", &ih, "-i"]);
     assert!(info.contains(&format!("Hash: {ih}")), "{info}");
+}
+
+/// aria2c downloads `torrent` into `out`, finding its peers through the torrent's
+/// tracker, and exits once it has everything.
+pub fn aria2_fetch(env: &Env, torrent: &Path, out: &Path) {
+    let aria2 = aria2_start(env, torrent, out);
+    aria2_wait(env, aria2);
+}
+
+/// Starts aria2c on `torrent` (see [`aria2_fetch`]).
+pub fn aria2_start(env: &Env, torrent: &Path, out: &Path) -> Proc {
+    let mut cmd = Command::new("aria2c");
+    cmd.args([
+        "--no-conf",
+        "--enable-dht=false",
+        "--enable-dht6=false",
+        "--bt-enable-lpd=false",
+        "--enable-peer-exchange=false",
+        "--disable-ipv6=true",
+        "--interface=127.0.0.1",
+        "--seed-time=0",
+        "--bt-stop-timeout=60",
+        "--bt-save-metadata=false",
+        "--file-allocation=none",
+        "--summary-interval=0",
+        "--console-log-level=warn",
+        "--log-level=info",
+    ])
+    .arg(format!("--listen-port={}", free_port()))
+    .arg(format!("--log={}", env.path("aria2-detail.log").display()))
+    .arg(format!("--dir={}", out.display()))
+    .arg(torrent);
+    Proc::spawn(cmd, env.path("aria2.log"))
+}
+
+/// Waits until aria2c has finished, and requires that it succeeded.
+pub fn aria2_wait(env: &Env, mut aria2: Proc) {
+    let deadline = Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(status) = aria2.child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "aria2c did not finish within {DEADLINE:?}:\n{}\n--- aria2 log ---\n{}",
+                aria2.log_text(),
+                tail(&env.path("aria2-detail.log"))
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert!(
+        status.success(),
+        "aria2c failed ({status}):\n{}\n--- aria2 log ---\n{}",
+        aria2.log_text(),
+        tail(&env.path("aria2-detail.log"))
+    );
 }
 
 /// Every regular file below `root` (symlinks, and `.pad` when `skip_pad`, left out),
@@ -240,48 +303,7 @@ fn aria2_downloads_the_padded_directory_torrent() {
     tracker.wait_for(&ih, 1, 0, "cas serve");
 
     let out = env.path("aria2");
-    let mut cmd = Command::new("aria2c");
-    cmd.args([
-        "--no-conf",
-        "--enable-dht=false",
-        "--enable-dht6=false",
-        "--bt-enable-lpd=false",
-        "--enable-peer-exchange=false",
-        "--disable-ipv6=true",
-        "--interface=127.0.0.1",
-        "--seed-time=0",
-        "--bt-stop-timeout=60",
-        "--bt-save-metadata=false",
-        "--file-allocation=none",
-        "--summary-interval=0",
-        "--console-log-level=warn",
-        "--log-level=info",
-    ])
-    .arg(format!("--listen-port={}", free_port()))
-    .arg(format!("--log={}", env.path("aria2-detail.log").display()))
-    .arg(format!("--dir={}", out.display()))
-    .arg(&t);
-    let mut aria2 = Proc::spawn(cmd, env.path("aria2.log"));
-    let deadline = Instant::now() + DEADLINE;
-    let status = loop {
-        if let Some(status) = aria2.child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            panic!(
-                "aria2c did not finish within {DEADLINE:?}:\n{}\n--- aria2 log ---\n{}",
-                aria2.log_text(),
-                tail(&env.path("aria2-detail.log"))
-            );
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    };
-    assert!(
-        status.success(),
-        "aria2c failed ({status}):\n{}",
-        aria2.log_text()
-    );
-
+    aria2_fetch(&env, &t, &out);
     let got = out.join("share");
     let want = files(&src, false);
     assert!(want.len() >= 7, "{want:?}");

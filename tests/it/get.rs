@@ -8,7 +8,7 @@ use crate::common::*;
 use crate::serve::{free_port, Serve};
 
 /// A libtorrent seeder on loopback, killed on drop.
-struct LtSeed {
+pub struct LtSeed {
     child: Child,
     port: u16,
     status: std::path::PathBuf,
@@ -16,7 +16,7 @@ struct LtSeed {
 
 impl LtSeed {
     /// Seeds `torrent` from `save` (the directory holding the torrent's name).
-    fn start(env: &Env, torrent: &Path, save: &Path) -> LtSeed {
+    pub fn start(env: &Env, torrent: &Path, save: &Path) -> LtSeed {
         LtSeed::start_limited(env, torrent, save, 0)
     }
 
@@ -61,7 +61,7 @@ impl LtSeed {
             .unwrap_or(serde_json::Value::Null)
     }
 
-    fn peer(&self) -> String {
+    pub fn peer(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
@@ -83,14 +83,14 @@ impl Drop for LtSeed {
 
 /// Paths, kinds, modes, sizes and hashes of a tree; not mtimes, which torrents do
 /// not carry.
-fn contents(root: &Path) -> Vec<(String, String)> {
+pub fn contents(root: &Path) -> Vec<(String, String)> {
     snapshot(root)
         .into_iter()
         .map(|(p, d)| (p, d.split(" mtime ").next().unwrap_or_default().to_string()))
         .collect()
 }
 
-fn mktorrent(piece_log2: u32, out: &Path, src: &Path) {
+pub fn mktorrent(piece_log2: u32, out: &Path, src: &Path) {
     let o = Command::new("mktorrent")
         .args(["-l", &piece_log2.to_string(), "-o"])
         .arg(out)

@@ -1,0 +1,246 @@
+//! `cas add --data`: adopt a torrent made by anyone, with its data already on disk.
+//!
+//! The data is read as the torrent lays it out (files in order, BEP 47 pad files as
+//! zeros), piece by piece. Each piece is hashed and compared with the torrent's SHA-1:
+//! a piece that matches is stored (or found stored: same BLAKE3, so nothing is
+//! written), one that does not, or that a missing or short file leaves incomplete, is
+//! reported and left for peers to send. A torrent whose every piece is stored becomes
+//! a torrent record at once; otherwise it is a download, which `cas serve` completes.
+//!
+//! One thread reads, the others hash; the calling thread stores in piece order.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::meta::parse::Metainfo;
+use crate::store::chunk::VerifiedChunk;
+use crate::{ChunkId, Error, InfoHash, Result, Store};
+
+/// What adopting did.
+#[derive(Clone, Debug, Serialize)]
+pub struct AdoptReport {
+    pub info_hash: InfoHash,
+    pub name: String,
+    pub pieces: usize,
+    /// Pieces that matched the torrent and were stored now.
+    pub pieces_new: usize,
+    /// Pieces that matched and were already in the store.
+    pub pieces_known: usize,
+    /// Pieces whose data is wrong or missing, by index.
+    pub bad_pieces: Vec<usize>,
+    /// Files of the torrent not found (or too short) under the data path.
+    pub missing_files: Vec<String>,
+    /// Bytes written to packs.
+    pub new_bytes: u64,
+    /// Every piece is stored: the torrent is recorded and seeded as it is.
+    pub complete: bool,
+    pub seconds: f64,
+}
+
+/// Where each of the torrent's files is on disk.
+fn locate(meta: &Metainfo, data: &Path) -> Result<Vec<Option<PathBuf>>> {
+    let meta_data = std::fs::metadata(data).map_err(Error::io(data, "open the data"))?;
+    let base: PathBuf = if meta.single_file {
+        if meta_data.is_dir() {
+            data.join(&meta.name)
+        } else {
+            data.to_path_buf()
+        }
+    } else {
+        if !meta_data.is_dir() {
+            return Err(Error::BadInput {
+                path: data.to_path_buf(),
+                reason: format!(
+                    "torrent {:?} has several files: give its directory, not a file",
+                    meta.name
+                ),
+            });
+        }
+        // The torrent's own directory, or the one holding it.
+        let first = meta.files.iter().find(|f| !f.pad);
+        let inside = |base: &Path| first.is_some_and(|f| base.join(f.path.join("/")).exists());
+        if !inside(data) && inside(&data.join(&meta.name)) {
+            data.join(&meta.name)
+        } else {
+            data.to_path_buf()
+        }
+    };
+    Ok(meta
+        .files
+        .iter()
+        .map(|f| match (f.pad, meta.single_file) {
+            (true, _) => None,
+            (false, true) => Some(base.clone()),
+            (false, false) => Some(base.join(f.path.join("/"))),
+        })
+        .collect())
+}
+
+/// Reads piece after piece of the torrent's content; `None` for a piece some of whose
+/// bytes could not be read.
+struct PieceReader<'a> {
+    meta: &'a Metainfo,
+    files: Vec<Option<File>>,
+}
+
+impl PieceReader<'_> {
+    fn piece(&self, i: usize) -> Option<Vec<u8>> {
+        let start = i as u64 * u64::from(self.meta.piece_length);
+        let len = self.meta.piece_len(i);
+        let end = start + len;
+        let mut buf = vec![0u8; len as usize];
+        for (f, file) in self.meta.files.iter().zip(&self.files) {
+            let (fs, fe) = (f.offset, f.offset + f.length);
+            if fe <= start || fs >= end || f.length == 0 {
+                continue;
+            }
+            if f.pad {
+                continue; // zeros already
+            }
+            let from = start.max(fs);
+            let to = end.min(fe);
+            let dst = &mut buf[(from - start) as usize..(to - start) as usize];
+            file.as_ref()?.read_exact_at(dst, from - fs).ok()?;
+        }
+        Some(buf)
+    }
+}
+
+enum Hashed {
+    /// Matches, and the store holds it already.
+    Known(ChunkId),
+    /// Matches; to be stored.
+    New(VerifiedChunk),
+    Bad,
+}
+
+fn hash(store: &Store, meta: &Metainfo, i: usize, bytes: Option<Vec<u8>>) -> Result<Hashed> {
+    let Some(bytes) = bytes else {
+        return Ok(Hashed::Bad);
+    };
+    let id = ChunkId::of(&bytes);
+    // A chunk stored already carries its SHA-1: no need to compute it again.
+    if let Some(entry) = store.entry(&id)? {
+        return Ok(match entry.sha1 == meta.pieces[i] {
+            true => Hashed::Known(id),
+            false => Hashed::Bad,
+        });
+    }
+    let chunk = VerifiedChunk::with_id(bytes, id);
+    Ok(match chunk.sha1() == meta.pieces[i] {
+        true => Hashed::New(chunk),
+        false => Hashed::Bad,
+    })
+}
+
+/// Verifies `data` against the torrent and stores every piece that matches.
+/// `progress` gets the bytes checked so far.
+pub fn adopt(
+    store: &Store,
+    meta: &Metainfo,
+    data: &Path,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<(AdoptReport, Vec<Option<ChunkId>>)> {
+    let start = Instant::now();
+    let paths = locate(meta, data)?;
+    let mut report = AdoptReport {
+        info_hash: meta.info_hash,
+        name: meta.name.clone(),
+        pieces: meta.pieces.len(),
+        pieces_new: 0,
+        pieces_known: 0,
+        bad_pieces: Vec::new(),
+        missing_files: Vec::new(),
+        new_bytes: 0,
+        complete: false,
+        seconds: 0.0,
+    };
+    let mut files = Vec::with_capacity(paths.len());
+    for (f, p) in meta.files.iter().zip(&paths) {
+        let opened = p.as_ref().and_then(|p| {
+            let file = File::open(p).ok()?;
+            let len = file.metadata().ok()?.len();
+            (file.metadata().ok()?.is_file() && len >= f.length).then_some(file)
+        });
+        if opened.is_none() && !f.pad {
+            report.missing_files.push(f.path.join("/"));
+        }
+        files.push(opened);
+    }
+    let reader = PieceReader { meta, files };
+    let n = meta.pieces.len();
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut held: Vec<Option<ChunkId>> = vec![None; n];
+    let next = Mutex::new(0usize);
+    let result: Result<()> = std::thread::scope(|s| {
+        // Workers take the next piece index, read it and hash it; results come back
+        // tagged with their index and are stored in order.
+        let (tx, rx) = sync_channel::<(usize, Result<Hashed>)>(workers * 2);
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let (reader, next) = (&reader, &next);
+            s.spawn(move || loop {
+                let i = {
+                    let mut g = next.lock().unwrap_or_else(|e| e.into_inner());
+                    let i = *g;
+                    *g += 1;
+                    i
+                };
+                if i >= n {
+                    return;
+                }
+                let r = hash(store, meta, i, reader.piece(i));
+                if tx.send((i, r)).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(tx);
+        collect(store, meta, rx, &mut held, &mut report, progress)
+    });
+    result?;
+    store.commit()?;
+    report.complete = held.iter().all(Option::is_some);
+    report.seconds = start.elapsed().as_secs_f64();
+    Ok((report, held))
+}
+
+/// Stores hashed pieces in piece order.
+fn collect(
+    store: &Store,
+    meta: &Metainfo,
+    rx: Receiver<(usize, Result<Hashed>)>,
+    held: &mut [Option<ChunkId>],
+    report: &mut AdoptReport,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<()> {
+    let mut early = std::collections::BTreeMap::new();
+    let (mut want, mut done) = (0usize, 0u64);
+    for (i, r) in rx {
+        early.insert(i, r);
+        while let Some(r) = early.remove(&want) {
+            match r? {
+                Hashed::Known(id) => {
+                    held[want] = Some(id);
+                    report.pieces_known += 1;
+                }
+                Hashed::New(chunk) => {
+                    report.new_bytes += store.put(&chunk)?;
+                    held[want] = Some(chunk.id());
+                    report.pieces_new += 1;
+                }
+                Hashed::Bad => report.bad_pieces.push(want),
+            }
+            done += meta.piece_len(want);
+            progress(done);
+            want += 1;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,153 @@
+//! `cas add`: adopt a torrent made by any client, with its data (`--data`) or by
+//! downloading it.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use cas::engine::Source;
+use cas::meta::parse::Metainfo;
+
+use super::{human, print_json, Cli};
+
+#[derive(Args, Debug)]
+pub struct AddArgs {
+    /// A .torrent file or a magnet link
+    target: String,
+    /// The torrent's data: its file, or its directory; every piece is checked
+    #[arg(long, value_name = "PATH")]
+    data: Option<PathBuf>,
+    /// A name for the torrent, shown by `cas stats`
+    #[arg(long)]
+    name: Option<String>,
+    /// Without --data: connect to this peer (repeatable)
+    #[arg(long = "peer", value_name = "ADDR:PORT")]
+    peers: Vec<std::net::SocketAddr>,
+    #[arg(long)]
+    json: bool,
+}
+
+impl AddArgs {
+    pub(super) fn absolutize(&mut self, cwd: &std::path::Path) {
+        if let Some(d) = &mut self.data {
+            if d.is_relative() {
+                *d = cwd.join(&*d);
+            }
+        }
+        let t = std::path::Path::new(&self.target);
+        if !self.target.starts_with("magnet:") && t.is_relative() {
+            self.target = cwd.join(t).to_string_lossy().into_owned();
+        }
+    }
+}
+
+fn bar(len: u64, json: bool) -> ProgressBar {
+    if !super::daemon::stderr_is_terminal() || json {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} checking [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
+        )
+        .expect("progress template is valid")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+pub fn add(cli: &Cli, args: &AddArgs) -> Result<i32> {
+    let Some(data) = &args.data else {
+        // No data: a download, like `cas get`.
+        let get = super::serve::GetArgs::for_add(&args.target, &args.peers, args.json);
+        let code = super::serve::get_cmd(cli, &get)?;
+        return Ok(code);
+    };
+    if args.target.starts_with("magnet:") {
+        bail!(
+            "--data needs the .torrent file: a magnet link does not say how the data is laid out"
+        );
+    }
+    let bytes = std::fs::read(&args.target).with_context(|| format!("reading {}", args.target))?;
+    let meta = Metainfo::parse(&bytes)
+        .with_context(|| format!("{}: not a usable torrent", args.target))?;
+    let store = cli.open_or_create(None)?;
+    let catalog = store.catalog();
+    let ih = meta.info_hash;
+    let new = !catalog.has_torrent(&ih) && !catalog.is_downloading(&ih);
+    if !catalog.has_torrent(&ih) {
+        // The .torrent as given (trackers, url-list and all) is what gets recorded.
+        catalog.put_download(&ih, &bytes)?;
+    }
+    let bar = bar(meta.length, args.json);
+    let adopted = cas::adopt::adopt(&store, &meta, data, &|n| bar.set_position(n));
+    bar.finish_and_clear();
+    let (report, held) = match adopted {
+        Ok(r) => r,
+        Err(e) => {
+            if new {
+                catalog.remove_download(&ih)?;
+            }
+            return Err(e.into());
+        }
+    };
+    if report.complete && !catalog.has_torrent(&ih) {
+        let pieces = held.into_iter().flatten().collect();
+        cas::engine::finish::record(&store, &meta, pieces, None)?;
+    }
+    if let Some(name) = &args.name {
+        catalog.set_label(&ih, name)?;
+    }
+    let fetching = !report.complete && cli.daemon.is_some();
+    if let (Some(d), false) = (&cli.daemon, report.complete) {
+        d.rt.block_on(d.engine.add(Source::Torrent(bytes), &args.peers))?;
+    }
+    if args.json {
+        print_json(&report)?;
+        return Ok(0);
+    }
+    outln!(
+        "torrent {ih} ({}): {} pieces, {} stored now ({}), {} already in the store",
+        meta.name,
+        report.pieces,
+        report.pieces_new,
+        human(report.new_bytes),
+        report.pieces_known
+    );
+    for f in &report.missing_files {
+        errln!("{}: missing or short under {}", f, data.display());
+    }
+    if !report.bad_pieces.is_empty() {
+        errln!(
+            "{} pieces do not match the torrent: {}",
+            report.bad_pieces.len(),
+            list(&report.bad_pieces)
+        );
+        if fetching {
+            errln!("fetching them from peers");
+        } else {
+            errln!("`cas serve` fetches them from peers (or `cas get {ih}`)");
+        }
+    }
+    Ok(0)
+}
+
+/// "1, 2, 5-9" for a sorted list of piece numbers.
+fn list(pieces: &[usize]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < pieces.len() {
+        let mut j = i;
+        while j + 1 < pieces.len() && pieces[j + 1] == pieces[j] + 1 {
+            j += 1;
+        }
+        out.push(match i == j {
+            true => pieces[i].to_string(),
+            false => format!("{}-{}", pieces[i], pieces[j]),
+        });
+        i = j + 1;
+    }
+    out.join(", ")
+}
