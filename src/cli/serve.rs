@@ -40,6 +40,9 @@ pub struct ServeArgs {
     /// Also show the store as a read-only filesystem on this directory (as `cas mount`)
     #[arg(long, value_name = "DIR")]
     mount: Option<PathBuf>,
+    /// Add every .torrent dropped into this directory (renamed .added once added)
+    #[arg(long, value_name = "DIR")]
+    watch: Option<PathBuf>,
     /// How long a read through the mount waits for a missing piece before EIO
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     read_timeout: u64,
@@ -52,9 +55,9 @@ pub struct ServeArgs {
 
 impl ServeArgs {
     pub(super) fn absolutize(&mut self, cwd: &std::path::Path) {
-        if let Some(m) = &mut self.mount {
-            if m.is_relative() {
-                *m = cwd.join(&*m);
+        for p in [&mut self.mount, &mut self.watch].into_iter().flatten() {
+            if p.is_relative() {
+                *p = cwd.join(&*p);
             }
         }
     }
@@ -64,6 +67,7 @@ impl From<&super::mount::MountArgs> for ServeArgs {
     fn from(m: &super::mount::MountArgs) -> Self {
         ServeArgs {
             mount: Some(m.mountpoint.clone()),
+            watch: None,
             read_timeout: m.read_timeout,
             peers: m.peers.clone(),
             net: m.net.clone(),
@@ -153,6 +157,9 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<i32> {
+    if let Some(dir) = &args.watch {
+        anyhow::ensure!(dir.is_dir(), "{}: not a directory to watch", dir.display());
+    }
     let store = cli.open()?;
     let rt = runtime()?;
     rt.block_on(async move {
@@ -167,6 +174,9 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<i32> {
             rt: tokio::runtime::Handle::current(),
         }))?;
         outln!("seeding {} torrents on {}", engine.torrents, engine.listen);
+        if let Some(dir) = &args.watch {
+            tokio::spawn(cas::engine::watch::watch(engine.clone(), dir.clone()));
+        }
         let mounted = match &args.mount {
             Some(at) => {
                 let m = super::mount::mount(&engine, at, Duration::from_secs(args.read_timeout))?;

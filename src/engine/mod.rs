@@ -10,6 +10,7 @@ pub mod finish;
 pub mod get;
 pub mod lazy;
 pub mod storage;
+pub mod watch;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -237,9 +238,12 @@ impl Engine {
         peers: &[SocketAddr],
         lazy: bool,
     ) -> anyhow::Result<(InfoHash, Arc<ManagedTorrent>)> {
+        // A private torrent (BEP 27) announces to its own tracker only.
+        let mut private = false;
         let add = match &source {
             Source::Torrent(bytes) => {
                 let meta = Metainfo::parse(bytes)?;
+                private = meta.private;
                 let held = storage::held_pieces(&self.store, &meta)?;
                 let bitv = self.resume.join(format!("{}.bitv", meta.info_hash));
                 std::fs::create_dir_all(&self.resume)?;
@@ -267,7 +271,8 @@ impl Engine {
                     overwrite: true,
                     initial_peers: (!peers.is_empty() || !self.peers.is_empty())
                         .then(|| [peers, &self.peers].concat()),
-                    trackers: (!self.trackers.is_empty()).then(|| self.trackers.clone()),
+                    trackers: (!self.trackers.is_empty() && !private)
+                        .then(|| self.trackers.clone()),
                     only_files: lazy.then(Vec::new),
                     ..Default::default()
                 }),

@@ -322,3 +322,47 @@ fn vm_images_sharing_most_blocks_cost_little_more_than_one_and_export_sparse() {
         allocated(&images[0])
     );
 }
+
+#[test]
+fn a_torrent_dropped_in_the_watch_directory_is_fetched_and_seeded() {
+    if !have_tools(
+        "a_torrent_dropped_in_the_watch_directory_...",
+        &["mktorrent"],
+    ) {
+        return;
+    }
+    let env = Env::new();
+    let src = env.path("src");
+    let data = random_bytes(56, (6 << 20) + 99);
+    write(&src.join("release.tar"), &data);
+    let t = env.path("release.torrent");
+    mktorrent(18, &t, &src.join("release.tar"));
+    let seed = LtSeed::start(&env, &t, &src);
+    env.ok(&["init"]);
+    let watch = env.path("watch");
+    std::fs::create_dir_all(&watch).unwrap();
+    let _serve = Serve::start_with(
+        &env,
+        &["--watch", watch.to_str().unwrap(), "--peer", &seed.peer()],
+    );
+    std::fs::write(watch.join("junk.torrent"), b"d4:infoi3ee").unwrap();
+    std::fs::copy(&t, watch.join("release.torrent")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ih = loop {
+        let stats = env.json(&["stats"]);
+        let row = &stats["by_torrent"][0];
+        if row["downloading"] == false && row["pieces_held"] == row["pieces"] {
+            break row["info_hash"].as_str().unwrap().to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dropped torrent was not fetched: {stats}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(watch.join("release.torrent.added").exists());
+    assert!(watch.join("junk.torrent.invalid").exists());
+    let out = env.path("out");
+    env.ok(&["export", &ih, out.to_str().unwrap()]);
+    assert!(std::fs::read(out.join("release.tar")).unwrap() == data);
+}
