@@ -81,6 +81,9 @@ pub struct TorrentStats {
     pub unique_bytes: u64,
     /// Still being fetched.
     pub downloading: bool,
+    /// Bytes sent to peers since `cas serve` started (when it runs), and that over size.
+    pub uploaded: Option<u64>,
+    pub ratio: Option<f64>,
 }
 
 /// Figures for every torrent added for its own sake: pinned, foreign (adopted or
@@ -141,6 +144,8 @@ pub fn torrent_stats(store: &Store) -> Result<Vec<TorrentStats>> {
             shared_bytes: shared,
             unique_bytes: unique,
             downloading,
+            uploaded: None,
+            ratio: None,
         });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));

@@ -204,7 +204,13 @@ pub fn cat(cli: &Cli, target: &str) -> Result<i32> {
 pub fn stats(cli: &Cli, json: bool) -> Result<i32> {
     let store = cli.open()?;
     let s = cas::stats::stats(&store)?;
-    let torrents = cas::stats::torrent_stats(&store)?;
+    let mut torrents = cas::stats::torrent_stats(&store)?;
+    if let Some(d) = &cli.daemon {
+        for t in &mut torrents {
+            t.uploaded = d.engine.uploaded(&t.info_hash);
+            t.ratio = t.uploaded.map(|u| u as f64 / t.size.max(1) as f64);
+        }
+    }
     if json {
         #[derive(serde::Serialize)]
         struct All<'a> {
@@ -236,23 +242,31 @@ pub fn stats(cli: &Cli, json: bool) -> Result<i32> {
         if !torrents.is_empty() {
             outln!();
             outln!(
-                "{:<40}  {:>9}  {:>11}  {:>9}  {:>9}  name",
+                "{:<40}  {:>9}  {:>11}  {:>9}  {:>9}  {:>9}  {:>5}  name",
                 "torrent",
                 "size",
                 "pieces",
                 "shared",
-                "unique"
+                "unique",
+                "uploaded",
+                "ratio"
             );
         }
         for t in &torrents {
+            let (up, ratio) = match (t.uploaded, t.ratio) {
+                (Some(u), Some(r)) => (human(u), format!("{r:.2}")),
+                _ => ("-".to_string(), "-".to_string()),
+            };
             outln!(
-                "{}  {:>9}  {:>5}/{:<5}  {:>9}  {:>9}  {}{}",
+                "{}  {:>9}  {:>5}/{:<5}  {:>9}  {:>9}  {:>9}  {:>5}  {}{}",
                 t.info_hash,
                 human(t.size),
                 t.pieces_held,
                 t.pieces,
                 human(t.shared_bytes),
                 human(t.unique_bytes),
+                up,
+                ratio,
                 t.name,
                 if t.downloading { " (fetching)" } else { "" }
             );

@@ -142,6 +142,17 @@ fn one_file_in_three_torrents_costs_one_copy_and_three_clients_fetch_it() {
         std::fs::read(save3.join(names[2])).unwrap() == data,
         "libtorrent's copy differs"
     );
+    // While serving, stats count what each torrent sent.
+    let stats = env.json(&["stats"]);
+    let row = stats["by_torrent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["info_hash"] == ihs[2].as_str())
+        .unwrap_or_else(|| panic!("{stats}"))
+        .clone();
+    assert!(row["uploaded"].as_u64().unwrap() >= SIZE as u64, "{row}");
+    assert!(row["ratio"].as_f64().unwrap() >= 1.0, "{row}");
     tm.wait_done(
         &ihs[0],
         &env.path("transmission-downloads").join(names[0]),
