@@ -24,6 +24,84 @@ pub struct MetaFile {
     pub pad: bool,
 }
 
+/// No two files share a path, and no file sits where another one's directory is.
+fn check_distinct(files: &[MetaFile]) -> Result<(), BadTorrent> {
+    let mut seen = std::collections::HashSet::new();
+    let mut dirs = std::collections::HashSet::new();
+    for f in files.iter().filter(|f| !f.pad) {
+        for n in 1..f.path.len() {
+            dirs.insert(&f.path[..n]);
+        }
+    }
+    for f in files.iter().filter(|f| !f.pad) {
+        if !seen.insert(&f.path[..]) || dirs.contains(&f.path[..]) {
+            return bad(format!("two files are named {:?}", f.path.join("/")));
+        }
+    }
+    Ok(())
+}
+
+/// A hybrid torrent (BEP 52: v1 `pieces` plus a v2 `file tree`) must describe the same
+/// files both ways: cas uses the v1 half, and other clients may use the v2 one.
+fn check_hybrid(
+    info: &Value,
+    name: &str,
+    single: bool,
+    files: &[MetaFile],
+) -> Result<(), BadTorrent> {
+    let version = info.get("meta version");
+    let Some(tree) = info.get("file tree") else {
+        return match version {
+            None => Ok(()),
+            Some(_) => bad("meta version without a file tree"),
+        };
+    };
+    if version.and_then(Value::as_int) != Some(2) {
+        return bad("file tree with a meta version other than 2");
+    }
+    let mut leaves = Vec::new();
+    walk_tree(tree, &mut Vec::new(), &mut leaves)?;
+    let v1: Vec<(Vec<String>, u64)> = files
+        .iter()
+        .filter(|f| !f.pad)
+        .map(|f| match single {
+            true => (vec![name.to_string()], f.length),
+            false => (f.path.clone(), f.length),
+        })
+        .collect();
+    if leaves != v1 {
+        return bad("the v2 file tree and the v1 files disagree");
+    }
+    Ok(())
+}
+
+/// The files of a v2 `file tree`: `{component: {...}}` down to `{"": {length: N}}`.
+fn walk_tree(
+    node: &Value,
+    path: &mut Vec<String>,
+    out: &mut Vec<(Vec<String>, u64)>,
+) -> Result<(), BadTorrent> {
+    let Value::Dict(entries) = node else {
+        return bad("file tree: an entry is not a dictionary");
+    };
+    for (key, child) in entries {
+        if key.is_empty() {
+            let length = child.get("length").and_then(Value::as_int);
+            match length {
+                Some(n) if n >= 0 && !path.is_empty() && entries.len() == 1 => {
+                    out.push((path.clone(), n as u64))
+                }
+                _ => return bad("file tree: a file entry is malformed"),
+            }
+            continue;
+        }
+        path.push(check_component(key).map_err(|e| BadTorrent(format!("file tree: {e}")))?);
+        walk_tree(child, path, out)?;
+        path.pop();
+    }
+    Ok(())
+}
+
 /// A parsed, checked .torrent.
 #[derive(Clone, Debug)]
 pub struct Metainfo {
@@ -172,10 +250,13 @@ impl Metainfo {
                     })
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| BadTorrent(format!("files[{i}].path: {e}")))?;
-                let pad = f
-                    .get("attr")
-                    .and_then(Value::as_bytes)
-                    .is_some_and(|a| a.contains(&b'p'));
+                let attr = f.get("attr").and_then(Value::as_bytes).unwrap_or_default();
+                if attr.contains(&b'l') {
+                    return bad(format!(
+                        "files[{i}] is a symlink (BEP 47), which cas does not take"
+                    ));
+                }
+                let pad = attr.contains(&b'p');
                 files.push(MetaFile {
                     path,
                     length,
@@ -188,6 +269,10 @@ impl Metainfo {
             }
         }
         let length = offset;
+        if length == 0 {
+            return bad("the torrent holds no data");
+        }
+        check_distinct(&files)?;
         let expected = length.div_ceil(piece_length);
         if expected != pieces.len() as u64 {
             return bad(format!(
@@ -195,6 +280,7 @@ impl Metainfo {
                 pieces.len()
             ));
         }
+        check_hybrid(&info, &name, single_file, &files)?;
         let private = info.get("private").and_then(Value::as_int) == Some(1);
         Ok(Metainfo {
             info_hash: InfoHash(Sha1::digest(info_raw).into()),

@@ -12,6 +12,7 @@ mod dedup;
 mod fsck;
 mod gc;
 mod get;
+mod hostile;
 mod import;
 mod interop;
 mod liar;
