@@ -17,8 +17,8 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use crate::store::{sync_dir, write_atomic};
 use crate::{ChunkId, ContentId, Error, InfoHash, Result, TreeId};
 
-const TORRENT_MAGIC: &[u8; 8] = b"CASTORR\x01";
-const TREE_MAGIC: &[u8; 8] = b"CASTREC\x01";
+pub(crate) const TORRENT_MAGIC: &[u8; 8] = b"CASTORR\x01";
+pub(crate) const TREE_MAGIC: &[u8; 8] = b"CASTREC\x01";
 
 /// What a torrent carries.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,23 +77,28 @@ pub fn check_ref_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-fn encode<T: Serialize>(magic: &[u8; 8], value: &T) -> Vec<u8> {
+pub(crate) fn encode<T: Serialize>(magic: &[u8; 8], value: &T) -> Vec<u8> {
     let mut out = magic.to_vec();
     out.extend(postcard::to_stdvec(value).expect("record serialises"));
     out
 }
 
-fn decode<T: DeserializeOwned>(magic: &[u8; 8], bytes: &[u8], path: &Path) -> Result<T> {
+pub(crate) fn decode<T: DeserializeOwned>(magic: &[u8; 8], bytes: &[u8], path: &Path) -> Result<T> {
     let body = bytes
         .strip_prefix(magic.as_slice())
         .ok_or_else(|| Error::Corrupt {
             path: path.to_path_buf(),
             reason: "unknown record magic or version".into(),
         })?;
-    postcard::from_bytes(body).map_err(|e| Error::Corrupt {
+    let bad = |reason: String| Error::Corrupt {
         path: path.to_path_buf(),
-        reason: format!("record does not decode: {e}"),
-    })
+        reason,
+    };
+    match postcard::take_from_bytes(body) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, rest)) => Err(bad(format!("{} bytes after the record", rest.len()))),
+        Err(e) => Err(bad(format!("record does not decode: {e}"))),
+    }
 }
 
 fn read_opt(path: &Path) -> Result<Option<Vec<u8>>> {

@@ -20,6 +20,8 @@ pub mod catalog;
 pub mod engine;
 mod error;
 pub mod export;
+#[cfg(test)]
+mod fuzz;
 mod id;
 pub mod import;
 pub mod manifest;

@@ -117,6 +117,27 @@ pub enum Source {
     Magnet(String),
 }
 
+/// The longest magnet link taken.
+const MAX_MAGNET: usize = 16 << 10;
+
+/// A magnet link as librqbit may be given it: short, and without `so` (BEP 53
+/// select-only), whose ranges librqbit expands into a list (`so=0-4000000000` would
+/// ask for gigabytes); cas fetches whole torrents anyway.
+pub fn safe_magnet(m: &str) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        m.len() <= MAX_MAGNET,
+        "magnet link longer than {MAX_MAGNET} bytes"
+    );
+    let Some(query) = m.strip_prefix("magnet:?") else {
+        anyhow::bail!("not a magnet link (it must start with \"magnet:?\")");
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("so=") && !p.starts_with("so."))
+        .collect();
+    Ok(format!("magnet:?{}", kept.join("&")))
+}
+
 /// A free TCP port on `addr`'s interface, for a listener whose port must be known
 /// before it is bound (librqbit announces the port it is given).
 fn free_port(addr: SocketAddr) -> anyhow::Result<u16> {
@@ -254,7 +275,7 @@ impl Engine {
             }
             Source::Magnet(m) => {
                 // librqbit takes a magnet's trackers from the link only.
-                let mut m = m.clone();
+                let mut m = safe_magnet(m)?;
                 for t in &self.trackers {
                     m.push_str("&tr=");
                     m.push_str(&crate::meta::torrent::percent_encode(t));

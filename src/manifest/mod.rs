@@ -68,11 +68,15 @@ pub enum ManifestError {
     Order(String),
     #[error("manifest entry {0:?} has no directory entry for its parent")]
     Orphan(String),
+    #[error("manifest bytes are not in canonical form (trailing or over-long encodings)")]
+    NotCanonical,
 }
 
-/// Checks one path: non-empty, relative, no empty, `.` or `..` components, no NUL.
+/// Checks one path: UTF-8 (as import requires), non-empty, relative, no empty, `.` or
+/// `..` components, no NUL.
 pub fn check_path(path: &[u8]) -> bool {
     !path.is_empty()
+        && std::str::from_utf8(path).is_ok()
         && !path.contains(&0)
         && path
             .split(|&b| b == b'/')
@@ -121,6 +125,10 @@ impl Manifest {
                 dirs.insert(e.path.as_slice());
             }
             prev = Some(&e.path);
+        }
+        // One tree, one byte string, one id: nothing trailing, no over-long varints.
+        if m.encode() != bytes {
+            return Err(ManifestError::NotCanonical);
         }
         Ok(m)
     }

@@ -45,7 +45,7 @@ pub struct RecordHeader {
 }
 
 impl RecordHeader {
-    fn encode(&self) -> [u8; RECORD_HEADER_LEN] {
+    pub(crate) fn encode(&self) -> [u8; RECORD_HEADER_LEN] {
         let mut h = [0u8; RECORD_HEADER_LEN];
         h[0..8].copy_from_slice(RECORD_MAGIC);
         h[8..40].copy_from_slice(&self.digests.id.0);
@@ -76,6 +76,7 @@ impl RecordHeader {
         let flags = h[68];
         let known = FLAG_COLLISION_CHECKED | FLAG_COLLISION_DETECTED;
         if stored > len
+            || h[69..72] != [0, 0, 0]
             || len > MAX_CHUNK_LEN
             || flags & !known != 0
             || flags == FLAG_COLLISION_DETECTED
