@@ -147,18 +147,26 @@ const WRITEBACK_EVERY: u64 = 8 << 20;
 impl PackWriter {
     /// Creates pack `number` in `dir`, which must not exist yet.
     pub fn create(dir: &Path, number: u32) -> Result<Self> {
+        // A pack appears whole or not at all: its header is written and synced under a
+        // temporary name, then linked into place (failing if the name is taken).
         let path = dir.join(pack_file_name(number));
+        let tmp = dir.join(format!("{}.new", pack_file_name(number)));
+        let _ = std::fs::remove_file(&tmp); // left by a crash: never a pack
         let mut file = OpenOptions::new()
             .create_new(true)
             .read(true)
             .write(true)
-            .open(&path)
-            .map_err(Error::io(&path, "create pack"))?;
+            .open(&tmp)
+            .map_err(Error::io(&tmp, "create pack"))?;
         let mut header = [0u8; PACK_HEADER_LEN as usize];
         header[..8].copy_from_slice(PACK_MAGIC);
         header[8..12].copy_from_slice(&PACK_VERSION.to_le_bytes());
         file.write_all(&header)
-            .map_err(Error::io(&path, "write pack header"))?;
+            .map_err(Error::io(&tmp, "write pack header"))?;
+        file.sync_all()
+            .map_err(Error::io(&tmp, "sync pack header"))?;
+        std::fs::hard_link(&tmp, &path).map_err(Error::io(&path, "create pack"))?;
+        std::fs::remove_file(&tmp).map_err(Error::io(&tmp, "remove"))?;
         super::sync_dir(dir)?;
         Ok(PackWriter {
             number,
