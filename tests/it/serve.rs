@@ -41,6 +41,12 @@ impl Serve {
     }
 }
 
+impl Serve {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Serve {
     fn drop(&mut self) {
         let _ = self.child.kill();
