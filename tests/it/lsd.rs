@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 
 use crate::common::*;
 
-fn ip(args: &[&str]) {
+pub fn ip(args: &[&str]) {
     let out = Command::new("ip")
         .args(args)
         .output()
@@ -19,17 +19,18 @@ fn ip(args: &[&str]) {
 
 /// Two namespaces joined by a veth pair, 10.99.0.1 and 10.99.0.2, multicast routed
 /// over the link. Removed on drop, with every process left in them.
-struct Link {
-    a: String,
-    b: String,
+pub struct Link {
+    pub a: String,
+    pub b: String,
 }
 
 impl Link {
-    fn new() -> Link {
+    /// Namespaces named after `test` (tests running at once need their own).
+    pub fn new(test: &str) -> Link {
         let tag = format!("{}", std::process::id());
         let link = Link {
-            a: format!("cas-lsd-a-{tag}"),
-            b: format!("cas-lsd-b-{tag}"),
+            a: format!("cas-{test}-a-{tag}"),
+            b: format!("cas-{test}-b-{tag}"),
         };
         ip(&["netns", "add", &link.a]);
         ip(&["netns", "add", &link.b]);
@@ -49,7 +50,7 @@ impl Link {
         link
     }
 
-    fn in_ns(ns: &str, env: &Env) -> Command {
+    pub fn in_ns(ns: &str, env: &Env) -> Command {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_cas")])
             .env("CAS_STORE", env.store())
@@ -84,7 +85,7 @@ fn two_daemons_find_each_other_by_lsd_in_network_namespaces() {
     let imported = a.import(&src, "shared");
     let magnet = a.ok(&["magnet", "--manifest", "shared"]);
     let b = Env::with_piece_length("16K");
-    let link = Link::new();
+    let link = Link::new("lsd");
     let mut serve = Link::in_ns(&link.a, &a)
         .args(["serve", "--listen", "10.99.0.1:0", "--lsd"])
         .stdout(Stdio::piped())
