@@ -143,3 +143,124 @@ fn missing_pack_truncated_pack_and_orphan_bytes() {
     let z = env.cmd().args(["cat", "third:z"]).output().unwrap();
     assert!(z.stdout == random_bytes(34, 40_000));
 }
+
+/// Damage made to a store holding two trees, "keep" (imported first) and "victim"
+/// (whose chunks are the last records of the pack).
+type Damage = fn(&Env, &serde_json::Value);
+
+fn last_pack(env: &Env) -> std::path::PathBuf {
+    packs(env)
+        .into_iter()
+        .rfind(|p| !p.to_string_lossy().ends_with(".new"))
+        .unwrap()
+}
+
+fn victim_chunk_offset(env: &Env, victim: &serde_json::Value) -> u64 {
+    let store = cas::Store::open(&env.store(), None).unwrap();
+    let ih: cas::InfoHash = victim["files"][0]["info_hash"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let record = store.catalog().torrent(&ih).unwrap().unwrap();
+    store.location(&record.pieces[0]).unwrap().unwrap().offset
+}
+
+const DAMAGES: &[(&str, Damage)] = &[
+    ("a flipped bit", |env, victim| {
+        let at = victim_chunk_offset(env, victim) + 200;
+        let pack = last_pack(env);
+        let mut bytes = std::fs::read(&pack).unwrap();
+        bytes[at as usize] ^= 0x01;
+        std::fs::write(&pack, bytes).unwrap();
+    }),
+    ("a truncated pack", |env, _| {
+        let pack = last_pack(env);
+        let f = std::fs::OpenOptions::new().write(true).open(&pack).unwrap();
+        let len = f.metadata().unwrap().len();
+        f.set_len(len - 100).unwrap();
+    }),
+    ("index entries without bytes", |env, victim| {
+        let at = victim_chunk_offset(env, victim);
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(last_pack(env))
+            .unwrap();
+        f.set_len(at).unwrap();
+    }),
+    ("a deleted index", |env, _| {
+        std::fs::remove_dir_all(env.store().join("index")).unwrap();
+    }),
+    ("orphan bytes", |env, _| {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(last_pack(env))
+            .unwrap();
+        f.write_all(&random_bytes(35, 5000)).unwrap();
+    }),
+    ("a dangling ref", |env, victim| {
+        let tree = victim["tree"].as_str().unwrap();
+        std::fs::remove_file(env.store().join("trees").join(tree)).unwrap();
+    }),
+    ("a tree whose manifest torrent is gone", |env, victim| {
+        let ih = victim["tree_torrent"]["info_hash"].as_str().unwrap();
+        std::fs::remove_file(env.store().join("torrents").join(ih)).unwrap();
+    }),
+];
+
+#[test]
+fn every_kind_of_damage_is_found_with_a_hint_and_fixing_it_keeps_every_good_chunk() {
+    for (what, damage) in DAMAGES {
+        let env = Env::with_piece_length("16K");
+        let keep = random_bytes(36, 300_000);
+        write(&env.path("keep/k.bin"), &keep);
+        env.import(&env.path("keep"), "keep");
+        write(&env.path("victim/v.bin"), &random_bytes(37, 100_000));
+        let victim = env.import(&env.path("victim"), "victim");
+        assert_eq!(env.run(&["fsck"]).status.code(), Some(0));
+        damage(&env, &victim);
+
+        let out = env.run(&["fsck"]);
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        let harmless = *what == "orphan bytes";
+        assert_eq!(
+            out.status.code(),
+            Some(if harmless { 0 } else { 1 }),
+            "{what}:\n{stdout}"
+        );
+        assert!(stderr.contains("hint: "), "{what}: no hint:\n{stderr}");
+        // The fix the hint names.
+        if stderr.contains("cas index rebuild") {
+            env.ok(&["index", "rebuild"]);
+        } else if !harmless {
+            let out = env.run(&["fsck", "--repair"]);
+            let said = String::from_utf8_lossy(&out.stderr);
+            assert!(said.contains("re-import"), "{what}: {said}");
+            // ... and re-import what it lists as lost.
+            env.import(&env.path("victim"), "victim");
+        }
+        let out = env.run(&["fsck"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{what}: not clean after the fix:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        // What was not damaged is all still there.
+        let k = env.cmd().args(["cat", "keep:k.bin"]).output().unwrap();
+        assert!(
+            k.status.success() && k.stdout == keep,
+            "{what}: the intact tree was lost"
+        );
+        if *what == "a deleted index" || harmless {
+            let v = env.cmd().args(["cat", "victim:v.bin"]).output().unwrap();
+            assert!(
+                v.stdout == random_bytes(37, 100_000),
+                "{what}: recoverable data was lost"
+            );
+        }
+    }
+}
