@@ -227,6 +227,7 @@ impl Index {
     /// Makes every applied batch durable.
     pub fn flush(&self) -> Result<()> {
         self.db.flush().map_err(self.err())?;
+        super::synced(super::Synced::Index(&self.path));
         Ok(())
     }
 

@@ -15,6 +15,8 @@ pub mod gc;
 pub mod index;
 mod lock;
 pub mod pack;
+#[cfg(test)]
+mod powerloss;
 pub mod rebuild;
 
 use std::collections::HashMap;
@@ -397,11 +399,30 @@ impl Drop for Store {
     }
 }
 
+/// What was just made durable: every sync point of the store reports here, so that
+/// the power-loss tests can see what a crash at that instant would leave.
+pub(crate) enum Synced<'a> {
+    /// A file's contents (`fsync`/`fdatasync`).
+    File(&'a Path),
+    /// A directory's entries.
+    Dir(&'a Path),
+    /// The sled index, whose files are in this directory.
+    Index(&'a Path),
+}
+
+#[inline]
+pub(crate) fn synced(_what: Synced<'_>) {
+    #[cfg(test)]
+    powerloss::record(_what);
+}
+
 /// fsyncs a directory so that entries created or renamed in it are durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(Error::io(dir, "sync directory"))
+        .map_err(Error::io(dir, "sync directory"))?;
+    synced(Synced::Dir(dir));
+    Ok(())
 }
 
 /// Writes `bytes` to `path` atomically and durably: a temporary file, fsync, rename,
@@ -423,6 +444,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         return Err(Error::io(path, "write")(e));
     }
+    synced(Synced::File(&tmp));
     std::fs::rename(&tmp, path).map_err(Error::io(path, "rename into place"))?;
     sync_dir(dir)
 }

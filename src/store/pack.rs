@@ -165,6 +165,7 @@ impl PackWriter {
             .map_err(Error::io(&tmp, "write pack header"))?;
         file.sync_all()
             .map_err(Error::io(&tmp, "sync pack header"))?;
+        super::synced(super::Synced::File(&tmp));
         std::fs::hard_link(&tmp, &path).map_err(Error::io(&path, "create pack"))?;
         std::fs::remove_file(&tmp).map_err(Error::io(&tmp, "remove"))?;
         super::sync_dir(dir)?;
@@ -265,7 +266,9 @@ impl PackWriter {
     pub fn sync(&self) -> Result<()> {
         self.file
             .sync_data()
-            .map_err(Error::io(&self.path, "sync pack"))
+            .map_err(Error::io(&self.path, "sync pack"))?;
+        super::synced(super::Synced::File(&self.path));
+        Ok(())
     }
 }
 
