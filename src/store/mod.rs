@@ -401,6 +401,7 @@ impl Drop for Store {
 
 /// What was just made durable: every sync point of the store reports here, so that
 /// the power-loss tests can see what a crash at that instant would leave.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) enum Synced<'a> {
     /// A file's contents (`fsync`/`fdatasync`).
     File(&'a Path),
