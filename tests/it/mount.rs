@@ -348,3 +348,33 @@ fn a_mount_left_by_a_killed_process_is_cleaned_up_by_the_next() {
     );
     assert!(output.status.success(), "{stderr}");
 }
+
+#[test]
+fn colliding_files_read_through_the_mount_as_themselves() {
+    if !can_mount() {
+        return;
+    }
+    let env = Env::with_piece_length("512K");
+    let testdata = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/sha1-collisions");
+    let names = [
+        "shattered-1.pdf",
+        "shattered-2.pdf",
+        "sha-mbles-1.bin",
+        "sha-mbles-2.bin",
+    ];
+    for n in names {
+        std::fs::create_dir_all(env.path("pair")).unwrap();
+        std::fs::copy(testdata.join(n), env.path("pair").join(n)).unwrap();
+    }
+    env.import(&env.path("pair"), "pair");
+    let mp = env.path("mnt");
+    let _m = Mounted::start(&env, &mp);
+    for n in names {
+        let f = mp.join("refs/pair").join(n);
+        let got = within(move || std::fs::read(f).unwrap());
+        assert!(
+            got == std::fs::read(testdata.join(n)).unwrap(),
+            "{n} through the mount"
+        );
+    }
+}
