@@ -27,6 +27,9 @@ pub struct NetArgs {
     /// Use the mainline DHT
     #[arg(long)]
     dht: bool,
+    /// With --dht: join through this node instead of the public routers (repeatable)
+    #[arg(long = "dht-bootstrap", value_name = "HOST:PORT")]
+    dht_bootstrap: Vec<String>,
     /// Also announce every torrent to this tracker (repeatable)
     #[arg(long = "tracker", value_name = "URL")]
     trackers: Vec<String>,
@@ -82,6 +85,7 @@ impl NetArgs {
             listen: self.listen,
             lsd: self.lsd,
             dht: self.dht,
+            dht_bootstrap: self.dht_bootstrap.clone(),
             trackers: self.trackers.clone(),
             allow: self.allow.clone(),
             peers: Vec::new(),
@@ -130,6 +134,7 @@ impl GetArgs {
                 listen: "0.0.0.0:0".parse().expect("a valid address"),
                 lsd: false,
                 dht: false,
+                dht_bootstrap: Vec::new(),
                 trackers: Vec::new(),
                 allow: Vec::new(),
             },

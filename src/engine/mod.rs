@@ -19,8 +19,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use librqbit::storage::StorageFactoryExt;
 use librqbit::{
-    AddTorrent, AddTorrentOptions, AddTorrentResponse, ListenerMode, ListenerOptions,
-    ManagedTorrent, Session, SessionOptions, SessionPersistenceConfig,
+    AddTorrent, AddTorrentOptions, AddTorrentResponse, DhtSessionConfig, ListenerMode,
+    ListenerOptions, ManagedTorrent, Session, SessionOptions, SessionPersistenceConfig,
 };
 
 use crate::meta::parse::Metainfo;
@@ -35,6 +35,8 @@ pub struct EngineOptions {
     pub lsd: bool,
     /// The mainline DHT.
     pub dht: bool,
+    /// DHT nodes to join through instead of the public routers (`host:port`).
+    pub dht_bootstrap: Vec<String>,
     /// Trackers announced to for every torrent, besides the torrent's own.
     pub trackers: Vec<String>,
     /// Only peers in these networks may connect or be connected to (empty: any).
@@ -178,7 +180,16 @@ impl Engine {
                 }),
                 fastresume: true,
                 allowlist_url,
-                dht: opts.dht.then(Default::default),
+                dht: opts.dht.then(|| DhtSessionConfig {
+                    bootstrap_addrs: (!opts.dht_bootstrap.is_empty())
+                        .then(|| opts.dht_bootstrap.clone()),
+                    port: None,
+                    // The routing table is kept with the store, not in the user's cache.
+                    persistence: Some(librqbit::dht::DhtPersistenceConfig {
+                        dump_interval: None,
+                        config_filename: Some(store.root().join("engine").join("dht.json")),
+                    }),
+                }),
                 disable_local_service_discovery: !opts.lsd,
                 listen: Some(ListenerOptions {
                     mode: ListenerMode::TcpOnly,

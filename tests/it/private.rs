@@ -1,7 +1,7 @@
 //! A private torrent (BEP 27) talks to its own tracker only. `cas serve` runs with LSD,
 //! DHT and an extra `--tracker` on, in a network namespace; a probe in another one
-//! serves both trackers and listens for LSD. A public torrent in the same store shows
-//! the probe hears everything it should.
+//! serves both trackers, is the DHT node cas joins through, and listens for LSD. A
+//! public torrent in the same store shows the probe hears everything it should.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -13,6 +13,7 @@ use crate::lsd::Link;
 
 const OWN: u16 = 7001;
 const EXTRA: u16 = 7002;
+const DHT: u16 = 7003;
 
 /// (kind, port, info-hash) of everything the probe heard.
 fn heard(log: &Path) -> Vec<(String, u64, String)> {
@@ -66,7 +67,12 @@ fn a_private_torrent_announces_only_to_its_own_tracker() {
         .args(["netns", "exec", &link.b, "/usr/bin/python3"])
         .arg(script)
         .arg(&log)
-        .args(["10.99.0.2", &OWN.to_string(), &EXTRA.to_string()])
+        .args([
+            "10.99.0.2",
+            &DHT.to_string(),
+            &OWN.to_string(),
+            &EXTRA.to_string(),
+        ])
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
