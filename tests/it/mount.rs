@@ -378,3 +378,21 @@ fn colliding_files_read_through_the_mount_as_themselves() {
         );
     }
 }
+
+#[test]
+fn a_tree_imported_through_the_mounting_daemon_shows_up_in_the_mount() {
+    if !can_mount() {
+        return;
+    }
+    let env = Env::with_piece_length("64K");
+    write(&env.path("first/a.txt"), b"first\n");
+    env.import(&env.path("first"), "first");
+    let mp = env.path("mnt");
+    let _m = Mounted::start(&env, &mp);
+    // `cas mount` is `cas serve --mount`: this import runs inside it.
+    let late = random_bytes(41, 300_000);
+    write(&env.path("late/b.bin"), &late);
+    env.import(&env.path("late"), "late");
+    let f = mp.join("refs/late/b.bin");
+    assert!(within(move || std::fs::read(f).unwrap()) == late);
+}
