@@ -326,7 +326,9 @@ fn a_flood_of_requests_neither_stops_serving_nor_grows_memory() {
     let after = vm_rss_kib(pid);
     let sent = requests.load(Ordering::Relaxed);
     eprintln!("flood: {sent} requests; cas serve RSS {before} KiB before, {after} KiB during");
-    assert!(sent > 10_000, "the flood sent only {sent} requests");
+    // 25 pieces are 100 blocks: each asked for ten times at least. (The flooders read
+    // nothing back, so how much more they get out depends on socket buffers.)
+    assert!(sent >= 1000, "the flood sent only {sent} requests");
     assert!(
         after < before + (256 << 10),
         "cas serve grew from {before} KiB to {after} KiB under a request flood"
