@@ -3,6 +3,7 @@
 #   cas mount, cold:  page cache dropped first, so the packs come from disk
 #   cas mount, packs warm: page cache dropped, then the store's files read once
 #   cas mount, again: a second read, from the kernel's cache of the file (KEEP_CACHE)
+#   cas mount --direct-io, cold and packs warm: no page cache for the mounted file
 #   cat of the source file, warm in the page cache (and cold, for the disk's speed)
 #   cat of a synthetic file served from memory by the same adapter (benches/fuse_synthetic.rs),
 #   with direct I/O and, second, through the page cache (dropped first) as cas mount reads
@@ -26,20 +27,21 @@ synthetic=$(cargo build --release --bench fuse_synthetic --message-format=json-r
     sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
 [ -x "$synthetic" ] || { echo "could not find the fuse_synthetic bench binary" >&2; exit 1; }
 
-mnt=$work/mnt syn=$work/syn synpc=$work/synpc
+mnt=$work/mnt mntd=$work/mntd syn=$work/syn synpc=$work/synpc
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    for m in "$mnt" "$syn" "$synpc"; do umount -l "$m" 2>/dev/null || true; done
+    for m in "$mnt" "$mntd" "$syn" "$synpc"; do umount -l "$m" 2>/dev/null || true; done
     rm -rf --one-file-system "$work"
 }
-for m in "$mnt" "$syn" "$synpc"; do umount -l "$m" 2>/dev/null || true; done  # left by a killed run
-rm -rf --one-file-system "$work" && mkdir -p "$work/src" "$mnt" "$syn" "$synpc"
+for m in "$mnt" "$mntd" "$syn" "$synpc"; do umount -l "$m" 2>/dev/null || true; done  # left by a killed run
+rm -rf --one-file-system "$work" && mkdir -p "$work/src" "$mnt" "$mntd" "$syn" "$synpc"
 trap cleanup EXIT
 echo "making $size_mib MiB of random data in $work" >&2
 head -c $((size_mib << 20)) /dev/urandom > "$work/src/disk.img"
 "$cas" --store "$work/store" import "$work/src" --name bench >/dev/null
+cp -a "$work/store" "$work/store2"   # one process owns a store: the direct-I/O mount gets a copy
 
 # start NAME STDIN CMD...: runs a server in the background, output in $work/NAME.out and
 # .err, and waits for its "mounted" line. The FIFOs held open here are not passed on.
@@ -62,8 +64,10 @@ mkfifo "$work/syn.in" "$work/synpc.in"
 exec 7<> "$work/syn.in" 8<> "$work/synpc.in"
 start syn "$work/syn.in" "$synthetic" "$syn" "$size_mib"
 start synpc "$work/synpc.in" "$synthetic" "$synpc" "$size_mib" page-cache
-file=$mnt/refs/bench/disk.img
+start casd /dev/null "$cas" --store "$work/store2" serve --listen 127.0.0.1:0 --mount "$mntd" --direct-io
+file=$mnt/refs/bench/disk.img filed=$mntd/refs/bench/disk.img
 cmp "$file" "$work/src/disk.img"   # the mount reads back what was imported
+cmp "$filed" "$work/src/disk.img"
 
 now() { date +%s.%N; }
 elapsed() { echo "$(now) - $1" | bc -l; }
@@ -79,6 +83,10 @@ for r in $(seq "$rounds"); do
     drop_caches
     find "$work/store" -type f -exec cat {} + > /dev/null
     timed packs "$file"
+    drop_caches
+    timed direct_cold "$filed"
+    find "$work/store2" -type f -exec cat {} + > /dev/null
+    timed direct_packs "$filed"
     drop_caches
     timed source_cold "$work/src/disk.img"
     cat "$work/src/disk.img" > /dev/null
@@ -108,6 +116,8 @@ printf '%-44s %8s %8s %6s %10s %10s\n' "read of $size_mib MiB (median of $rounds
 row "cas mount, cold (caches dropped)" cold
 row "cas mount, packs warm, file not cached" packs
 row "cas mount, second read (KEEP_CACHE)" kept
+row "cas mount --direct-io, cold" direct_cold
+row "cas mount --direct-io, packs warm" direct_packs
 row "cat of the source file, warm" source
 row "cat of the source file, cold (the disk)" source_cold
 row "synthetic fuser file, direct I/O" synthetic
@@ -116,5 +126,8 @@ echo "(x source, x synth.: speed relative to cat of the source and to the synthe
 cold_gbs=$(echo "$bytes / $(median < "$work/cold") / 1000000000" | bc -l)
 printf 'goal: cas mount cold >= 1 GB/s (%.2f) and >= 0.5 x synthetic (%.2f)\n' \
     "$cold_gbs" "$(echo "$syn_s / $(median < "$work/cold")" | bc -l)"
+printf '      cas mount --direct-io cold: %.2f GB/s, %.2f x synthetic\n' \
+    "$(echo "$bytes / $(median < "$work/direct_cold") / 1000000000" | bc -l)" \
+    "$(echo "$syn_s / $(median < "$work/direct_cold")" | bc -l)"
 echo "cas mount: read_ahead_kb $ra_cas"
 cat "$work/syn.err" "$work/synpc.err"

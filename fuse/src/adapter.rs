@@ -160,8 +160,8 @@ impl Filesystem for Adapter {
         _: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.tree.read(ino.0, offset, size) {
-            Ok(bytes) => reply.data(&bytes),
+        match self.tree.read_shared(ino.0, offset, size) {
+            Ok(bytes) => reply.data(bytes.as_slice()),
             Err(e) => reply.error(errno(&e)),
         }
     }

@@ -55,6 +55,30 @@ pub trait ReadOnlyTree: Send + Sync + 'static {
     fn children(&self, ino: u64) -> Result<Vec<(Vec<u8>, Node)>, TreeError>;
     /// Up to `len` bytes of file `ino` from `offset`; only verified bytes.
     fn read(&self, ino: u64, offset: u64, len: u32) -> Result<Vec<u8>, TreeError>;
+
+    /// The same as [`ReadOnlyTree::read`], but may lend bytes the tree already holds
+    /// instead of copying them; the mount uses this one.
+    fn read_shared(&self, ino: u64, offset: u64, len: u32) -> Result<ReadBytes, TreeError> {
+        self.read(ino, offset, len).map(ReadBytes::Owned)
+    }
+}
+
+/// Bytes read from a tree: owned, or a range of a buffer the tree shares.
+pub enum ReadBytes {
+    Owned(Vec<u8>),
+    Shared {
+        buf: std::sync::Arc<dyn AsRef<[u8]> + Send + Sync>,
+        range: std::ops::Range<usize>,
+    },
+}
+
+impl ReadBytes {
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            ReadBytes::Owned(v) => v,
+            ReadBytes::Shared { buf, range } => &(**buf).as_ref()[range.clone()],
+        }
+    }
 }
 
 /// Resolves a `/`-separated path from the root through [`ReadOnlyTree::lookup`].

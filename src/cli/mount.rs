@@ -21,6 +21,10 @@ pub struct MountArgs {
     /// How long a read waits for a piece the store lacks before it fails with EIO
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     pub read_timeout: u64,
+    /// Open files with direct I/O: faster large reads, no kernel page cache for them
+    /// (and no shared mmap on kernels before 6.6)
+    #[arg(long)]
+    pub direct_io: bool,
     /// Connect to this peer for every torrent being fetched (repeatable)
     #[arg(long = "peer", value_name = "ADDR:PORT")]
     pub peers: Vec<std::net::SocketAddr>,
@@ -34,6 +38,7 @@ pub fn mount(
     engine: &Arc<Engine>,
     mountpoint: &Path,
     read_timeout: Duration,
+    direct_io: bool,
 ) -> Result<cas_fuse::Mount> {
     if cas_fuse::is_stale_mount(mountpoint) {
         errln!(
@@ -52,6 +57,7 @@ pub fn mount(
     let tree = Arc::new(StoreTree::new(engine.store.clone(), Some(Arc::new(fetch))));
     let options = cas_fuse::MountOptions {
         fs_name: format!("cas:{}", engine.store.root().display()),
+        direct_io,
         ..Default::default()
     };
     Ok(cas_fuse::mount(tree, mountpoint, &options)?)

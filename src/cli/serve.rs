@@ -49,6 +49,9 @@ pub struct ServeArgs {
     /// How long a read through the mount waits for a missing piece before EIO
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     read_timeout: u64,
+    /// With --mount: open files with direct I/O (see `cas mount --help`)
+    #[arg(long)]
+    direct_io: bool,
     /// Connect to this peer for every torrent being fetched (repeatable)
     #[arg(long = "peer", value_name = "ADDR:PORT")]
     peers: Vec<SocketAddr>,
@@ -72,6 +75,7 @@ impl From<&super::mount::MountArgs> for ServeArgs {
             mount: Some(m.mountpoint.clone()),
             watch: None,
             read_timeout: m.read_timeout,
+            direct_io: m.direct_io,
             peers: m.peers.clone(),
             net: m.net.clone(),
         }
@@ -184,7 +188,12 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<i32> {
         }
         let mounted = match &args.mount {
             Some(at) => {
-                let m = super::mount::mount(&engine, at, Duration::from_secs(args.read_timeout))?;
+                let m = super::mount::mount(
+                    &engine,
+                    at,
+                    Duration::from_secs(args.read_timeout),
+                    args.direct_io,
+                )?;
                 outln!(
                     "mounted {} on {} (read-only)",
                     engine.store.root().display(),

@@ -4,8 +4,9 @@
 //! Only verified bytes come out: every chunk is read through the store, which checks
 //! it against its BLAKE3; a piece that cannot be had is an error, never zeros.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Arc, Condvar, Mutex};
 
 use cas_fuse::TreeError;
 
@@ -16,6 +17,9 @@ use crate::{ChunkId, InfoHash, Store};
 
 /// Chunks kept for reads: the kernel reads a piece in several requests.
 const CACHE_CHUNKS: usize = 16;
+
+/// Pieces after the one read that are loaded and verified ahead, on another thread.
+const AHEAD: usize = 3;
 
 /// Where missing pieces come from: the BitTorrent engine, when one runs.
 pub trait Fetch: Send + Sync {
@@ -69,21 +73,91 @@ impl TorrentView {
     }
 }
 
-/// Reads torrents' bytes through a small cache of verified chunks.
+/// Verified chunks, and the ones being loaded.
+#[derive(Default)]
+struct Chunks {
+    cache: Mutex<(VecDeque<Arc<VerifiedChunk>>, HashSet<ChunkId>)>,
+    loaded: Condvar,
+}
+
+impl Chunks {
+    fn cached(&self, id: &ChunkId) -> Option<Arc<VerifiedChunk>> {
+        let g = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        g.0.iter().find(|c| c.id() == *id).cloned()
+    }
+
+    /// Loads `id` unless it is cached or being loaded; returns it if loaded here.
+    fn load(&self, store: &Store, id: &ChunkId) -> Result<Option<Arc<VerifiedChunk>>, TreeError> {
+        {
+            let mut g = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if g.0.iter().any(|c| c.id() == *id) || !g.1.insert(*id) {
+                return Ok(None);
+            }
+        }
+        let got = store.get(id).map(Arc::new);
+        let mut g = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        g.1.remove(id);
+        let r = match got {
+            Ok(c) => {
+                if g.0.len() >= CACHE_CHUNKS {
+                    g.0.pop_front();
+                }
+                g.0.push_back(c.clone());
+                Ok(Some(c))
+            }
+            Err(e) => Err(io(e)),
+        };
+        self.loaded.notify_all();
+        r
+    }
+
+    /// The chunk `id`: from the cache, from a load under way, or loaded here.
+    fn get(&self, store: &Store, id: &ChunkId) -> Result<Arc<VerifiedChunk>, TreeError> {
+        loop {
+            if let Some(c) = self.load(store, id)? {
+                return Ok(c);
+            }
+            let mut g = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if let Some(c) = g.0.iter().find(|c| c.id() == *id) {
+                    return Ok(c.clone());
+                }
+                if !g.1.contains(id) {
+                    break; // its load failed or it left the cache: load it here
+                }
+                g = self.loaded.wait(g).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+    }
+}
+
+/// Reads torrents' bytes through a small cache of verified chunks; the pieces after
+/// the one read are loaded and verified ahead on a thread of their own.
 pub(super) struct Reader {
     store: Arc<Store>,
     fetch: Option<Arc<dyn Fetch>>,
     views: Mutex<HashMap<InfoHash, Arc<TorrentView>>>,
-    cache: Mutex<VecDeque<Arc<VerifiedChunk>>>,
+    chunks: Arc<Chunks>,
+    ahead: Mutex<Sender<ChunkId>>,
 }
 
 impl Reader {
     pub fn new(store: Arc<Store>, fetch: Option<Arc<dyn Fetch>>) -> Self {
+        let chunks = Arc::new(Chunks::default());
+        let (tx, rx) = channel::<ChunkId>();
+        let (s, c) = (store.clone(), chunks.clone());
+        // Ends when the reader (the sender) goes.
+        std::thread::spawn(move || {
+            for id in rx {
+                let _ = c.load(&s, &id);
+            }
+        });
         Reader {
             store,
             fetch,
             views: Mutex::new(HashMap::new()),
-            cache: Mutex::new(VecDeque::new()),
+            chunks,
+            ahead: Mutex::new(tx),
         }
     }
 
@@ -135,19 +209,43 @@ impl Reader {
         }
     }
 
-    fn chunk(&self, id: &ChunkId) -> Result<Arc<VerifiedChunk>, TreeError> {
-        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = cache.iter().find(|c| c.id() == *id) {
-            return Ok(c.clone());
+    /// Asks for the pieces after `piece` of a stored torrent to be loaded ahead.
+    fn read_ahead(&self, t: &TorrentView, piece: usize) {
+        let Some(pieces) = &t.pieces else {
+            return; // a download's pieces may need fetching: only reads ask for them
+        };
+        let tx = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
+        for id in pieces.iter().skip(piece + 1).take(AHEAD) {
+            if self.chunks.cached(id).is_none() {
+                let _ = tx.send(*id);
+            }
         }
-        drop(cache);
-        let chunk = Arc::new(self.store.get(id).map_err(io)?);
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= CACHE_CHUNKS {
-            cache.pop_front();
+    }
+
+    /// Bytes `start..end` of the torrent's content, lent from the chunk that holds
+    /// them when one does (no copy), else copied.
+    pub fn read_shared(
+        &self,
+        t: &TorrentView,
+        start: u64,
+        end: u64,
+    ) -> Result<cas_fuse::ReadBytes, TreeError> {
+        let end = end.min(t.meta.length);
+        let plen = u64::from(t.meta.piece_length);
+        if start < end && start / plen == (end - 1) / plen {
+            let piece = (start / plen) as usize;
+            self.read_ahead(t, piece);
+            let chunk = self.chunks.get(&self.store, &self.chunk_id(t, piece)?)?;
+            let from = (start % plen) as usize;
+            let to = from + (end - start) as usize;
+            if to <= chunk.bytes().len() {
+                return Ok(cas_fuse::ReadBytes::Shared {
+                    buf: chunk,
+                    range: from..to,
+                });
+            }
         }
-        cache.push_back(chunk.clone());
-        Ok(chunk)
+        self.read(t, start, end).map(cas_fuse::ReadBytes::Owned)
     }
 
     /// Bytes `start..end` of the torrent's content (offsets in the torrent).
@@ -156,11 +254,14 @@ impl Reader {
         let plen = u64::from(t.meta.piece_length);
         let mut out = Vec::with_capacity(end.saturating_sub(start) as usize);
         let mut at = start;
+        if start < end {
+            self.read_ahead(t, ((end - 1) / plen) as usize);
+        }
         while at < end {
             let piece = (at / plen) as usize;
             let within = (at % plen) as usize;
             let take = ((end - at) as usize).min(plen as usize - within);
-            let chunk = self.chunk(&self.chunk_id(t, piece)?)?;
+            let chunk = self.chunks.get(&self.store, &self.chunk_id(t, piece)?)?;
             let bytes = chunk.bytes();
             let from = within.min(bytes.len());
             let have = (bytes.len() - from).min(take);

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cas_fuse::{Node, NodeKind, ReadOnlyTree, TreeError, ROOT};
+use cas_fuse::{Node, NodeKind, ReadBytes, ReadOnlyTree, TreeError, ROOT};
 
 use crate::catalog::TorrentKind;
 use crate::manifest::EntryKind;
@@ -390,15 +390,20 @@ impl ReadOnlyTree for StoreTree {
     }
 
     fn read(&self, ino: u64, offset: u64, len: u32) -> Result<Vec<u8>, TreeError> {
+        self.read_shared(ino, offset, len)
+            .map(|b| b.as_slice().to_vec())
+    }
+
+    fn read_shared(&self, ino: u64, offset: u64, len: u32) -> Result<ReadBytes, TreeError> {
         let Some((view, start, end)) = self.file_range(self.place(ino)?)? else {
-            return Ok(Vec::new());
+            return Ok(ReadBytes::Owned(Vec::new()));
         };
         let from = start.saturating_add(offset);
         if from >= end {
-            return Ok(Vec::new());
+            return Ok(ReadBytes::Owned(Vec::new()));
         }
         self.reader
-            .read(&view, from, end.min(from.saturating_add(len.into())))
+            .read_shared(&view, from, end.min(from.saturating_add(len.into())))
     }
 }
 

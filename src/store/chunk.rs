@@ -68,6 +68,12 @@ pub struct VerifiedChunk {
     bytes: Vec<u8>,
 }
 
+impl AsRef<[u8]> for VerifiedChunk {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
 impl VerifiedChunk {
     /// Hashes `bytes`, making them storable.
     pub fn hash(bytes: Vec<u8>) -> Self {

@@ -396,3 +396,29 @@ fn a_tree_imported_through_the_mounting_daemon_shows_up_in_the_mount() {
     let f = mp.join("refs/late/b.bin");
     assert!(within(move || std::fs::read(f).unwrap()) == late);
 }
+
+#[test]
+fn with_direct_io_files_read_back_as_their_source() {
+    if !can_mount() {
+        return;
+    }
+    let env = Env::with_piece_length("64K");
+    let data = random_bytes(42, (3 << 20) + 4321);
+    write(&env.path("d/big.bin"), &data);
+    env.import(&env.path("d"), "d");
+    let mp = env.path("mnt");
+    let _m = Mounted::start_with(&env, &mp, &["--direct-io"]);
+    let f = mp.join("refs/d/big.bin");
+    assert!(within(move || std::fs::read(f).unwrap()) == data);
+    // Reads that start and end anywhere, across pieces.
+    let f = mp.join("refs/d/big.bin");
+    let part = within(move || {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut h = std::fs::File::open(f).unwrap();
+        h.seek(SeekFrom::Start(65_000)).unwrap();
+        let mut b = vec![0u8; 200_000];
+        h.read_exact(&mut b).unwrap();
+        b
+    });
+    assert!(part == data[65_000..265_000]);
+}
