@@ -100,6 +100,15 @@ fn file_type(kind: &NodeKind) -> FileType {
 }
 
 impl Filesystem for Adapter {
+    fn init(&mut self, _: &Request, config: &mut fuser::KernelConfig) -> std::io::Result<()> {
+        if self.direct_io {
+            // Files opened with direct I/O may still be mapped (Linux 6.6 and later);
+            // an older kernel just refuses shared mappings of them.
+            let _ = config.add_capabilities(fuser::InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP);
+        }
+        Ok(())
+    }
+
     fn lookup(&self, _: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.tree.lookup(parent.0, name.as_bytes()) {
             Ok(node) => reply.entry(&TTL, &self.attr(&node), Generation(0)),

@@ -421,4 +421,27 @@ fn with_direct_io_files_read_back_as_their_source() {
         b
     });
     assert!(part == data[65_000..265_000]);
+    // And mapped (programs run from the mount map their files).
+    let f = mp.join("refs/d/big.bin");
+    let mapped = within(move || {
+        use std::os::fd::AsRawFd;
+        let h = std::fs::File::open(f).unwrap();
+        let len = h.metadata().unwrap().len() as usize;
+        // SAFETY: a fresh read-only shared mapping of an open file, unmapped before return.
+        unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                h.as_raw_fd(),
+                0,
+            );
+            assert_ne!(p, libc::MAP_FAILED, "{}", std::io::Error::last_os_error());
+            let v = std::slice::from_raw_parts(p as *const u8, len).to_vec();
+            libc::munmap(p, len);
+            v
+        }
+    });
+    assert!(mapped == data);
 }
