@@ -201,7 +201,7 @@ impl Catalog {
     }
 
     pub fn remove_download(&self, ih: &InfoHash) -> Result<bool> {
-        self.set_lazy(ih, false)?;
+        self.set_lazy(ih, None)?;
         remove(&self.download_path(ih))
     }
 
@@ -212,13 +212,24 @@ impl Catalog {
     }
 
     /// Marks a download as lazy (its pieces are fetched only when a mount reads them),
-    /// or as wanted whole again.
-    pub fn set_lazy(&self, ih: &InfoHash, lazy: bool) -> Result<()> {
-        if lazy {
-            write_atomic(&self.lazy_path(ih), b"")
-        } else {
-            remove(&self.lazy_path(ih)).map(drop)
+    /// remembering the peers it was fetched from; or as wanted whole again.
+    pub fn set_lazy(&self, ih: &InfoHash, lazy: Option<&[std::net::SocketAddr]>) -> Result<()> {
+        match lazy {
+            Some(peers) => {
+                let text: String = peers.iter().map(|p| format!("{p}\n")).collect();
+                write_atomic(&self.lazy_path(ih), text.as_bytes())
+            }
+            None => remove(&self.lazy_path(ih)).map(drop),
         }
+    }
+
+    /// The peers a lazy download was fetched from (lines that do not parse are skipped).
+    pub fn lazy_peers(&self, ih: &InfoHash) -> Result<Vec<std::net::SocketAddr>> {
+        let text = read_opt(&self.lazy_path(ih))?.unwrap_or_default();
+        Ok(String::from_utf8_lossy(&text)
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect())
     }
 
     pub fn is_lazy(&self, ih: &InfoHash) -> bool {

@@ -54,7 +54,11 @@ pub async fn fetch_piece(engine: &Engine, ih: &InfoHash, piece: usize) -> anyhow
                 .catalog()
                 .download(ih)?
                 .context("the torrent is not being fetched")?;
-            engine.add_with(Source::Torrent(bytes), &[], true).await?.1
+            let peers = engine.store.catalog().lazy_peers(ih)?;
+            engine
+                .add_with(Source::Torrent(bytes), &peers, true)
+                .await?
+                .1
         }
     };
     handle.wait_until_initialized().await?;

@@ -232,7 +232,11 @@ impl Engine {
                 continue;
             };
             let lazy = store.catalog().is_lazy(&ih);
-            match engine.add_with(Source::Torrent(torrent), &[], lazy).await {
+            let peers = store.catalog().lazy_peers(&ih)?;
+            match engine
+                .add_with(Source::Torrent(torrent), &peers, lazy)
+                .await
+            {
                 Ok(h) => handles.push(h),
                 Err(e) => {
                     tracing::warn!("resuming download {ih}: {e:#}");
@@ -318,7 +322,7 @@ impl Engine {
         let ih = InfoHash(handle.info_hash().0);
         let catalog = self.store.catalog();
         if lazy && !catalog.has_torrent(&ih) {
-            catalog.set_lazy(&ih, true)?;
+            catalog.set_lazy(&ih, Some(&[peers, &self.peers].concat()))?;
         } else if !lazy && catalog.is_lazy(&ih) {
             let files = handle
                 .metadata
@@ -330,7 +334,7 @@ impl Engine {
                 .update_only_files(&handle, &(0..files).collect())
                 .await
                 .context("asking for the whole torrent")?;
-            catalog.set_lazy(&ih, false)?;
+            catalog.set_lazy(&ih, None)?;
         }
         self.added
             .lock()
