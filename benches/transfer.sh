@@ -128,11 +128,20 @@ wait_for 60 "aria2 seeder announced to opentracker (see $work/aria2_seed.log)" s
 
 # --- rounds -------------------------------------------------------------------------------
 size=$((size_mib << 20))
+# Each contender writes SIZE to disk through the page cache. On a virtual machine, memory
+# the guest has not touched lately costs a host fault a page (1 GiB of fresh page cache
+# took 2.4 s to write here, the same again 0.3 s): so before each timed transfer the same
+# amount of page cache is written and freed, and every contender starts alike.
+warm() {
+    dd if=/dev/zero of="$work/warm" bs=1M count="$size_mib" status=none
+    rm -f "$work/warm"
+    sync
+}
 for r in $(seq "$rounds"); do
     # cas -> cas
     rm -rf "$work/leech"
     "$cas" --store "$work/leech" init --piece-length 1M >/dev/null
-    sync
+    warm
     t=$(now)
     "$cas" --store "$work/leech" get "$work/file.torrent" --peer "127.0.0.1:$cas_port" \
         --listen 127.0.0.1:0 --json --timeout 600 > "$work/get.json" \
@@ -147,7 +156,7 @@ print(j["bytes_from_wire"], j["seconds"])' "$work/get.json")
     # libtorrent -> libtorrent
     rm -rf "$work/leech" && mkdir -p "$work/leech"
     port=$(free_port)
-    sync
+    warm
     t=$(now)
     "$py" "$peers/lt_download.py" "$work/file.torrent" "$work/leech" "$port" 127.0.0.1 "$lt_port" 600 \
         > "$work/lt.json"
@@ -159,7 +168,7 @@ print(j["bytes_from_wire"], j["seconds"])' "$work/get.json")
     # aria2 -> aria2
     rm -rf "$work/leech" && mkdir -p "$work/leech"
     port=$(free_port)
-    sync
+    warm
     t=$(now)
     aria2c "${aria2_common[@]}" --listen-port="$port" -d "$work/leech" --seed-time=0 \
         --file-allocation=none --bt-stop-timeout=600 "$work/file.torrent" > "$work/aria2.log" 2>&1 \
