@@ -28,6 +28,10 @@ impl Mounted {
     }
 
     fn start_with(env: &Env, at: &Path, args: &[&str]) -> Mounted {
+        Mounted::launch(env, at, args, Stdio::inherit())
+    }
+
+    fn launch(env: &Env, at: &Path, args: &[&str], stderr: Stdio) -> Mounted {
         std::fs::create_dir_all(at).unwrap();
         let mut child = env
             .cmd()
@@ -36,6 +40,7 @@ impl Mounted {
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .stdout(Stdio::piped())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let mut out = BufReader::new(child.stdout.take().unwrap());
@@ -322,32 +327,18 @@ fn a_mount_left_by_a_killed_process_is_cleaned_up_by_the_next() {
     let err = std::fs::read_dir(&mp).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "{err}");
     std::mem::forget(m);
-    let mut child = env
-        .cmd()
-        .arg("mount")
-        .arg(&mp)
-        .args(["--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    line.clear();
-    out.read_line(&mut line).unwrap();
-    assert!(line.starts_with("mounted "), "{line}");
+    let mut m = Mounted::launch(&env, &mp, &[], Stdio::piped());
     let f = mp.join("refs/d/f.txt");
     assert_eq!(within(move || std::fs::read(f).unwrap()), b"still here\n");
-    // SAFETY: sending a signal to our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let mut stderr = String::new();
+    let mut pipe = m.child.stderr.take().unwrap();
+    let status = m.stop();
+    std::io::Read::read_to_string(&mut pipe, &mut stderr).unwrap();
     assert!(
         stderr.contains("a mount left by a process that died"),
         "{stderr}"
     );
-    assert!(output.status.success(), "{stderr}");
+    assert!(status.success(), "{stderr}");
 }
 
 #[test]
