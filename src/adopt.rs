@@ -165,8 +165,8 @@ pub fn adopt(
     for (f, p) in meta.files.iter().zip(&paths) {
         let opened = p.as_ref().and_then(|p| {
             let file = File::open(p).ok()?;
-            let len = file.metadata().ok()?.len();
-            (file.metadata().ok()?.is_file() && len >= f.length).then_some(file)
+            let m = file.metadata().ok()?;
+            (m.is_file() && m.len() >= f.length).then_some(file)
         });
         if opened.is_none() && !f.pad {
             report.missing_files.push(f.path.join("/"));

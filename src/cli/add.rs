@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 
 use cas::engine::Source;
 use cas::meta::parse::Metainfo;
@@ -43,21 +42,6 @@ impl AddArgs {
     }
 }
 
-fn bar(len: u64, json: bool) -> ProgressBar {
-    if !super::daemon::stderr_is_terminal() || json {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} checking [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
-        )
-        .expect("progress template is valid")
-        .progress_chars("=> "),
-    );
-    bar
-}
-
 pub fn add(cli: &Cli, args: &AddArgs) -> Result<i32> {
     let Some(data) = &args.data else {
         // No data: a download, like `cas get`.
@@ -81,7 +65,8 @@ pub fn add(cli: &Cli, args: &AddArgs) -> Result<i32> {
         // The .torrent as given (trackers, url-list and all) is what gets recorded.
         catalog.put_download(&ih, &bytes)?;
     }
-    let bar = bar(meta.length, args.json);
+    let bar = super::bytes_bar("checking", args.json);
+    bar.set_length(meta.length);
     let adopted = cas::adopt::adopt(&store, &meta, data, &|n| bar.set_position(n));
     bar.finish_and_clear();
     let (report, held) = match adopted {

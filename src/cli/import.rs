@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 
 use cas::import::{import, ImportOptions};
 use cas::meta::torrent::Publish;
@@ -42,19 +41,7 @@ pub fn run(cli: &Cli, args: &ImportArgs) -> Result<i32> {
             trackers: args.trackers.clone(),
         },
     };
-    let bar = if super::daemon::stderr_is_terminal() {
-        let bar = ProgressBar::new(0);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} importing [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
-            )
-            .expect("progress template is valid")
-            .progress_chars("=> "),
-        );
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = super::bytes_bar("importing", false);
     let report = import(
         &store,
         &args.dir,

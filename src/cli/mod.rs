@@ -30,6 +30,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 
 use cas::Store;
 
@@ -300,4 +301,21 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             command: IndexCommand::Rebuild { json },
         } => maintain::rebuild(cli, *json),
     }
+}
+
+/// A bytes progress bar on a local terminal ("VERB [====  ] 1 GiB/2 GiB ..."); hidden
+/// when standard error is not a terminal or the output is JSON.
+fn bytes_bar(verb: &str, json: bool) -> ProgressBar {
+    if json || !daemon::stderr_is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{spinner}} {verb} [{{bar:30}}] {{binary_bytes}}/{{binary_total_bytes}} {{binary_bytes_per_sec}} eta {{eta}}"
+        ))
+        .expect("progress template is valid")
+        .progress_chars("=> "),
+    );
+    bar
 }

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 
 use cas::engine::get::{get, GetOptions};
 use cas::engine::{Engine, EngineOptions};
@@ -222,19 +221,7 @@ pub fn get_cmd(cli: &Cli, args: &GetArgs) -> Result<i32> {
         cas::catalog::check_ref_name(name)?;
     }
     let store = cli.open_or_create(None)?;
-    let bar = if super::daemon::stderr_is_terminal() && !args.json {
-        let bar = ProgressBar::new(0);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} fetching [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
-            )
-            .expect("progress template is valid")
-            .progress_chars("=> "),
-        );
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = super::bytes_bar("fetching", args.json);
     let opts = GetOptions {
         peers: args.peers.clone(),
         timeout: args.timeout.map(Duration::from_secs),

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use librqbit::ManagedTorrent;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::{Engine, Source};
@@ -35,18 +34,10 @@ impl OnDemand {
     }
 }
 
-fn handle(engine: &Engine, ih: &InfoHash) -> Option<Arc<ManagedTorrent>> {
-    engine.session.with_torrents(|ts| {
-        ts.map(|(_, h)| h)
-            .find(|h| h.info_hash().0 == ih.0)
-            .cloned()
-    })
-}
-
 /// Waits until piece `piece` of torrent `ih` is stored, asking peers for it first
 /// (a download not in the session is added, lazily).
 pub async fn fetch_piece(engine: &Engine, ih: &InfoHash, piece: usize) -> anyhow::Result<ChunkId> {
-    let handle = match handle(engine, ih) {
+    let handle = match engine.handle(ih) {
         Some(h) => h,
         None => {
             let bytes = engine

@@ -343,13 +343,18 @@ impl Engine {
         Ok((ih, handle))
     }
 
-    /// Payload bytes sent to peers since this engine started, for a torrent it runs.
-    pub fn uploaded(&self, ih: &InfoHash) -> Option<u64> {
+    /// The session's handle on torrent `ih`, if it runs it.
+    pub fn handle(&self, ih: &InfoHash) -> Option<Arc<ManagedTorrent>> {
         self.session.with_torrents(|ts| {
             ts.map(|(_, h)| h)
                 .find(|h| h.info_hash().0 == ih.0)
-                .map(|h| h.stats().uploaded_bytes)
+                .cloned()
         })
+    }
+
+    /// Payload bytes sent to peers since this engine started, for a torrent it runs.
+    pub fn uploaded(&self, ih: &InfoHash) -> Option<u64> {
+        self.handle(ih).map(|h| h.stats().uploaded_bytes)
     }
 
     /// Adds every torrent of the store not yet in the session (after an import made
