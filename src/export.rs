@@ -45,7 +45,7 @@ impl Sink for SparseFile<'_> {
     }
 }
 
-fn mtime(e: &Entry) -> SystemTime {
+pub(crate) fn mtime(e: &Entry) -> SystemTime {
     let d = Duration::new(e.mtime_secs.unsigned_abs(), e.mtime_nanos.min(999_999_999));
     if e.mtime_secs >= 0 {
         UNIX_EPOCH + d
@@ -54,7 +54,7 @@ fn mtime(e: &Entry) -> SystemTime {
     }
 }
 
-fn set_symlink_mtime(path: &Path, e: &Entry) -> std::io::Result<()> {
+pub(crate) fn set_symlink_mtime(path: &Path, e: &Entry) -> std::io::Result<()> {
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
     let ts = libc::timespec {
         tv_sec: e.mtime_secs as libc::time_t,
@@ -75,6 +75,26 @@ fn set_symlink_mtime(path: &Path, e: &Entry) -> std::io::Result<()> {
     } else {
         Err(std::io::Error::last_os_error())
     }
+}
+
+/// Writes a file entry's content into `file` (at `path`, for errors), checked
+/// against its content hash; zeros become holes. Then its length, mode and mtime,
+/// and fsync.
+pub(crate) fn fill_file(store: &Store, e: &Entry, file: &mut File, path: &Path) -> Result<()> {
+    let EntryKind::File { size, .. } = &e.kind else {
+        return Err(Error::Invalid(format!("{} is not a file", e.path_lossy())));
+    };
+    let mut sink = SparseFile { file, written: 0 };
+    write_file(store, e, &mut sink).map_err(|err| match err {
+        Error::Io { err, .. } => Error::io(path, "write")(err),
+        other => other,
+    })?;
+    file.set_len(*size).map_err(Error::io(path, "set length"))?;
+    file.set_permissions(std::fs::Permissions::from_mode(e.mode))
+        .map_err(Error::io(path, "set mode"))?;
+    file.set_modified(mtime(e))
+        .map_err(Error::io(path, "set mtime"))?;
+    file.sync_all().map_err(Error::io(path, "sync"))
 }
 
 /// Makes `dest` an empty directory, refusing one that has entries.
@@ -123,21 +143,7 @@ pub fn export(store: &Store, tree: &TreeId, dest: &Path) -> Result<ExportReport>
                     .custom_flags(libc::O_NOFOLLOW)
                     .open(&path)
                     .map_err(Error::io(&path, "create file"))?;
-                let mut sink = SparseFile {
-                    file: &mut file,
-                    written: 0,
-                };
-                write_file(store, e, &mut sink).map_err(|err| match err {
-                    Error::Io { err, .. } => Error::io(&path, "write")(err),
-                    other => other,
-                })?;
-                file.set_len(*size)
-                    .map_err(Error::io(&path, "set length"))?;
-                file.set_permissions(std::fs::Permissions::from_mode(e.mode))
-                    .map_err(Error::io(&path, "set mode"))?;
-                file.set_modified(mtime(e))
-                    .map_err(Error::io(&path, "set mtime"))?;
-                file.sync_all().map_err(Error::io(&path, "sync"))?;
+                fill_file(store, e, &mut file, &path)?;
                 report.files += 1;
                 report.bytes += size;
             }

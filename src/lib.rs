@@ -11,12 +11,15 @@
 //! - [`import`]: a directory in; [`adopt`]: a torrent made elsewhere, with its data;
 //!   [`export`] and [`read`]: content out;
 //! - [`meta`]: bencode and .torrent building; [`manifest`]: the tree format;
+//! - [`channel`]: signing keys and signed updates; [`sync`]: a directory kept the same
+//!   on every node of a channel;
 //! - the `cas` binary (`src/main.rs`, `src/cli/`) is a thin layer over these.
 //!
 //! docs/ARCHITECTURE.md is the map; docs/on-disk-format.md describes every byte.
 
 pub mod adopt;
 pub mod catalog;
+pub mod channel;
 pub mod engine;
 mod error;
 pub mod export;
@@ -30,6 +33,7 @@ pub mod mount;
 pub mod read;
 pub mod stats;
 pub mod store;
+pub mod sync;
 
 pub use error::{Error, Result};
 pub use id::{ChunkId, ContentId, InfoHash, PieceHash, TreeId};

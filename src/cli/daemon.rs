@@ -34,6 +34,8 @@ pub struct Daemon {
     pub store: Arc<Store>,
     pub engine: Arc<Engine>,
     pub rt: tokio::runtime::Handle,
+    /// The channels `cas sync` keeps, when this daemon is one.
+    pub syncs: Vec<Arc<cas::sync::node::Node>>,
 }
 
 impl std::fmt::Debug for Daemon {

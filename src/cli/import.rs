@@ -34,6 +34,7 @@ pub struct ImportArgs {
 pub fn run(cli: &Cli, args: &ImportArgs) -> Result<i32> {
     let store = cli.open_or_create(args.piece_length)?;
     let opts = ImportOptions {
+        ignore: Vec::new(),
         name: args.name.clone(),
         piece_length: args.piece_length,
         publish: Publish {

@@ -24,6 +24,7 @@ mod inspect;
 mod maintain;
 mod mount;
 mod serve;
+mod sync;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -127,6 +128,19 @@ enum Command {
     /// Show the store as a read-only filesystem (refs/, trees/, blobs/, torrents/) until
     /// Ctrl-C, seeding meanwhile; pieces a read needs are fetched first
     Mount(mount::MountArgs),
+    /// Make, join or export channels: signing keys for directories kept in sync
+    Channel {
+        #[command(subcommand)]
+        command: sync::ChannelCommand,
+    },
+    /// Keep a directory the same on every node of a channel until interrupted,
+    /// seeding meanwhile
+    Sync(sync::SyncArgs),
+    /// Per channel: newest update seen, update applied, peers, bytes in and out
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
     /// Maintain the chunk index
     Index {
         #[command(subcommand)]
@@ -251,6 +265,7 @@ impl Cli {
             Command::Add(a) => a.absolutize(cwd),
             Command::Mount(m) => abs(&mut m.mountpoint),
             Command::Serve(s) => s.absolutize(cwd),
+            Command::Sync(s) => abs(&mut s.dir),
             _ => {}
         }
     }
@@ -259,7 +274,10 @@ impl Cli {
 /// Runs the command line; returns the process exit code.
 pub fn run() -> Result<i32> {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Serve(_) | Command::Mount(_)) {
+    if !matches!(
+        cli.command,
+        Command::Serve(_) | Command::Mount(_) | Command::Sync(_)
+    ) {
         if let Some(code) = daemon::forward(&cli.store_path()?)? {
             return Ok(code);
         }
@@ -297,6 +315,9 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Get(args) => serve::get_cmd(cli, args),
         Command::Add(args) => add::add(cli, args),
         Command::Mount(m) => serve::serve(cli, &m.into()),
+        Command::Channel { command } => sync::channel(cli, command),
+        Command::Sync(args) => sync::sync(cli, args),
+        Command::Status { json } => sync::status(cli, *json),
         Command::Index {
             command: IndexCommand::Rebuild { json },
         } => maintain::rebuild(cli, *json),

@@ -11,6 +11,7 @@ use clap::Args;
 
 use cas::engine::get::{get, GetOptions};
 use cas::engine::{Engine, EngineOptions};
+use cas::sync::node::{Node, SyncOptions};
 
 use super::{human, print_json, Cli};
 
@@ -68,6 +69,33 @@ impl ServeArgs {
     }
 }
 
+impl ServeArgs {
+    /// What `cas sync` runs: the engine and nothing else of `cas serve`'s.
+    pub(super) fn for_sync(peers: &[SocketAddr]) -> ServeArgs {
+        ServeArgs {
+            mount: None,
+            watch: None,
+            read_timeout: 60,
+            direct_io: false,
+            peers: peers.to_vec(),
+            net: NetArgs::default(),
+        }
+    }
+}
+
+impl Default for NetArgs {
+    fn default() -> Self {
+        NetArgs {
+            listen: SocketAddr::from(([0, 0, 0, 0], 0)),
+            lsd: false,
+            dht: false,
+            dht_bootstrap: Vec::new(),
+            trackers: Vec::new(),
+            allow: Vec::new(),
+        }
+    }
+}
+
 impl From<&super::mount::MountArgs> for ServeArgs {
     fn from(m: &super::mount::MountArgs) -> Self {
         ServeArgs {
@@ -82,7 +110,7 @@ impl From<&super::mount::MountArgs> for ServeArgs {
 }
 
 impl NetArgs {
-    fn options(&self, seed_all: bool) -> EngineOptions {
+    pub(super) fn options(&self, seed_all: bool) -> EngineOptions {
         EngineOptions {
             seed_all,
             listen: self.listen,
@@ -133,14 +161,7 @@ impl GetArgs {
             lazy: false,
             name: None,
             json,
-            net: NetArgs {
-                listen: "0.0.0.0:0".parse().expect("a valid address"),
-                lsd: false,
-                dht: false,
-                dht_bootstrap: Vec::new(),
-                trackers: Vec::new(),
-                allow: Vec::new(),
-            },
+            net: NetArgs::default(),
         }
     }
 
@@ -165,23 +186,54 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<i32> {
+    run_daemon(cli, args, args.net.options(true), None)
+}
+
+/// `cas serve`, and `cas sync` when `sync` is given: the engine, the control socket,
+/// then what `args` asks for, until SIGINT or SIGTERM.
+pub(super) fn run_daemon(
+    cli: &Cli,
+    args: &ServeArgs,
+    mut options: EngineOptions,
+    sync: Option<SyncOptions>,
+) -> Result<i32> {
     if let Some(dir) = &args.watch {
         anyhow::ensure!(dir.is_dir(), "{}: not a directory to watch", dir.display());
     }
     let store = cli.open()?;
     let rt = runtime()?;
     rt.block_on(async move {
-        let mut options = args.net.options(true);
         options.peers = args.peers.clone();
         // Before the first line is printed: whoever reads it may stop us at once.
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let engine = Arc::new(Engine::start(store.clone(), options).await?);
+        let mut syncs = Vec::new();
+        if let Some(opts) = &sync {
+            syncs.push(Node::start(engine.clone(), opts.clone()).await?);
+        }
         super::daemon::listen(Arc::new(super::daemon::Daemon {
             store,
             engine: engine.clone(),
             rt: tokio::runtime::Handle::current(),
+            syncs: syncs.clone(),
         }))?;
-        outln!("seeding {} torrents on {}", engine.torrents, engine.listen);
+        match &sync {
+            Some(opts) => outln!(
+                "syncing {} on channel {} at {}",
+                opts.dir.display(),
+                opts.channel,
+                engine.listen
+            ),
+            None => outln!("seeding {} torrents on {}", engine.torrents, engine.listen),
+        }
+        for node in syncs {
+            tokio::spawn(async move {
+                if let Err(e) = node.run().await {
+                    errln!("sync stopped: {e:#}");
+                    std::process::exit(1);
+                }
+            });
+        }
         if let Some(dir) = &args.watch {
             tokio::spawn(cas::engine::watch::watch(engine.clone(), dir.clone()));
         }

@@ -54,6 +54,19 @@ fn is_hex(s: &str, len: usize) -> bool {
     s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// The info-hash a source names, when it can be told without fetching.
+fn source_info_hash(s: &Source) -> Option<InfoHash> {
+    match s {
+        Source::Torrent(bytes) => crate::meta::parse::Metainfo::parse(bytes)
+            .ok()
+            .map(|m| m.info_hash),
+        Source::Magnet(m) => {
+            let at = m.find("xt=urn:btih:")? + "xt=urn:btih:".len();
+            m.get(at..at + 40)?.parse().ok()
+        }
+    }
+}
+
 /// Turns a command-line target into what to fetch.
 pub fn source(engine: &Engine, target: &str) -> anyhow::Result<Source> {
     if target.starts_with("magnet:") {
@@ -132,6 +145,23 @@ async fn fetch_all(
     progress: Progress<'_>,
     report: &mut GetReport,
 ) -> anyhow::Result<Vec<InfoHash>> {
+    // The counters of a torrent the engine already ran go on from earlier fetches.
+    let counted = |ih: &InfoHash| {
+        use std::sync::atomic::Ordering::Relaxed;
+        engine.factory.counters(ih).map_or((0, 0, 0), |c| {
+            let c = &c.counters;
+            (
+                c.stored.load(Relaxed),
+                c.found.load(Relaxed),
+                c.rejected.load(Relaxed),
+            )
+        })
+    };
+    let before: Vec<(InfoHash, (u64, u64, u64))> = sources
+        .iter()
+        .filter_map(source_info_hash)
+        .map(|ih| (ih, counted(&ih)))
+        .collect();
     let handles = add_all(engine, sources, opts, deadline, false).await?;
     loop {
         let (mut have, mut want, mut done) = (0, 0, true);
@@ -157,12 +187,14 @@ async fn fetch_all(
     }
     let mut out = Vec::new();
     for (ih, _) in handles {
-        if let Some(c) = engine.factory.counters(&ih) {
-            use std::sync::atomic::Ordering::Relaxed;
-            report.bytes_from_wire += c.counters.stored.load(Relaxed);
-            report.bytes_in_store += c.counters.found.load(Relaxed);
-            report.pieces_rejected += c.counters.rejected.load(Relaxed);
-        }
+        let (stored, found, rejected) = counted(&ih);
+        let (s0, f0, r0) = before
+            .iter()
+            .find(|(b, _)| *b == ih)
+            .map_or((0, 0, 0), |(_, c)| *c);
+        report.bytes_from_wire += stored.saturating_sub(s0);
+        report.bytes_in_store += found.saturating_sub(f0);
+        report.pieces_rejected += rejected.saturating_sub(r0);
         report.torrents.push(ih);
         out.push(ih);
     }

@@ -357,6 +357,29 @@ impl Engine {
         self.handle(ih).map(|h| h.stats().uploaded_bytes)
     }
 
+    /// Every address the session knows for torrent `ih`'s peers, connected or not
+    /// (those found by LSD, trackers and hints carry their listen port).
+    pub fn peers(&self, ih: &InfoHash) -> Vec<SocketAddr> {
+        let Some(live) = self.handle(ih).and_then(|h| h.live()) else {
+            return Vec::new();
+        };
+        // librqbit exports the filter's type only through its HTTP API's serde form.
+        let Ok(all) = serde_json::from_str(r#"{"state":"all"}"#) else {
+            return Vec::new();
+        };
+        live.per_peer_stats_snapshot(all)
+            .peers
+            .keys()
+            .filter_map(|a| a.parse().ok())
+            .collect()
+    }
+
+    /// Payload bytes sent to peers since this engine started, over every torrent.
+    pub fn uploaded_total(&self) -> u64 {
+        self.session
+            .with_torrents(|ts| ts.map(|(_, h)| h.stats().uploaded_bytes).sum())
+    }
+
     /// Adds every torrent of the store not yet in the session (after an import made
     /// while serving, say).
     pub async fn add_new(&self) -> anyhow::Result<usize> {

@@ -31,6 +31,8 @@ pub struct ImportOptions {
     /// Piece length the caller expects; an error if the store's differs.
     pub piece_length: Option<u32>,
     pub publish: Publish,
+    /// Names at the top of the directory to leave out (a sync's working folder).
+    pub ignore: Vec<String>,
 }
 
 /// One published torrent.
@@ -144,7 +146,7 @@ pub fn import(
         None => default_ref_name(dir)?,
     };
     check_ref_name(&ref_name)?;
-    let found = walk::walk(dir)?;
+    let found = walk::walk(dir, &opts.ignore)?;
     let total: u64 = found
         .iter()
         .filter(|f| f.meta.is_file())

@@ -26,22 +26,23 @@ fn bad(path: &Path, reason: impl Into<String>) -> Error {
 }
 
 /// Lists everything below `root` (not `root` itself), parents before children, each
-/// directory's entries sorted by name bytes.
-pub fn walk(root: &Path) -> Result<Vec<Found>> {
+/// directory's entries sorted by name bytes. Entries of `root` named in `ignore` are
+/// left out, with everything below them.
+pub fn walk(root: &Path, ignore: &[String]) -> Result<Vec<Found>> {
     // The root is followed if it is a symlink (as `cp -r link/` would); nothing below it is.
     let meta = std::fs::metadata(root).map_err(Error::io(root, "read"))?;
     if !meta.is_dir() {
         return Err(bad(root, "not a directory (cas import takes a directory)"));
     }
     let mut out = Vec::new();
-    walk_dir(root, "", &mut out)?;
+    walk_dir(root, "", ignore, &mut out)?;
     // Canonical order is by full path bytes, which differs from a depth-first walk
     // ("a.txt" sorts between "a" and "a/b").
     out.sort_by(|a, b| a.rel.as_bytes().cmp(b.rel.as_bytes()));
     Ok(out)
 }
 
-fn walk_dir(dir: &Path, prefix: &str, out: &mut Vec<Found>) -> Result<()> {
+fn walk_dir(dir: &Path, prefix: &str, ignore: &[String], out: &mut Vec<Found>) -> Result<()> {
     let mut names = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(Error::io(dir, "list directory"))?;
     for entry in entries {
@@ -57,6 +58,9 @@ fn walk_dir(dir: &Path, prefix: &str, out: &mut Vec<Found>) -> Result<()> {
                 "file name is not UTF-8; torrents carry UTF-8 names, rename it to import",
             ));
         };
+        if prefix.is_empty() && ignore.iter().any(|i| i == name) {
+            continue;
+        }
         let meta = std::fs::symlink_metadata(&disk).map_err(Error::io(&disk, "read metadata"))?;
         let ft = meta.file_type();
         let kind = if ft.is_fifo() {
@@ -86,7 +90,7 @@ fn walk_dir(dir: &Path, prefix: &str, out: &mut Vec<Found>) -> Result<()> {
             meta,
         });
         if is_dir {
-            walk_dir(&disk, &rel, out)?;
+            walk_dir(&disk, &rel, &[], out)?;
         }
     }
     Ok(())

@@ -1,0 +1,267 @@
+//! `cas channel ...`, `cas sync` and `cas status`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use serde::Serialize;
+
+use cas::channel::{Channel, Channels, PublicKey, SecretKey};
+use cas::sync::node::SyncOptions;
+use cas::sync::ChannelStatus;
+
+use super::serve::{NetArgs, ServeArgs};
+use super::{print_json, Cli};
+
+#[derive(Subcommand, Debug)]
+pub enum ChannelCommand {
+    /// Make a channel (a new key pair); prints the public key followers join with
+    New {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Follow a channel (caspub-...), or publish to it too (cassec-..., from `channel export`)
+    Join {
+        name: String,
+        /// The channel's public key, or its secret key
+        key: String,
+    },
+    /// Print the channel's secret key, for another node that should publish
+    Export { name: String },
+    /// List channels
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct SyncArgs {
+    /// The directory kept the same on every node of the channel
+    pub dir: PathBuf,
+    /// The channel (`cas channel new` or `cas channel join`)
+    #[arg(long)]
+    channel: String,
+    /// This node's name, in conflict copies' names [default: the host name]
+    #[arg(long)]
+    node: Option<String>,
+    /// Wait this long after the last change before publishing
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    quiet_ms: u64,
+    /// Refuse an update whose tree does not arrive in this long (tried again later)
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    fetch_timeout: u64,
+    /// Ask this peer too (repeatable); LSD finds the others on the LAN
+    #[arg(long = "peer", value_name = "ADDR:PORT")]
+    peers: Vec<SocketAddr>,
+    /// Do not use Local Service Discovery (then give --peer or --tracker)
+    #[arg(long)]
+    no_lsd: bool,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+#[derive(Serialize)]
+struct NewChannel<'a> {
+    name: &'a str,
+    public: String,
+}
+
+pub fn channel(cli: &Cli, cmd: &ChannelCommand) -> Result<i32> {
+    let store = cli.open_or_create(None)?;
+    let channels = Channels::of(&store);
+    match cmd {
+        ChannelCommand::New { name, json } => {
+            let secret = SecretKey::generate();
+            let public = secret.public();
+            channels.create(
+                name,
+                &Channel {
+                    public,
+                    secret: Some(secret),
+                },
+            )?;
+            if *json {
+                print_json(&NewChannel {
+                    name,
+                    public: public.to_string(),
+                })?;
+            } else {
+                outln!("channel {name}: {public}");
+                outln!("followers run: cas channel join {name} {public}");
+            }
+        }
+        ChannelCommand::Join { name, key } => {
+            let channel = if key.trim().starts_with("cassec-") {
+                let secret = SecretKey::parse(key)?;
+                Channel {
+                    public: secret.public(),
+                    secret: Some(secret),
+                }
+            } else {
+                Channel {
+                    public: PublicKey::parse(key)?,
+                    secret: None,
+                }
+            };
+            let can = if channel.secret.is_some() {
+                "follows and publishes"
+            } else {
+                "follows"
+            };
+            channels.create(name, &channel)?;
+            outln!("channel {name}: this node {can} {}", channel.public);
+        }
+        ChannelCommand::Export { name } => {
+            let channel = channels.get(name)?;
+            let secret = channel.secret.with_context(|| {
+                format!("channel {name} has no secret key here: this node only follows it")
+            })?;
+            outln!("{}", secret.to_text());
+        }
+        ChannelCommand::Ls { json } => {
+            let all = statuses(cli)?;
+            if *json {
+                print_json(&all)?;
+            } else {
+                for c in all {
+                    let role = if c.can_publish { "publish" } else { "follow" };
+                    outln!("{}\t{role}\t{}", c.name, c.public);
+                }
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: `buf` is valid for its length; gethostname NUL-terminates within it
+    // (the last byte stays 0 if the name is truncated).
+    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len() - 1) };
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(0);
+    match std::str::from_utf8(&buf[..end]) {
+        Ok(s) if r == 0 && !s.is_empty() => s.to_string(),
+        _ => "node".to_string(),
+    }
+}
+
+pub fn sync(cli: &Cli, args: &SyncArgs) -> Result<i32> {
+    let dir = std::path::absolute(&args.dir)
+        .with_context(|| format!("{}: cannot resolve", args.dir.display()))?;
+    anyhow::ensure!(dir.is_dir(), "{}: not a directory", dir.display());
+    let node = args.node.clone().unwrap_or_else(host_name);
+    anyhow::ensure!(
+        !node.is_empty()
+            && node.len() <= cas::channel::MAX_NODE
+            && node
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)),
+        "--node {node:?}: use 1-{} letters, digits, '-', '_' or '.'",
+        cas::channel::MAX_NODE
+    );
+    {
+        // The channel must exist before the engine starts.
+        let store = cli.open_or_create(None)?;
+        Channels::of(&store).get(&args.channel)?;
+    }
+    let mut options = args.net.options(true);
+    options.lsd = !args.no_lsd;
+    let sync = SyncOptions {
+        dir,
+        channel: args.channel.clone(),
+        node,
+        quiet: Duration::from_millis(args.quiet_ms),
+        fetch_timeout: Duration::from_secs(args.fetch_timeout),
+        peers: args.peers.clone(),
+        say: Arc::new(|line| outln!("{line}")),
+    };
+    super::serve::run_daemon(cli, &ServeArgs::for_sync(&args.peers), options, Some(sync))
+}
+
+/// Every channel of the store; those `cas sync` runs for now with live figures.
+fn statuses(cli: &Cli) -> Result<Vec<ChannelStatus>> {
+    let store = cli.open_or_create(None)?;
+    let channels = Channels::of(&store);
+    let running: Vec<ChannelStatus> = cli
+        .daemon
+        .iter()
+        .flat_map(|d| d.syncs.iter().map(|n| n.status()))
+        .collect();
+    let mut out = Vec::new();
+    for name in channels.names()? {
+        if let Some(s) = running.iter().find(|s| s.name == name) {
+            out.push(s.clone());
+            continue;
+        }
+        let channel = channels.get(&name)?;
+        let state = channels.state(&name)?;
+        let newest = state
+            .newest
+            .as_deref()
+            .and_then(|b| cas::channel::SignedUpdate::decode(b).ok());
+        out.push(ChannelStatus {
+            name,
+            public: channel.public.to_string(),
+            can_publish: channel.secret.is_some(),
+            dir: state.dir.map(|d| d.display().to_string()),
+            node: state.node,
+            newest_seq: newest.map(|u| u.update.seq),
+            applied_seq: state.applied.as_ref().map(|a| a.seq),
+            applied_tree: state.applied.as_ref().map(|a| a.tree),
+            ..Default::default()
+        });
+    }
+    Ok(out)
+}
+
+#[derive(Serialize)]
+struct Status {
+    channels: Vec<ChannelStatus>,
+}
+
+pub fn status(cli: &Cli, json: bool) -> Result<i32> {
+    let channels = statuses(cli)?;
+    if json {
+        print_json(&Status { channels })?;
+        return Ok(0);
+    }
+    if channels.is_empty() {
+        outln!("no channels: `cas channel new NAME` or `cas channel join NAME KEY`");
+    }
+    for c in channels {
+        let seq = |s: Option<u64>| s.map_or("-".to_string(), |s| s.to_string());
+        outln!(
+            "{} ({}){}",
+            c.name,
+            if c.can_publish {
+                "publisher"
+            } else {
+                "follower"
+            },
+            if c.running { ", syncing" } else { "" }
+        );
+        if let Some(d) = &c.dir {
+            outln!("  directory: {d}");
+        }
+        outln!(
+            "  newest update: {}, applied: {} (tree {})",
+            seq(c.newest_seq),
+            seq(c.applied_seq),
+            c.applied_tree.map_or("-".to_string(), |t| t.to_hex())
+        );
+        if c.running {
+            outln!("  peers: {}", c.peers.join(", "));
+            outln!(
+                "  received {}, sent {}",
+                super::human(c.bytes_in),
+                super::human(c.bytes_out)
+            );
+        }
+    }
+    Ok(0)
+}

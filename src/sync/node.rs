@@ -1,0 +1,532 @@
+//! A node of a channel at work: the watcher, the update exchange, fetching and
+//! applying, publishing. Runs on the engine's runtime, inside `cas sync`.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::net::UdpSocket;
+
+use super::wire::{Message, MAX_DATAGRAM};
+use super::{apply, merge, now, ChannelStatus};
+use crate::catalog::{TorrentKind, TorrentRecord};
+use crate::channel::{self, Applied, Channel, Channels, SignedUpdate, SyncState, Update};
+use crate::engine::get::{get, GetOptions};
+use crate::engine::{Engine, Source};
+use crate::import::{import, ImportOptions};
+use crate::manifest::Manifest;
+use crate::meta::torrent::{self, Publish};
+use crate::store::chunk::VerifiedChunk;
+use crate::{InfoHash, Store, TreeId};
+
+/// How a node syncs.
+#[derive(Clone)]
+pub struct SyncOptions {
+    pub dir: PathBuf,
+    pub channel: String,
+    pub node: String,
+    /// How long the directory must stay still before it is scanned.
+    pub quiet: Duration,
+    /// How long an update's tree may take to arrive before the update is refused.
+    pub fetch_timeout: Duration,
+    /// Peers to ask besides those found.
+    pub peers: Vec<SocketAddr>,
+    /// Lines for the user (published, applied).
+    pub say: Arc<dyn Fn(String) + Send + Sync>,
+}
+
+/// How often peers are asked for newer updates.
+const POLL: Duration = Duration::from_secs(2);
+/// How long after a failed fetch the update is tried again.
+const RETRY: Duration = Duration::from_secs(5);
+
+/// What the tasks of a node share.
+pub struct Node {
+    engine: Arc<Engine>,
+    opts: SyncOptions,
+    channel: Channel,
+    /// The channel's own torrent, whose peers are the channel's peers.
+    rendezvous: InfoHash,
+    socket: UdpSocket,
+    state: Mutex<SyncState>,
+    newest: Mutex<Option<SignedUpdate>>,
+    heard: Mutex<BTreeSet<SocketAddr>>,
+    wake: tokio::sync::Notify,
+    bytes_in: std::sync::atomic::AtomicU64,
+}
+
+/// The channel's torrent: 44 bytes naming the public key, the same on every node,
+/// so that all of them meet in one swarm. Stored, recorded and pinned here.
+fn rendezvous_torrent(store: &Store, channel: &Channel) -> crate::Result<(InfoHash, Vec<u8>)> {
+    let mut content = b"cas channel\0".to_vec();
+    content.extend_from_slice(&channel.public.0);
+    let chunk = VerifiedChunk::hash(content.clone());
+    store.put(&chunk)?;
+    store.commit()?;
+    let name = format!("cas-channel-{}", hex::encode(channel.public.0));
+    let publish = Publish::default();
+    let info = torrent::single_file_info(
+        &name,
+        content.len() as u64,
+        store.config().piece_length,
+        &[chunk.sha1()],
+        &publish,
+    );
+    let ih = torrent::info_hash(&info);
+    let metainfo = torrent::metainfo(info, &publish);
+    if !store.catalog().has_torrent(&ih) {
+        let record = TorrentRecord {
+            kind: TorrentKind::Foreign,
+            length: content.len() as u64,
+            piece_length: store.config().piece_length,
+            pieces: vec![chunk.id()],
+            metainfo: metainfo.clone(),
+        };
+        store.catalog().put_torrent(&ih, &record)?;
+    }
+    store.catalog().pin(&ih)?;
+    Ok((ih, metainfo))
+}
+
+fn rank_of(applied: &Option<Applied>) -> (u64, [u8; 32]) {
+    applied.as_ref().map_or((0, [0; 32]), |a| (a.seq, a.tree.0))
+}
+
+fn pending_exists(node: &Node) -> bool {
+    node.newest()
+        .is_some_and(|u| u.rank() > rank_of(&node.state().applied))
+}
+
+/// Whether two trees hold different things (mtimes aside).
+fn differs(a: &Manifest, b: &Manifest) -> bool {
+    let paths = |m: &Manifest| m.entries.iter().map(|e| e.path.clone()).collect::<Vec<_>>();
+    paths(a) != paths(b)
+        || a.entries
+            .iter()
+            .zip(&b.entries)
+            .any(|(x, y)| !merge::same(Some(x), Some(y)))
+}
+
+impl Node {
+    /// Sets a node up: the channel's torrent seeded, the update socket bound on the
+    /// engine's port number.
+    pub async fn start(engine: Arc<Engine>, opts: SyncOptions) -> anyhow::Result<Arc<Node>> {
+        let store = engine.store.clone();
+        let channels = Channels::of(&store);
+        let channel = channels.get(&opts.channel)?;
+        let mut state = channels.state(&opts.channel)?;
+        state.dir = Some(opts.dir.clone());
+        state.node = Some(opts.node.clone());
+        channels.set_state(&opts.channel, &state)?;
+        let newest = match &state.newest {
+            Some(b) => SignedUpdate::decode(b).ok().filter(|u| u.verify().is_ok()),
+            None => None,
+        };
+        let (rendezvous, metainfo) = rendezvous_torrent(&store, &channel)?;
+        engine.add(Source::Torrent(metainfo), &opts.peers).await?;
+        let socket = UdpSocket::bind(engine.listen)
+            .await
+            .with_context(|| format!("binding the update socket on UDP {}", engine.listen))?;
+        Ok(Arc::new(Node {
+            engine,
+            opts,
+            channel,
+            rendezvous,
+            socket,
+            state: Mutex::new(state),
+            newest: Mutex::new(newest),
+            heard: Mutex::new(BTreeSet::new()),
+            wake: tokio::sync::Notify::new(),
+            bytes_in: Default::default(),
+        }))
+    }
+
+    fn store(&self) -> &Store {
+        &self.engine.store
+    }
+
+    fn newest(&self) -> Option<SignedUpdate> {
+        self.newest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn state(&self) -> SyncState {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn save(&self, change: impl FnOnce(&mut SyncState)) -> anyhow::Result<()> {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        change(&mut s);
+        Channels::of(self.store()).set_state(&self.opts.channel, &s)?;
+        Ok(())
+    }
+
+    /// The channel's peers known now.
+    pub fn peers(&self) -> Vec<SocketAddr> {
+        let mut all: BTreeSet<SocketAddr> =
+            self.engine.peers(&self.rendezvous).into_iter().collect();
+        all.extend(self.opts.peers.iter().copied());
+        all.extend(self.heard.lock().unwrap_or_else(|e| e.into_inner()).iter());
+        all.remove(&self.engine.listen);
+        all.into_iter().collect()
+    }
+
+    pub fn status(&self) -> ChannelStatus {
+        let state = self.state();
+        ChannelStatus {
+            name: self.opts.channel.clone(),
+            public: self.channel.public.to_string(),
+            can_publish: self.channel.secret.is_some(),
+            dir: Some(self.opts.dir.display().to_string()),
+            node: Some(self.opts.node.clone()),
+            newest_seq: self.newest().map(|u| u.update.seq),
+            applied_seq: state.applied.as_ref().map(|a| a.seq),
+            applied_tree: state.applied.as_ref().map(|a| a.tree),
+            running: true,
+            peers: self.peers().iter().map(|p| p.to_string()).collect(),
+            bytes_in: self.bytes_in.load(std::sync::atomic::Ordering::Relaxed),
+            bytes_out: self.engine.uploaded_total(),
+        }
+    }
+
+    /// Takes `u` as the newest update if it ranks above the one held. Returns whether
+    /// it did.
+    fn offer(&self, u: SignedUpdate, from: Option<SocketAddr>) -> anyhow::Result<bool> {
+        let src = from.map_or("this node".to_string(), |a| a.to_string());
+        if u.update.channel != self.channel.public {
+            return Ok(false);
+        }
+        if let Err(e) = u.verify() {
+            tracing::warn!(
+                "refused update {} from {src} for channel {}: {e}",
+                u.update.seq,
+                self.opts.channel
+            );
+            return Ok(false);
+        }
+        let held = self
+            .newest()
+            .map_or_else(|| rank_of(&self.state().applied), |n| n.rank());
+        if u.rank() <= held {
+            if u.rank().0 < held.0 {
+                tracing::warn!(
+                    "refused update {} from {src} for channel {}: update {} is newer",
+                    u.update.seq,
+                    self.opts.channel,
+                    held.0
+                );
+            }
+            return Ok(false);
+        }
+        let bytes = u.encode();
+        *self.newest.lock().unwrap_or_else(|e| e.into_inner()) = Some(u.clone());
+        self.save(|s| s.newest = Some(bytes))?;
+        self.wake.notify_one();
+        Ok(true)
+    }
+
+    async fn send(&self, msg: &Message, to: &[SocketAddr]) {
+        let bytes = msg.encode();
+        for a in to {
+            if let Err(e) = self.socket.send_to(&bytes, a).await {
+                tracing::debug!("sending to {a}: {e}");
+            }
+        }
+    }
+
+    /// Answers queries, takes updates and passes newer ones on.
+    async fn receive(self: Arc<Self>) {
+        let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+        loop {
+            let (n, from) = match self.socket.recv_from(&mut buf).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!("update socket: {e}");
+                    tokio::time::sleep(POLL).await;
+                    continue;
+                }
+            };
+            let Some(msg) = Message::decode(&buf[..n]) else {
+                continue;
+            };
+            match msg {
+                Message::Query { channel, seq, tree } if channel == self.channel.public => {
+                    self.heard
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(from);
+                    if let Some(u) = self.newest().filter(|u| u.rank() > (seq, tree)) {
+                        self.send(&Message::Update(u.encode()), &[from]).await;
+                    }
+                }
+                Message::Query { .. } => {}
+                Message::Update(bytes) => {
+                    let u = match SignedUpdate::decode(&bytes) {
+                        Ok(u) => u,
+                        Err(e) => {
+                            tracing::warn!("refused an update from {from}: {e}");
+                            continue;
+                        }
+                    };
+                    match self.offer(u.clone(), Some(from)) {
+                        Ok(true) => {
+                            let others: Vec<_> =
+                                self.peers().into_iter().filter(|p| *p != from).collect();
+                            self.send(&Message::Update(bytes), &others).await;
+                        }
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!("keeping update {}: {e:#}", u.update.seq),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Asks every peer, now and then, for anything newer.
+    async fn poll(self: Arc<Self>) {
+        loop {
+            let (seq, tree) = self
+                .newest()
+                .map_or_else(|| rank_of(&self.state().applied), |u| u.rank());
+            let q = Message::Query {
+                channel: self.channel.public,
+                seq,
+                tree,
+            };
+            self.send(&q, &self.peers()).await;
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Imports the directory as it is now.
+    async fn scan(&self) -> anyhow::Result<(TreeId, InfoHash, Manifest)> {
+        let store = self.engine.store.clone();
+        let dir = self.opts.dir.clone();
+        let opts = ImportOptions {
+            name: Some(channel::ref_name(&self.opts.channel)),
+            ignore: vec![apply::WORK_DIR.to_string()],
+            ..Default::default()
+        };
+        let report =
+            tokio::task::spawn_blocking(move || import(&store, &dir, &opts, &|_| {}, &|_| {}))
+                .await??;
+        self.engine.add_new().await?;
+        let manifest = crate::read::load_manifest(self.store(), &report.tree)?;
+        Ok((report.tree, report.tree_torrent.info_hash, manifest))
+    }
+
+    fn manifest_of(&self, tree: Option<TreeId>) -> anyhow::Result<Manifest> {
+        match tree {
+            Some(t) if self.store().catalog().tree(&t)?.is_some() => {
+                Ok(crate::read::load_manifest(self.store(), &t)?)
+            }
+            _ => Ok(Manifest::default()),
+        }
+    }
+
+    /// Publishes the directory as it is, if it holds something other than the last
+    /// tree applied and this node may.
+    async fn publish_changes(&self, told: &mut bool, over_pending: bool) -> anyhow::Result<()> {
+        let (tree, manifest_ih, local) = self.scan().await?;
+        if pending_exists(self) && !over_pending {
+            // Arrived while scanning: merged first, then this runs again.
+            return Ok(());
+        }
+        let applied = self.state().applied;
+        let base = self.manifest_of(applied.as_ref().map(|a| a.tree))?;
+        if applied.is_some() && !differs(&local, &base)
+            || applied.is_none() && local.entries.is_empty()
+        {
+            return Ok(());
+        }
+        let Some(secret) = &self.channel.secret else {
+            if !*told {
+                tracing::warn!(
+                    "{}: local changes are not published: this node has no secret key for channel {}",
+                    self.opts.dir.display(),
+                    self.opts.channel
+                );
+                *told = true;
+            }
+            return Ok(());
+        };
+        let held = self.newest().map_or(0, |u| u.update.seq);
+        let seq = held.max(rank_of(&applied).0) + 1;
+        let time = now();
+        let update = Update {
+            channel: self.channel.public,
+            seq,
+            tree,
+            manifest: manifest_ih,
+            parent: applied.as_ref().map(|a| a.tree),
+            node: self.opts.node.clone(),
+            time,
+        };
+        let signed = SignedUpdate::sign(update, secret);
+        let bytes = signed.encode();
+        *self.newest.lock().unwrap_or_else(|e| e.into_inner()) = Some(signed);
+        self.save(|s| {
+            s.newest = Some(bytes.clone());
+            s.applied = Some(Applied {
+                seq,
+                tree,
+                node: self.opts.node.clone(),
+                time,
+            });
+        })?;
+        self.send(&Message::Update(bytes), &self.peers()).await;
+        (self.opts.say)(format!("published update {seq} (tree {tree})"));
+        Ok(())
+    }
+
+    /// Fetches the tree `u` names and merges it into the directory.
+    async fn apply_update(&self, u: &SignedUpdate) -> anyhow::Result<()> {
+        let up = &u.update;
+        let opts = GetOptions {
+            peers: self.peers(),
+            timeout: Some(self.opts.fetch_timeout),
+            lazy: false,
+        };
+        let magnet = format!("magnet:?xt=urn:btih:{}", up.manifest);
+        let report = get(&self.engine, &magnet, &opts, &|_, _| {})
+            .await
+            .with_context(|| format!("its tree {} could not be fetched", up.tree))?;
+        self.bytes_in
+            .fetch_add(report.bytes_from_wire, std::sync::atomic::Ordering::Relaxed);
+        anyhow::ensure!(
+            report.tree == Some(up.tree),
+            "its manifest torrent {} does not carry tree {}",
+            up.manifest,
+            up.tree
+        );
+        let catalog = self.store().catalog();
+        catalog.set_ref(&channel::ref_name(&self.opts.channel), &up.tree)?;
+        for ih in &report.torrents {
+            catalog.unpin(ih)?;
+        }
+        let (_, _, local) = self.scan().await?;
+        let applied = self.state().applied;
+        let known_parent = up
+            .parent
+            .filter(|p| catalog.tree(p).ok().flatten().is_some());
+        let base = self.manifest_of(known_parent.or(applied.as_ref().map(|a| a.tree)))?;
+        let mine = self.manifest_of(applied.as_ref().map(|a| a.tree))?;
+        let remote = crate::read::load_manifest(self.store(), &up.tree)?;
+        let when = now();
+        // A local version that is the last applied one came from that update's node.
+        let origin = |e: &crate::manifest::Entry| match &applied {
+            Some(a)
+                if mine
+                    .entries
+                    .iter()
+                    .any(|m| m.path == e.path && merge::same(Some(m), Some(e))) =>
+            {
+                (a.node.clone(), a.time)
+            }
+            _ => (self.opts.node.clone(), when),
+        };
+        let plan = merge::plan(&base, &local, &remote, &origin);
+        let store = self.engine.store.clone();
+        let dir = self.opts.dir.clone();
+        let node = self.opts.node.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            apply::apply(&store, &dir, &plan, &local, &node, when)
+        })
+        .await??;
+        self.save(|s| {
+            s.applied = Some(Applied {
+                seq: up.seq,
+                tree: up.tree,
+                node: up.node.clone(),
+                time: up.time,
+            })
+        })?;
+        (self.opts.say)(format!(
+            "applied update {} (tree {}) from {}: {} written, {} removed, {} conflict copies",
+            up.seq, up.tree, up.node, done.written, done.removed, done.conflicts
+        ));
+        Ok(())
+    }
+
+    /// The node's main loop; returns only on an error it cannot go on after.
+    pub async fn run(self: Arc<Self>) -> anyhow::Result<()> {
+        use notify::Watcher;
+        let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+        let work = self.opts.dir.join(apply::WORK_DIR);
+        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if let Ok(ev) = res {
+                if !ev.paths.iter().all(|p| p.starts_with(&work)) {
+                    let _ = tx.send(());
+                }
+            }
+        })
+        .context("starting the directory watcher")?;
+        watcher
+            .watch(&self.opts.dir, notify::RecursiveMode::Recursive)
+            .with_context(|| format!("watching {}", self.opts.dir.display()))?;
+        tokio::spawn(self.clone().receive());
+        tokio::spawn(self.clone().poll());
+        // Scan at start: changes made while no node ran count too.
+        let mut changed_at = Some(Instant::now() - self.opts.quiet);
+        let mut retry_at: Option<Instant> = None;
+        let mut told = false;
+        loop {
+            let pending = self
+                .newest()
+                .filter(|u| u.rank() > rank_of(&self.state().applied));
+            if let Some(u) = pending.filter(|_| retry_at.is_none_or(|t| Instant::now() >= t)) {
+                match self.apply_update(&u).await {
+                    Ok(()) => {
+                        retry_at = None;
+                        changed_at = Some(Instant::now());
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            "refused update {} from {} for channel {}: {e:#}; {} left as it was",
+                            u.update.seq,
+                            u.update.node,
+                            self.opts.channel,
+                            self.opts.dir.display()
+                        );
+                        retry_at = Some(Instant::now() + RETRY);
+                    }
+                }
+                continue;
+            }
+            if let Some(t) = changed_at {
+                if t.elapsed() >= self.opts.quiet {
+                    changed_at = None;
+                    // A newer update is merged before local changes are published,
+                    // unless fetching it failed: then they go out meanwhile.
+                    let over_pending = retry_at.is_some();
+                    if let Err(e) = self.publish_changes(&mut told, over_pending).await {
+                        tracing::warn!("{}: {e:#}; trying again", self.opts.dir.display());
+                        changed_at = Some(Instant::now());
+                    }
+                    continue;
+                }
+            }
+            let wait = [
+                changed_at.map(|t| (t + self.opts.quiet).saturating_duration_since(Instant::now())),
+                retry_at.map(|t| t.saturating_duration_since(Instant::now())),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(Duration::from_secs(3600));
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                Some(()) = events.recv() => {
+                    changed_at = Some(Instant::now());
+                    while events.try_recv().is_ok() {}
+                }
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}
