@@ -178,6 +178,7 @@ pub fn sync(cli: &Cli, args: &SyncArgs) -> Result<i32> {
         quiet: Duration::from_millis(args.quiet_ms),
         fetch_timeout: Duration::from_secs(args.fetch_timeout),
         peers: args.peers.clone(),
+        allow: options.allow.clone(),
         say: Arc::new(|line| outln!("{line}")),
     };
     super::serve::run_daemon(cli, &ServeArgs::for_sync(&args.peers), options, Some(sync))

@@ -34,6 +34,8 @@ pub struct SyncOptions {
     pub fetch_timeout: Duration,
     /// Peers to ask besides those found.
     pub peers: Vec<SocketAddr>,
+    /// Only datagrams from these networks are read (empty: any), as `--allow`.
+    pub allow: Vec<ipnet::IpNet>,
     /// Lines for the user (published, applied).
     pub say: Arc<dyn Fn(String) + Send + Sync>,
 }
@@ -173,7 +175,10 @@ impl Node {
         all.extend(self.opts.peers.iter().copied());
         all.extend(self.heard.lock().unwrap_or_else(|e| e.into_inner()).iter());
         all.remove(&self.engine.listen);
-        all.into_iter().collect()
+        let allow = &self.opts.allow;
+        all.into_iter()
+            .filter(|a| allow.is_empty() || allow.iter().any(|n| n.contains(&a.ip())))
+            .collect()
     }
 
     pub fn status(&self) -> ChannelStatus {
@@ -251,7 +256,9 @@ impl Node {
                     continue;
                 }
             };
-            let Some(msg) = Message::decode(&buf[..n]) else {
+            let allowed = self.opts.allow.is_empty()
+                || self.opts.allow.iter().any(|net| net.contains(&from.ip()));
+            let Some(msg) = Message::decode(&buf[..n]).filter(|_| allowed) else {
                 continue;
             };
             match msg {
