@@ -2,7 +2,8 @@
 //! (seed corpus, random edits, splices, bencode-aware tricks) run as unit tests.
 //!
 //! Targets: bencode, .torrent files and bare info dictionaries, magnet links (parsed by
-//! librqbit), manifests, pack record headers, catalog records, path components. Each
+//! librqbit), manifests, pack record headers, catalog records, path components, signed
+//! updates and sync datagrams. Each
 //! input runs under `catch_unwind` on a thread whose allocations are capped (a
 //! [`Capped`] global allocator refuses any single allocation over [`MAX_ALLOC`], which
 //! aborts the run), and an input that takes over a second is a failure (a hang).
@@ -391,6 +392,44 @@ fn fuzz_path_components() {
     fuzz("paths", TOKENS.iter().map(|t| t.to_vec()).collect(), |b| {
         if let Ok(c) = crate::meta::parse::check_component(b) {
             assert!(clean(&c), "{c:?}");
+        }
+    });
+}
+
+#[test]
+fn fuzz_sync() {
+    use crate::channel::{SecretKey, SignedUpdate, Update};
+    use crate::sync::wire::Message;
+    let key = SecretKey::generate();
+    let update = SignedUpdate::sign(
+        Update {
+            channel: key.public(),
+            seq: 300,
+            tree: crate::TreeId([1; 32]),
+            manifest: crate::InfoHash([2; 20]),
+            parent: Some(crate::TreeId([3; 32])),
+            node: "node-a".into(),
+            time: 1_800_000_000,
+        },
+        &key,
+    );
+    let corpus = vec![
+        update.encode(),
+        crate::sync::wire::update_datagram(&update),
+        Message::Query {
+            channel: key.public(),
+            seq: 7,
+            tree: [9; 32],
+        }
+        .encode(),
+    ];
+    fuzz("sync", corpus, |b| {
+        if let Ok(u) = SignedUpdate::decode(b) {
+            let _ = u.verify();
+            assert_eq!(SignedUpdate::decode(&u.encode()).ok(), Some(u));
+        }
+        if let Some(m) = Message::decode(b) {
+            assert_eq!(Message::decode(&m.encode()), Some(m));
         }
     });
 }

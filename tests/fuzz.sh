@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-600}
 jobs=${2:-$(nproc)}
 cargo test --release --lib --no-run --quiet
-targets=(bencode torrent magnet manifest records path_components)
+targets=(bencode torrent magnet manifest records path_components sync)
 run() {
     CAS_FUZZ_SECONDS=$seconds cargo test --release --lib --quiet "fuzz::fuzz_$1" -- --exact --nocapture 2>&1 \
         | grep -E '^fuzz |panicked|allocation' || true
