@@ -124,7 +124,7 @@ pub fn channel(cli: &Cli, cmd: &ChannelCommand) -> Result<i32> {
             outln!("{}", secret.to_text());
         }
         ChannelCommand::Ls { json } => {
-            let all = statuses(cli)?;
+            let all = statuses(cli, &store)?;
             if *json {
                 print_json(&all)?;
             } else {
@@ -185,9 +185,8 @@ pub fn sync(cli: &Cli, args: &SyncArgs) -> Result<i32> {
 }
 
 /// Every channel of the store; those `cas sync` runs for now with live figures.
-fn statuses(cli: &Cli) -> Result<Vec<ChannelStatus>> {
-    let store = cli.open_or_create(None)?;
-    let channels = Channels::of(&store);
+fn statuses(cli: &Cli, store: &cas::Store) -> Result<Vec<ChannelStatus>> {
+    let channels = Channels::of(store);
     let running: Vec<ChannelStatus> = cli
         .daemon
         .iter()
@@ -226,7 +225,8 @@ struct Status {
 }
 
 pub fn status(cli: &Cli, json: bool) -> Result<i32> {
-    let channels = statuses(cli)?;
+    let store = cli.open_or_create(None)?;
+    let channels = statuses(cli, &store)?;
     if json {
         print_json(&Status { channels })?;
         return Ok(0);

@@ -16,6 +16,7 @@
 pub mod apply;
 pub mod merge;
 pub mod node;
+mod watch;
 pub mod wire;
 
 use serde::Serialize;

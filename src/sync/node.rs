@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::net::UdpSocket;
 
+use super::watch::{watch, Quiet};
 use super::wire::{Message, MAX_DATAGRAM};
 use super::{apply, merge, now, ChannelStatus};
 use crate::catalog::{TorrentKind, TorrentRecord};
@@ -340,6 +341,7 @@ impl Node {
     /// tree applied and this node may.
     async fn publish_changes(&self, told: &mut bool, over_pending: bool) -> anyhow::Result<()> {
         let (tree, manifest_ih, local) = self.scan().await?;
+        tracing::debug!("{}: scanned as tree {tree}", self.opts.dir.display());
         if pending_exists(self) && !over_pending {
             // Arrived while scanning: merged first, then this runs again.
             return Ok(());
@@ -462,24 +464,12 @@ impl Node {
 
     /// The node's main loop; returns only on an error it cannot go on after.
     pub async fn run(self: Arc<Self>) -> anyhow::Result<()> {
-        use notify::Watcher;
-        let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-        let work = self.opts.dir.join(apply::WORK_DIR);
-        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if let Ok(ev) = res {
-                if !ev.paths.iter().all(|p| p.starts_with(&work)) {
-                    let _ = tx.send(());
-                }
-            }
-        })
-        .context("starting the directory watcher")?;
-        watcher
-            .watch(&self.opts.dir, notify::RecursiveMode::Recursive)
-            .with_context(|| format!("watching {}", self.opts.dir.display()))?;
+        let (_watcher, mut events) = watch(&self.opts.dir)?;
         tokio::spawn(self.clone().receive());
         tokio::spawn(self.clone().poll());
         // Scan at start: changes made while no node ran count too.
-        let mut changed_at = Some(Instant::now() - self.opts.quiet);
+        let mut changes = Quiet::new(self.opts.quiet);
+        changes.touch();
         let mut retry_at: Option<Instant> = None;
         let mut told = false;
         loop {
@@ -490,7 +480,7 @@ impl Node {
                 match self.apply_update(&u).await {
                     Ok(()) => {
                         retry_at = None;
-                        changed_at = Some(Instant::now());
+                        changes.touch();
                     }
                     Err(e) => {
                         tracing::warn!(
@@ -505,31 +495,28 @@ impl Node {
                 }
                 continue;
             }
-            if let Some(t) = changed_at {
-                if t.elapsed() >= self.opts.quiet {
-                    changed_at = None;
-                    // A newer update is merged before local changes are published,
-                    // unless fetching it failed: then they go out meanwhile.
-                    let over_pending = retry_at.is_some();
-                    if let Err(e) = self.publish_changes(&mut told, over_pending).await {
-                        tracing::warn!("{}: {e:#}; trying again", self.opts.dir.display());
-                        changed_at = Some(Instant::now());
-                    }
-                    continue;
+            if changes.due() {
+                changes.clear();
+                // A newer update is merged before local changes are published,
+                // unless fetching it failed: then they go out meanwhile.
+                let over_pending = retry_at.is_some();
+                if let Err(e) = self.publish_changes(&mut told, over_pending).await {
+                    tracing::warn!("{}: {e:#}; trying again", self.opts.dir.display());
+                    changes.touch();
                 }
+                continue;
             }
-            let wait = [
-                changed_at.map(|t| (t + self.opts.quiet).saturating_duration_since(Instant::now())),
-                retry_at.map(|t| t.saturating_duration_since(Instant::now())),
-            ]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(Duration::from_secs(3600));
+            let wait = [changes.due_at(), retry_at]
+                .into_iter()
+                .flatten()
+                .min()
+                .map_or(Duration::from_secs(3600), |t| {
+                    t.saturating_duration_since(Instant::now())
+                });
             tokio::select! {
                 _ = self.wake.notified() => {}
                 Some(()) = events.recv() => {
-                    changed_at = Some(Instant::now());
+                    changes.touch();
                     while events.try_recv().is_ok() {}
                 }
                 _ = tokio::time::sleep(wait) => {}

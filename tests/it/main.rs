@@ -5,6 +5,7 @@ mod common;
 
 mod adopt;
 mod bad_input;
+mod channel;
 mod clients;
 mod collisions;
 mod crash;

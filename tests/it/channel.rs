@@ -1,0 +1,147 @@
+//! Channels on the command line, and `cas sync` between two nodes on loopback with
+//! peer hints (the LSD-only, three-node tests are in `sync`).
+
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+fn free_port() -> u16 {
+    // UDP and TCP of one number: the update socket shares the listener's port.
+    loop {
+        let t = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = t.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+#[test]
+fn channel_keys_are_made_joined_and_exported_with_clear_errors() {
+    let a = Env::with_piece_length("16K");
+    let made = a.json(&["channel", "new", "team"]);
+    let public = made["public"].as_str().unwrap().to_string();
+    assert!(
+        public.starts_with("caspub-") && public.len() == 7 + 64,
+        "{made}"
+    );
+    let secret = a.ok(&["channel", "export", "team"]).trim().to_string();
+    assert!(secret.starts_with("cassec-") && secret.len() == 7 + 64);
+    let err = a.fails(&["channel", "new", "team"]);
+    assert!(
+        err.contains("a channel named \"team\" exists already"),
+        "{err}"
+    );
+
+    // A follower has no secret to give away; a publisher derives the same channel.
+    let b = Env::with_piece_length("16K");
+    b.ok(&["channel", "join", "team", &public]);
+    let err = b.fails(&["channel", "export", "team"]);
+    assert!(err.contains("has no secret key here"), "{err}");
+    let c = Env::with_piece_length("16K");
+    c.ok(&["channel", "join", "team", &secret]);
+    assert_eq!(c.ok(&["channel", "export", "team"]).trim(), secret);
+    let listed = c.json(&["channel", "ls"]);
+    assert_eq!(listed[0]["public"], public.as_str(), "{listed}");
+    assert_eq!(listed[0]["can_publish"], true);
+
+    let err = b.fails(&["channel", "join", "other", "caspub-1234"]);
+    assert!(err.contains("is not a channel public key"), "{err}");
+    let err = b.fails(&["sync", b.path("").to_str().unwrap(), "--channel", "nope"]);
+    assert!(err.contains("no channel named \"nope\" here"), "{err}");
+    // Nothing was written where the secret key lives but the owner.
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(a.store().join("channels/team"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+/// Starts `cas sync` and returns it once it printed its first line.
+fn start_sync(env: &Env, dir: &std::path::Path, node: &str, port: u16, peer: Option<u16>) -> Proc {
+    let mut cmd = env.cmd();
+    cmd.args([
+        "sync",
+        dir.to_str().unwrap(),
+        "--channel",
+        "team",
+        "--node",
+        node,
+    ])
+    .args(["--listen", &format!("127.0.0.1:{port}"), "--no-lsd"]);
+    if let Some(p) = peer {
+        cmd.args(["--peer", &format!("127.0.0.1:{p}")]);
+    }
+    let mut p = Proc::spawn(cmd, env.path(&format!("{node}.log")));
+    wait_listening(port, &mut p, "cas sync");
+    p
+}
+
+fn wait_for(what: &str, nodes: &[&Proc], mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        if start.elapsed() > Duration::from_secs(60) {
+            let logs: Vec<String> = nodes.iter().map(|n| n.log_text()).collect();
+            panic!(
+                "timed out waiting for {what}; logs:\n{}",
+                logs.join("\n---\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn two_nodes_on_loopback_follow_each_others_changes() {
+    let a = Env::with_piece_length("16K");
+    let public = a.json(&["channel", "new", "team"])["public"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b = Env::with_piece_length("16K");
+    b.ok(&["channel", "join", "team", &public]);
+    let (da, db) = (a.path("dir"), b.path("dir"));
+    std::fs::create_dir_all(da.join("sub")).unwrap();
+    std::fs::create_dir_all(&db).unwrap();
+    write(&da.join("sub/one.bin"), &random_bytes(1, 200_000));
+    write(&da.join("two.txt"), b"two\n");
+    let (pa, pb) = (free_port(), free_port());
+    let mut na = start_sync(&a, &da, "a", pa, None);
+    let mut nb = start_sync(&b, &db, "b", pb, Some(pa));
+    let same = || snapshot(&da) == snapshot(&db);
+    wait_for("b to receive a's directory", &[&na, &nb], same);
+
+    // A renames and deletes: B follows, and the rename costs no transfer.
+    let before = b.json(&["status"])["channels"][0]["bytes_in"]
+        .as_u64()
+        .unwrap();
+    std::fs::rename(da.join("sub/one.bin"), da.join("one-renamed.bin")).unwrap();
+    std::fs::remove_file(da.join("two.txt")).unwrap();
+    wait_for("b to follow a rename", &[&na, &nb], || {
+        same() && db.join("one-renamed.bin").exists()
+    });
+    let status = b.json(&["status"]);
+    let after = status["channels"][0]["bytes_in"].as_u64().unwrap();
+    assert!(
+        after - before < 16 << 10,
+        "a rename fetched {} bytes",
+        after - before
+    );
+    assert_eq!(status["channels"][0]["applied_seq"], 2, "{status}");
+
+    // B has only the public key: its edit stays local and is not published.
+    write(&db.join("local.txt"), b"mine\n");
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(!da.join("local.txt").exists());
+    // A's next change arrives without taking B's local file away.
+    write(&da.join("three.txt"), b"three\n");
+    wait_for("b to receive three.txt", &[&na, &nb], || {
+        db.join("three.txt").exists()
+    });
+    assert_eq!(std::fs::read(db.join("local.txt")).unwrap(), b"mine\n");
+    na.assert_running("cas sync a");
+    nb.assert_running("cas sync b");
+    let log = nb.log_text();
+    assert!(log.contains("no secret key for channel team"), "{log}");
+}
