@@ -374,6 +374,25 @@ impl Engine {
             .collect()
     }
 
+    /// Stops and starts again every download in progress: peers it gave up on (a
+    /// cut link makes librqbit wait up to an hour before trying one again) are tried
+    /// at once, and LSD and trackers are asked again.
+    pub async fn restart_downloads(&self) -> anyhow::Result<usize> {
+        let mut n = 0;
+        for ih in self.store.catalog().downloads()? {
+            let Some(h) = self.handle(&ih) else {
+                continue;
+            };
+            if h.stats().finished {
+                continue;
+            }
+            self.session.pause(&h).await?;
+            self.session.unpause(&h).await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Payload bytes sent to peers since this engine started, over every torrent.
     pub fn uploaded_total(&self) -> u64 {
         self.session

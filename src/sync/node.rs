@@ -45,6 +45,8 @@ pub struct SyncOptions {
 
 /// How often peers are asked for newer updates.
 const POLL: Duration = Duration::from_secs(2);
+/// How long a fetch may go without a byte before its peers are asked again.
+const STALL: Duration = Duration::from_secs(10);
 /// How long after a failed fetch the update is tried again.
 const RETRY: Duration = Duration::from_secs(5);
 
@@ -293,9 +295,31 @@ impl Node {
             lazy: false,
         };
         let magnet = format!("magnet:?xt=urn:btih:{}", up.manifest);
-        let report = get(&self.engine, &magnet, &opts, &|_, _| {})
-            .await
-            .with_context(|| format!("its tree {} could not be fetched", up.tree))?;
+        // A fetch that stops moving (a link cut and back) gets its peers asked again.
+        let moved = Mutex::new((0u64, Instant::now()));
+        let progress = |have: u64, _want: u64| {
+            let mut m = moved.lock().unwrap_or_else(|e| e.into_inner());
+            if have != m.0 {
+                *m = (have, Instant::now());
+            }
+        };
+        let fetch = get(&self.engine, &magnet, &opts, &progress);
+        tokio::pin!(fetch);
+        let report = loop {
+            tokio::select! {
+                r = &mut fetch => break r,
+                _ = tokio::time::sleep(STALL) => {
+                    let still = moved.lock().unwrap_or_else(|e| e.into_inner()).1.elapsed() >= STALL;
+                    if still {
+                        if let Err(e) = self.engine.restart_downloads().await {
+                            tracing::warn!("restarting downloads: {e:#}");
+                        }
+                        *moved.lock().unwrap_or_else(|e| e.into_inner()) = (0, Instant::now());
+                    }
+                }
+            }
+        }
+        .with_context(|| format!("its tree {} could not be fetched", up.tree))?;
         self.bytes_in
             .fetch_add(report.bytes_from_wire, std::sync::atomic::Ordering::Relaxed);
         anyhow::ensure!(
