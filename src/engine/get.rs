@@ -26,6 +26,9 @@ pub struct GetOptions {
     /// Fetch only metadata (for a tree: the manifest, and each file torrent's info);
     /// pieces come when a mount reads them.
     pub lazy: bool,
+    /// Ask for pieces from places spread over each torrent rather than in order, so
+    /// that nodes fetching at once hold different pieces to trade ([`super::order`]).
+    pub spread: bool,
 }
 
 /// What a fetch did.
@@ -163,6 +166,17 @@ async fn fetch_all(
         .map(|ih| (ih, counted(&ih)))
         .collect();
     let handles = add_all(engine, sources, opts, deadline, false).await?;
+    let mut _spread = Vec::new();
+    if opts.spread {
+        let unfinished: Vec<&Added> = handles
+            .iter()
+            .filter(|(_, h)| !h.stats().finished)
+            .collect();
+        let places = super::order::STREAMS / unfinished.len().max(1);
+        for (ih, _) in unfinished.into_iter().filter(|_| places > 1) {
+            _spread.push(super::order::spread(engine, ih, places).await?);
+        }
+    }
     loop {
         let (mut have, mut want, mut done) = (0, 0, true);
         for (ih, h) in &handles {

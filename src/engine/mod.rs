@@ -9,6 +9,7 @@ mod content;
 pub mod finish;
 pub mod get;
 pub mod lazy;
+mod order;
 pub mod storage;
 pub mod watch;
 
@@ -191,6 +192,9 @@ impl Engine {
                     }),
                 }),
                 disable_local_service_discovery: !opts.lsd,
+                // librqbit's default of 8 blocking-work permits, plus one for each
+                // stream that spreads a fetch's piece order (each holds one).
+                runtime_worker_threads: Some(8 + order::STREAMS),
                 listen: Some(ListenerOptions {
                     mode: ListenerMode::TcpOnly,
                     listen_addr: listen,

@@ -293,6 +293,7 @@ impl Node {
             peers: self.peers(),
             timeout: Some(self.opts.fetch_timeout),
             lazy: false,
+            spread: true,
         };
         let magnet = format!("magnet:?xt=urn:btih:{}", up.manifest);
         // A fetch that stops moving (a link cut and back) gets its peers asked again.

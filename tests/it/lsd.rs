@@ -4,18 +4,7 @@
 use std::process::{Command, Stdio};
 
 use crate::common::*;
-
-pub fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .expect("run ip (iproute2)");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use crate::netns::{ip, remove_ns};
 
 /// Two namespaces joined by a veth pair, 10.99.0.1 and 10.99.0.2, multicast routed
 /// over the link. Removed on drop, with every process left in them.
@@ -61,14 +50,8 @@ impl Link {
 
 impl Drop for Link {
     fn drop(&mut self) {
-        for ns in [&self.a, &self.b] {
-            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
-                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                    let _ = Command::new("kill").arg("-9").arg(pid).status();
-                }
-            }
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
+        remove_ns(&self.a);
+        remove_ns(&self.b);
     }
 }
 

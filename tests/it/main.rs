@@ -19,6 +19,8 @@ mod interop;
 mod liar;
 pub mod lsd;
 mod mount;
+mod netns;
 mod private;
 mod serve;
+mod sync;
 mod tracker;

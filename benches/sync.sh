@@ -1,0 +1,228 @@
+#!/usr/bin/env bash
+# One directory from one node to eight over a switched LAN, every link capped:
+#   (a) cas sync, one follower    the time for a single follower to hold the directory
+#   (b) cas sync, eight followers all started at once; wall time until all eight hold it
+#   (c) rsync, eight targets      `rsync -a` from the source to each node in turn (an
+#                                 rsync daemon in each), the total
+# Goal: (b) <= 1.5 x (a): followers share what they receive, so eight cost about what one
+# does; rsync pushes every copy through the source's link.
+# Usage: benches/sync.sh [SIZE_MIB] [RATE]   (default 256 MiB, 100mbit)
+# Nodes are network namespaces on one bridge (a hub namespace), 10.97.0.1 the source and
+# 10.97.0.2-9 the followers; every link is capped to RATE (tc tbf, both ends). The source's
+# `cas sync` publishes the directory before the followers start; they find it by LSD
+# only. A follower is done when `cas status --json` shows it applied the source's tree;
+# the directories are compared with the source's at the end. Needs root, iproute2 and
+# rsync (installed with apt-get when missing). Scratch space: $BENCH_DIR or
+# target/bench-sync.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+size_mib=${1:-256}
+rate=${2:-100mbit}
+followers=8
+work=${BENCH_DIR:-$PWD/target/bench-sync}
+py=/usr/bin/python3
+
+[[ $(id -u) == 0 ]] || { echo "sync.sh needs root (network namespaces)" >&2; exit 1; }
+missing=()
+command -v rsync >/dev/null || missing+=(rsync)
+command -v tc >/dev/null || missing+=(iproute2)
+if ((${#missing[@]})); then
+    echo "installing ${missing[*]}" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >&2 \
+        || { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >&2; }
+fi
+
+cargo build --release --quiet
+cas=$PWD/target/release/cas
+
+# --- the LAN, removed whatever happens ----------------------------------------------------
+tag=csb$$
+hub=$tag-hub
+ns() { echo "$tag-$1"; }
+addr() { echo "10.97.0.$(($1 + 1))"; }
+cleanup() {
+    local n p
+    for n in $(ip netns list | awk '{print $1}' | grep "^$tag-"); do
+        for p in $(ip netns pids "$n"); do kill -9 "$p" 2>/dev/null || true; done
+        ip netns del "$n" 2>/dev/null || true
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+die() { echo "sync.sh: $*" >&2; exit 1; }
+
+# tc wants a burst of at least a timer tick's worth of bytes; 20 ms of RATE, >= 64 KiB.
+burst=$(echo "$rate" | awk '{
+    n = $0 + 0; u = tolower($0); sub(/^[0-9.]+/, "", u)
+    m = (u == "kbit") ? 1e3 : (u == "mbit") ? 1e6 : (u == "gbit") ? 1e9 : (u == "bit" || u == "") ? 1 : -1
+    if (m < 0) exit 1
+    b = n * m / 8 / 50; if (b < 65536) b = 65536; printf "%d", b }') \
+    || die "RATE is a number and kbit, mbit or gbit: $rate"
+
+ip netns add "$hub"
+ip -n "$hub" link set lo up
+ip -n "$hub" link add br0 type bridge mcast_snooping 0 stp_state 0 forward_delay 0
+ip -n "$hub" link set br0 up
+for ((i = 0; i <= followers; i++)); do
+    n=$(ns $i)
+    ip netns add "$n"
+    ip link add "p$i" netns "$hub" type veth peer name lan0 netns "$n"
+    ip -n "$hub" link set "p$i" master br0
+    ip -n "$hub" link set "p$i" up
+    ip -n "$n" link set lo up
+    ip -n "$n" addr add "$(addr $i)/24" dev lan0
+    ip -n "$n" link set lan0 up
+    ip -n "$n" route add 224.0.0.0/4 dev lan0
+    tc -n "$hub" qdisc add dev "p$i" root tbf rate "$rate" burst "$burst" latency 50ms
+    tc -n "$n" qdisc add dev lan0 root tbf rate "$rate" burst "$burst" latency 50ms
+done
+
+# --- the source directory: SIZE_MIB in eight files, and a few small ones ---------------------
+rm -rf "$work" && mkdir -p "$work/src/sub"
+each=$((size_mib * 1024 / 8))
+for k in 1 2 3 4 5 6 7 8; do
+    head -c $((each * 1024)) /dev/urandom >"$work/src/part$k.bin"
+done
+for k in $(seq 1 20); do echo "note $k" >"$work/src/sub/note$k.txt"; done
+
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+# applied_tree of the store $1's channel, or nothing.
+applied() {
+    CAS_STORE=$1 "$cas" status --json 2>/dev/null \
+        | "$py" -c 'import json,sys; c=json.load(sys.stdin)["channels"]; print(c[0]["applied_tree"] or "")' \
+            2>/dev/null || true
+}
+# start_sync I STORE DIR: cas sync on node I, waiting for its first line.
+start_sync() {
+    local i=$1
+    ip netns exec "$(ns $i)" env CAS_STORE="$2" "$cas" sync "$3" --channel bench --node "n$i" \
+        --listen "$(addr $i):7000" --fetch-timeout 3600 >"$work/out$i" 2>"$work/err$i" &
+    local deadline=$((SECONDS + 60))
+    until grep -q '^syncing' "$work/out$i" 2>/dev/null; do
+        ((SECONDS < deadline)) || die "cas sync on node $i did not start: $(cat "$work/err$i")"
+        sleep 0.1
+    done
+}
+stop_node() {
+    local p
+    for p in $(ip netns pids "$(ns $1)"); do kill "$p" 2>/dev/null || true; done
+    while [[ -n $(ip netns pids "$(ns $1)") ]]; do sleep 0.1; done
+}
+# sent I: bytes node I has sent into the switch so far.
+sent() {
+    ip -n "$hub" -s -j link show "p$1" | "$py" -c 'import json,sys; print(json.load(sys.stdin)[0]["stats64"]["rx"]["bytes"])'
+}
+mib() { awk -v b="$1" 'BEGIN { printf "%.0f", b / 1048576 }'; }
+# fresh_follower I: an empty store that follows the channel, and an empty directory.
+fresh_follower() {
+    rm -rf "$work/s$1" "$work/d$1" && mkdir -p "$work/d$1"
+    CAS_STORE=$work/s$1 "$cas" init >/dev/null
+    CAS_STORE=$work/s$1 "$cas" channel join bench "$public" >/dev/null
+}
+# wait_done START I...: waits until every follower applied the source's tree; prints each
+# one's time (from START) to fd 3 as "I SECONDS".
+wait_done() {
+    local start=$1 i
+    shift
+    local left=("$@") deadline=$((SECONDS + 3600))
+    while ((${#left[@]})); do
+        local still=()
+        for i in "${left[@]}"; do
+            if [[ $(applied "$work/s$i") == "$tree" ]]; then
+                echo "$i $(since "$start")" >&3
+            else
+                still+=("$i")
+            fi
+        done
+        left=("${still[@]+"${still[@]}"}")
+        ((${#left[@]})) || break
+        ((SECONDS < deadline)) || die "followers ${left[*]} did not finish; see $work/err*"
+        sleep 0.2
+    done
+}
+
+# --- the source publishes --------------------------------------------------------------
+mkdir -p "$work/d0"
+cp -a "$work/src/." "$work/d0/"
+CAS_STORE=$work/s0 "$cas" init >/dev/null
+public=$(CAS_STORE=$work/s0 "$cas" channel new bench --json | "$py" -c 'import json,sys; print(json.load(sys.stdin)["public"])')
+start_sync 0 "$work/s0" "$work/d0"
+deadline=$((SECONDS + 600))
+until grep -q '^published update' "$work/out0"; do
+    ((SECONDS < deadline)) || die "the source did not publish: $(cat "$work/err0")"
+    sleep 0.2
+done
+tree=$(applied "$work/s0")
+[[ -n $tree ]] || die "no applied tree on the source"
+echo "source: $size_mib MiB in $(find "$work/src" -type f | wc -l) files, tree $tree; links $rate (burst $burst bytes)"
+
+# --- (a) one follower --------------------------------------------------------------------
+fresh_follower 1
+t=$(now)
+start_sync 1 "$work/s1" "$work/d1"
+one=$(wait_done "$t" 1 3>&1 | awk '{print $2}')
+diff -r -x .cas-sync "$work/src" "$work/d1" >/dev/null || die "follower 1's directory differs from the source's"
+stop_node 1
+echo "(a) cas sync, 1 follower: $one s"
+
+# --- (b) eight followers -----------------------------------------------------------------
+for ((i = 1; i <= followers; i++)); do fresh_follower $i; done
+before=()
+for ((i = 0; i <= followers; i++)); do before[i]=$(sent $i); done
+t=$(now)
+for ((i = 1; i <= followers; i++)); do start_sync $i "$work/s$i" "$work/d$i"; done
+each_time=$(wait_done "$t" $(seq 1 $followers) 3>&1)
+all=$(since "$t")
+echo "(b) cas sync, $followers followers: $all s (each: $(echo "$each_time" | sort -n | awk '{printf "%s%s:%s", sep, $1, $2; sep=" "}'))"
+from_source=$(($(sent 0) - before[0]))
+from_followers=0
+for ((i = 1; i <= followers; i++)); do from_followers=$((from_followers + $(sent $i) - before[i])); done
+echo "    sent: the source $(mib $from_source) MiB ($(ratio "$(mib $from_source)" "$size_mib") x the directory), the followers $(mib $from_followers) MiB"
+for ((i = 1; i <= followers; i++)); do
+    diff -r -x .cas-sync "$work/src" "$work/d$i" >/dev/null || die "follower $i's directory differs from the source's"
+done
+for ((i = 0; i <= followers; i++)); do stop_node $i; done
+
+# --- (c) rsync to each in turn -----------------------------------------------------------
+rsync_one=
+rsync_all=0
+for ((i = 1; i <= followers; i++)); do
+    rm -rf "$work/r$i" && mkdir -p "$work/r$i"
+    cat >"$work/rsyncd$i.conf" <<EOF
+pid file = $work/rsyncd$i.pid
+use chroot = no
+[m]
+    path = $work/r$i
+    read only = no
+    uid = root
+    gid = root
+EOF
+    ip netns exec "$(ns $i)" rsync --daemon --no-detach --config="$work/rsyncd$i.conf" \
+        --address="$(addr $i)" --port=873 2>"$work/rsyncd$i.err" &
+    deadline=$((SECONDS + 30))
+    until ip netns exec "$(ns 0)" rsync "rsync://$(addr $i)/" >/dev/null 2>&1; do
+        ((SECONDS < deadline)) || die "rsync daemon on node $i: $(cat "$work/rsyncd$i.err")"
+        sleep 0.1
+    done
+    ti=$(now)
+    ip netns exec "$(ns 0)" rsync -a "$work/src/" "rsync://$(addr $i)/m/"
+    took=$(since "$ti")
+    [[ -n $rsync_one ]] || rsync_one=$took
+    rsync_all=$(awk -v a="$rsync_all" -v b="$took" 'BEGIN { printf "%.2f", a + b }')
+    stop_node $i
+    diff -r -x .cas-sync "$work/src" "$work/r$i" >/dev/null || die "rsync to node $i: directories differ"
+done
+echo "(c) rsync -a to $followers nodes in turn: $rsync_all s (the first: $rsync_one s)"
+
+echo
+echo "| $size_mib MiB, links $rate | seconds |"
+echo "| --- | --- |"
+echo "| cas sync, 1 follower | $one |"
+echo "| cas sync, $followers followers | $all |"
+echo "| rsync -a, 1 target | $rsync_one |"
+echo "| rsync -a, $followers targets in turn | $rsync_all |"
+echo
+echo "all $followers / one: $(ratio "$all" "$one") (goal <= 1.5); rsync $followers / cas sync $followers: $(ratio "$rsync_all" "$all")"
