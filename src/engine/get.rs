@@ -48,7 +48,9 @@ pub struct GetReport {
 }
 
 /// How long to wait for a magnet's metadata before looking for peers again.
-const METADATA_RETRY: Duration = Duration::from_secs(15);
+/// The first wait; each later one is twice the one before, up to [`METADATA_RETRY_MAX`].
+const METADATA_RETRY: Duration = Duration::from_secs(4);
+const METADATA_RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// Progress: bytes held and bytes wanted, over every torrent being fetched.
 pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Sync);
@@ -117,13 +119,13 @@ async fn add_all(
     for s in sources {
         // A magnet's metadata comes from the first peers found, each tried once; when
         // none answers in a while, ask again (trackers are asked again too).
+        let mut retry = METADATA_RETRY;
         let added = loop {
             let wait = match deadline {
-                Some(d) => d
-                    .saturating_duration_since(Instant::now())
-                    .min(METADATA_RETRY),
-                None => METADATA_RETRY,
+                Some(d) => d.saturating_duration_since(Instant::now()).min(retry),
+                None => retry,
             };
+            retry = (retry * 2).min(METADATA_RETRY_MAX);
             let add = engine.add_with(s.clone(), &opts.peers, lazy);
             match tokio::time::timeout(wait, add).await {
                 Ok(added) => break added?,

@@ -397,6 +397,11 @@ impl Engine {
         Ok(n)
     }
 
+    /// Bytes received from peers, verified and stored, since this engine started.
+    pub fn received_total(&self) -> u64 {
+        self.factory.received_total()
+    }
+
     /// Payload bytes sent to peers since this engine started, over every torrent.
     pub fn uploaded_total(&self) -> u64 {
         self.session

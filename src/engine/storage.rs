@@ -106,6 +106,16 @@ impl StoreStorageFactory {
             .insert(ih, held);
     }
 
+    /// Bytes received, verified and stored, over every torrent.
+    pub fn received_total(&self) -> u64 {
+        self.torrents
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|t| t.counters.stored.load(std::sync::atomic::Ordering::Relaxed))
+            .sum()
+    }
+
     /// Counters of a torrent this factory made storage for.
     pub fn counters(&self, ih: &InfoHash) -> Option<Arc<Inner>> {
         self.torrents

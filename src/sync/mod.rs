@@ -40,7 +40,8 @@ pub struct ChannelStatus {
     pub running: bool,
     /// Peers of the channel known now (their BitTorrent addresses).
     pub peers: Vec<String>,
-    /// Bytes of updates' trees received from peers, and sent to peers, while running.
+    /// Bytes received from peers (verified and stored) and sent to them since
+    /// `cas sync` started, counted as they go.
     pub bytes_in: u64,
     pub bytes_out: u64,
 }

@@ -62,7 +62,6 @@ pub struct Node {
     newest: Mutex<Option<SignedUpdate>>,
     heard: Mutex<BTreeSet<SocketAddr>>,
     wake: tokio::sync::Notify,
-    bytes_in: std::sync::atomic::AtomicU64,
 }
 
 /// The channel's torrent: 44 bytes naming the public key, the same on every node,
@@ -147,7 +146,6 @@ impl Node {
             newest: Mutex::new(newest),
             heard: Mutex::new(BTreeSet::new()),
             wake: tokio::sync::Notify::new(),
-            bytes_in: Default::default(),
         }))
     }
 
@@ -199,7 +197,7 @@ impl Node {
             applied_tree: state.applied.as_ref().map(|a| a.tree),
             running: true,
             peers: self.peers().iter().map(|p| p.to_string()).collect(),
-            bytes_in: self.bytes_in.load(std::sync::atomic::Ordering::Relaxed),
+            bytes_in: self.engine.received_total(),
             bytes_out: self.engine.uploaded_total(),
         }
     }
@@ -321,8 +319,6 @@ impl Node {
             }
         }
         .with_context(|| format!("its tree {} could not be fetched", up.tree))?;
-        self.bytes_in
-            .fetch_add(report.bytes_from_wire, std::sync::atomic::Ordering::Relaxed);
         anyhow::ensure!(
             report.tree == Some(up.tree),
             "its manifest torrent {} does not carry tree {}",
