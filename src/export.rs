@@ -77,6 +77,16 @@ pub(crate) fn set_symlink_mtime(path: &Path, e: &Entry) -> std::io::Result<()> {
     }
 }
 
+/// Creates a new file, never through a symlink and never over anything.
+pub(crate) fn create_new(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(Error::io(path, "create file"))
+}
+
 /// Writes a file entry's content into `file` (at `path`, for errors), checked
 /// against its content hash; zeros become holes. Then its length, mode and mtime,
 /// and fsync.
@@ -137,12 +147,7 @@ pub fn export(store: &Store, tree: &TreeId, dest: &Path) -> Result<ExportReport>
                 report.symlinks += 1;
             }
             EntryKind::File { size, .. } => {
-                let mut file = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(&path)
-                    .map_err(Error::io(&path, "create file"))?;
+                let mut file = create_new(&path)?;
                 fill_file(store, e, &mut file, &path)?;
                 report.files += 1;
                 report.bytes += size;
@@ -189,12 +194,7 @@ pub fn export_torrent(store: &Store, ih: &InfoHash, dest: &Path) -> Result<Expor
                 report.dirs += 1;
             }
         }
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .map_err(Error::io(&path, "create file"))?;
+        let mut file = create_new(&path)?;
         let (mut at, end) = (f.offset, f.offset + f.length);
         let mut out = SparseFile {
             file: &mut file,

@@ -7,13 +7,12 @@
 //! aside as a conflict copy instead, so an edit made during the apply is kept too.
 
 use std::ffi::OsStr;
-use std::fs::OpenOptions;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::merge::{conflict_name, Plan, Step};
-use crate::export::{fill_file, set_symlink_mtime};
+use crate::export::{create_new, fill_file, set_symlink_mtime};
 use crate::manifest::{Entry, EntryKind, Manifest};
 use crate::store::Store;
 use crate::{Error, Result};
@@ -157,12 +156,7 @@ impl Ctx<'_> {
                 set_symlink_mtime(&tmp, e).map_err(Error::io(&tmp, "set mtime"))?;
             }
             _ => {
-                let mut file = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(&tmp)
-                    .map_err(Error::io(&tmp, "create file"))?;
+                let mut file = create_new(&tmp)?;
                 if let Err(err) = fill_file(self.store, e, &mut file, &tmp) {
                     let _ = std::fs::remove_file(&tmp);
                     return Err(err);

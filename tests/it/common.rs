@@ -137,6 +137,15 @@ pub fn snapshot(root: &Path) -> Vec<(String, String)> {
     out
 }
 
+/// True (and says why) when a test that needs network namespaces cannot run.
+pub fn skip_without_root() -> bool {
+    if is_root() {
+        return false;
+    }
+    eprintln!("skipped: network namespaces need root (CI runs as root)");
+    true
+}
+
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }

@@ -57,8 +57,7 @@ impl Drop for Link {
 
 #[test]
 fn two_daemons_find_each_other_by_lsd_in_network_namespaces() {
-    if !is_root() {
-        eprintln!("skipped: network namespaces need root (CI runs as root)");
+    if skip_without_root() {
         return;
     }
     let a = Env::with_piece_length("16K");

@@ -170,8 +170,7 @@ impl Drop for Lan {
 /// fetch a tree from a third that they know only by LSD.
 #[test]
 fn a_lan_carries_lsd_between_its_nodes() {
-    if !is_root() {
-        eprintln!("skipped: network namespaces need root (CI runs as root)");
+    if skip_without_root() {
         return;
     }
     let src_env = Env::with_piece_length("16K");

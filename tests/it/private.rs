@@ -32,8 +32,7 @@ fn heard(log: &Path) -> Vec<(String, u64, String)> {
 
 #[test]
 fn a_private_torrent_announces_only_to_its_own_tracker() {
-    if !is_root() {
-        eprintln!("skipped: network namespaces need root (CI runs as root)");
+    if skip_without_root() {
         return;
     }
     let env = Env::with_piece_length("16K");

@@ -374,14 +374,6 @@ fn refusals(log: &str) -> usize {
     log.lines().filter(|l| l.contains("refused")).count()
 }
 
-fn skip() -> bool {
-    if !is_root() {
-        eprintln!("skipped: network namespaces need root (CI runs as root)");
-        return true;
-    }
-    false
-}
-
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
@@ -411,7 +403,7 @@ fn read(p: &Path) -> Vec<u8> {
 
 #[test]
 fn edits_on_a_publisher_reach_every_node() {
-    if skip() {
+    if skip_without_root() {
         return;
     }
     let t0 = Instant::now();
@@ -527,7 +519,7 @@ fn send_datagram(t: &Team, from: usize, to: &str, datagram: &[u8]) {
 
 #[test]
 fn updates_not_signed_by_the_channel_are_refused() {
-    if skip() {
+    if skip_without_root() {
         return;
     }
     use cas::channel::{PublicKey, SecretKey, SignedUpdate, Update};
@@ -617,7 +609,7 @@ fn updates_not_signed_by_the_channel_are_refused() {
 
 #[test]
 fn concurrent_edits_keep_both_versions_everywhere() {
-    if skip() {
+    if skip_without_root() {
         return;
     }
     let t0 = Instant::now();
@@ -667,7 +659,7 @@ fn concurrent_edits_keep_both_versions_everywhere() {
 
 #[test]
 fn a_follower_cut_off_mid_transfer_catches_up() {
-    if skip() {
+    if skip_without_root() {
         return;
     }
     let t0 = Instant::now();
