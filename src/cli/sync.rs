@@ -41,7 +41,7 @@ pub enum ChannelCommand {
 
 #[derive(Args, Debug)]
 pub struct SyncArgs {
-    /// The directory kept the same on every node of the channel
+    /// The directory kept the same on every node of the channel (made if missing)
     pub dir: PathBuf,
     /// The channel (`cas channel new` or `cas channel join`)
     #[arg(long)]
@@ -153,6 +153,11 @@ fn host_name() -> String {
 pub fn sync(cli: &Cli, args: &SyncArgs) -> Result<i32> {
     let dir = std::path::absolute(&args.dir)
         .with_context(|| format!("{}: cannot resolve", args.dir.display()))?;
+    if !dir.exists() {
+        // A new follower's directory, as rsync makes its destination.
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("{}: cannot create", dir.display()))?;
+    }
     anyhow::ensure!(dir.is_dir(), "{}: not a directory", dir.display());
     let node = args.node.clone().unwrap_or_else(host_name);
     anyhow::ensure!(

@@ -103,7 +103,7 @@ fn two_nodes_on_loopback_follow_each_others_changes() {
     b.ok(&["channel", "join", "team", &public]);
     let (da, db) = (a.path("dir"), b.path("dir"));
     std::fs::create_dir_all(da.join("sub")).unwrap();
-    std::fs::create_dir_all(&db).unwrap();
+    // B's directory does not exist yet: cas sync makes it.
     write(&da.join("sub/one.bin"), &random_bytes(1, 200_000));
     write(&da.join("two.txt"), b"two\n");
     let (pa, pb) = (free_port(), free_port());
