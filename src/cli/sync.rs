@@ -10,10 +10,11 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use cas::channel::{Channel, Channels, PublicKey, SecretKey};
+use cas::engine::EngineOptions;
 use cas::sync::node::SyncOptions;
 use cas::sync::ChannelStatus;
 
-use super::serve::{NetArgs, ServeArgs};
+use super::serve::ServeArgs;
 use super::{print_json, Cli};
 
 #[derive(Subcommand, Debug)]
@@ -61,8 +62,15 @@ pub struct SyncArgs {
     /// Do not use Local Service Discovery (then give --peer or --tracker)
     #[arg(long)]
     no_lsd: bool,
-    #[command(flatten)]
-    net: NetArgs,
+    /// Address to listen on, TCP for BitTorrent and UDP for updates (port 0: a free one)
+    #[arg(long, default_value = "0.0.0.0:0", value_name = "ADDR:PORT")]
+    listen: SocketAddr,
+    /// Also announce every torrent to this tracker (repeatable)
+    #[arg(long = "tracker", value_name = "URL")]
+    trackers: Vec<String>,
+    /// Only exchange data and updates with peers in this network (repeatable)
+    #[arg(long = "allow", value_name = "CIDR")]
+    allow: Vec<ipnet::IpNet>,
 }
 
 #[derive(Serialize)]
@@ -174,8 +182,16 @@ pub fn sync(cli: &Cli, args: &SyncArgs) -> Result<i32> {
         let store = cli.open_or_create(None)?;
         Channels::of(&store).get(&args.channel)?;
     }
-    let mut options = args.net.options(true);
-    options.lsd = !args.no_lsd;
+    let options = EngineOptions {
+        listen: args.listen,
+        lsd: !args.no_lsd,
+        dht: false,
+        dht_bootstrap: Vec::new(),
+        trackers: args.trackers.clone(),
+        allow: args.allow.clone(),
+        seed_all: true,
+        peers: Vec::new(),
+    };
     let sync = SyncOptions {
         dir,
         channel: args.channel.clone(),
