@@ -176,6 +176,29 @@ impl Ctx<'_> {
     }
 }
 
+/// Removes what an apply cut short left in `dir`'s working folder (temporary files
+/// that were never renamed into place).
+pub fn clean(dir: &Path) -> Result<()> {
+    let work = dir.join(WORK_DIR);
+    let entries = match std::fs::read_dir(&work) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(&work, "list")(e)),
+    };
+    for e in entries {
+        let path = e.map_err(Error::io(&work, "list"))?.path();
+        if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("tmp-"))
+        {
+            std::fs::remove_file(&path).map_err(Error::io(&path, "remove"))?;
+        }
+    }
+    let _ = std::fs::remove_dir(&work);
+    Ok(())
+}
+
 /// Carries out `plan` in `dir`, whose state when planned was `scanned`.
 pub fn apply(
     store: &Store,
@@ -220,4 +243,64 @@ pub fn apply(
     // Left only while in use (a file in it means a write was cut short).
     let _ = std::fs::remove_dir(&work);
     Ok(ctx.done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::import::{import, ImportOptions};
+    use crate::sync::merge::plan;
+
+    fn scan(store: &Store, dir: &Path) -> Manifest {
+        let opts = ImportOptions {
+            name: Some("t".into()),
+            ignore: vec![WORK_DIR.into()],
+            ..Default::default()
+        };
+        let r = import(store, dir, &opts, &|_| {}, &|_| {}).unwrap();
+        crate::read::load_manifest(store, &r.tree).unwrap()
+    }
+
+    #[test]
+    fn an_entry_changed_during_the_apply_is_moved_aside_not_overwritten() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("store"), Some(16 << 10)).unwrap();
+        let (src, dest) = (tmp.path().join("src"), tmp.path().join("dest"));
+        std::fs::create_dir_all(src.join("sub")).unwrap();
+        std::fs::create_dir_all(&dest).unwrap();
+        std::fs::write(src.join("a.txt"), b"one\n").unwrap();
+        std::fs::write(src.join("sub/b.bin"), vec![7u8; 40_000]).unwrap();
+        let first = scan(&store, &src);
+        let origin = |_: &Entry| ("x".to_string(), 1);
+        let empty = Manifest::default();
+        let p = plan(&empty, &empty, &first, &origin);
+        apply(&store, &dest, &p, &empty, "n", 5).unwrap();
+        assert_eq!(std::fs::read(dest.join("a.txt")).unwrap(), b"one\n");
+        assert_eq!(
+            std::fs::read(dest.join("sub/b.bin")).unwrap(),
+            vec![7u8; 40_000]
+        );
+        assert!(!dest.join(WORK_DIR).exists());
+
+        // The update changes a.txt; the scan saw it as applied, but a user edits it
+        // before the apply gets there.
+        let scanned = scan(&store, &dest);
+        std::fs::write(src.join("a.txt"), b"two\n").unwrap();
+        let second = scan(&store, &src);
+        std::fs::write(dest.join("a.txt"), b"edited meanwhile\n").unwrap();
+        let p = plan(&first, &scanned, &second, &origin);
+        let done = apply(&store, &dest, &p, &scanned, "n", 5).unwrap();
+        assert_eq!(done.conflicts, 1);
+        assert_eq!(std::fs::read(dest.join("a.txt")).unwrap(), b"two\n");
+        assert_eq!(
+            std::fs::read(dest.join("a.txt.conflict-n-5")).unwrap(),
+            b"edited meanwhile\n"
+        );
+
+        // What a cut-short apply leaves is cleaned away.
+        std::fs::create_dir_all(dest.join(WORK_DIR)).unwrap();
+        std::fs::write(dest.join(WORK_DIR).join("tmp-1-1"), b"partial").unwrap();
+        clean(&dest).unwrap();
+        assert!(!dest.join(WORK_DIR).exists());
+    }
 }

@@ -131,6 +131,7 @@ impl Node {
             Some(b) => SignedUpdate::decode(b).ok().filter(|u| u.verify().is_ok()),
             None => None,
         };
+        apply::clean(&opts.dir)?;
         let (rendezvous, metainfo) = rendezvous_torrent(&store, &channel)?;
         engine.add(Source::Torrent(metainfo), &opts.peers).await?;
         let socket = UdpSocket::bind(engine.listen)
