@@ -35,6 +35,7 @@ pub fn run(cli: &Cli, args: &ImportArgs) -> Result<i32> {
     let store = cli.open_or_create(args.piece_length)?;
     let opts = ImportOptions {
         ignore: Vec::new(),
+        reuse: None,
         name: args.name.clone(),
         piece_length: args.piece_length,
         publish: Publish {

@@ -33,6 +33,38 @@ pub struct ImportOptions {
     pub publish: Publish,
     /// Names at the top of the directory to leave out (a sync's working folder).
     pub ignore: Vec<String>,
+    /// A file whose metadata is as the last import of this directory saw it is taken
+    /// from that import unread (`ImportReport::stat_cache`). No directory torrent is
+    /// made then: it would need every file's pieces.
+    pub reuse: Option<StatCache>,
+}
+
+/// What an import saw of each regular file it read: device, inode, size, mtime and
+/// ctime, and the entry it made. Files changed within a second of the import are left
+/// out (a change in the same clock tick would not show).
+#[derive(Clone, Debug, Default)]
+pub struct StatCache(std::collections::HashMap<String, (FileStat, EntryKind)>);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStat {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileStat {
+    fn of(meta: &std::fs::Metadata) -> FileStat {
+        use std::os::unix::fs::MetadataExt;
+        FileStat {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
 }
 
 /// One published torrent.
@@ -62,6 +94,9 @@ pub struct ImportReport {
     pub files: Vec<ImportedFile>,
     pub logical_bytes: u64,
     pub new_bytes: u64,
+    /// For the next import of the same directory ([`ImportOptions::reuse`]).
+    #[serde(skip)]
+    pub stat_cache: StatCache,
 }
 
 /// Builds, records and returns a torrent over stored pieces.
@@ -159,9 +194,32 @@ pub fn import(
 
     let mut entries = Vec::with_capacity(found.len());
     let mut stored = Vec::new();
+    let mut reused = Vec::new();
     let mut new_bytes = 0;
+    let mut stats = Vec::with_capacity(found.len());
+    let settled = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or((0, 0), |d| {
+            let d = d.saturating_sub(std::time::Duration::from_secs(1));
+            (d.as_secs() as i64, i64::from(d.subsec_nanos()))
+        });
     for (i, f) in found.iter().enumerate() {
         let (mode, mtime_secs, mtime_nanos) = walk::mode_and_mtime(&f.meta);
+        let stat = FileStat::of(&f.meta);
+        let known = opts
+            .reuse
+            .as_ref()
+            .and_then(|c| c.0.get(&f.rel))
+            .filter(|(s, k)| {
+                *s == stat
+                    && match k {
+                        EntryKind::File {
+                            info_hash: Some(ih),
+                            ..
+                        } => store.catalog().has_torrent(ih),
+                        _ => true,
+                    }
+            });
         let kind = if f.meta.is_dir() {
             EntryKind::Dir
         } else if f.meta.file_type().is_symlink() {
@@ -169,6 +227,9 @@ pub fn import(
             EntryKind::Symlink {
                 target: target.as_os_str().as_bytes().to_vec(),
             }
+        } else if let Some((_, kind)) = f.meta.is_file().then_some(known).flatten() {
+            reused.push(entries.len());
+            kind.clone()
         } else {
             let file = store_file(
                 store,
@@ -198,6 +259,7 @@ pub fn import(
             stored.push((entries.len(), file));
             kind
         };
+        stats.push((f.meta.is_file() && stat.ctime < settled).then_some(stat));
         entries.push(Entry {
             path: f.rel.as_bytes().to_vec(),
             mode,
@@ -273,6 +335,27 @@ pub fn import(
         });
     }
 
+    for &at in &reused {
+        if let EntryKind::File {
+            size,
+            content,
+            info_hash,
+        } = &entries[at].kind
+        {
+            files.push(ImportedFile {
+                path: entries[at].path_lossy(),
+                size: *size,
+                blake3: *content,
+                info_hash: *info_hash,
+            });
+        }
+    }
+    let mut cache = StatCache::default();
+    for (e, stat) in entries.iter().zip(&stats) {
+        if let Some(stat) = stat {
+            cache.0.insert(e.path_lossy(), (*stat, e.kind.clone()));
+        }
+    }
     let manifest = Manifest { entries };
     let bytes = manifest.encode();
     let tree = Manifest::id_of(&bytes);
@@ -284,7 +367,7 @@ pub fn import(
         piece_length,
         &opts.publish,
     )?;
-    let directory_torrent = if dir_pieces.is_empty() {
+    let directory_torrent = if dir_pieces.is_empty() || opts.reuse.is_some() {
         None
     } else {
         let info = torrent::multi_file_info(
@@ -305,14 +388,17 @@ pub fn import(
             &opts.publish,
         )?)
     };
-    store.catalog().put_tree(
-        &tree,
-        &TreeRecord {
-            manifest: tree_torrent.info_hash,
-            directory: directory_torrent.as_ref().map(|p| p.info_hash),
-            name: ref_name.clone(),
-        },
-    )?;
+    // Without a directory torrent, a record that has one is kept as it is.
+    if directory_torrent.is_some() || store.catalog().tree(&tree)?.is_none() {
+        store.catalog().put_tree(
+            &tree,
+            &TreeRecord {
+                manifest: tree_torrent.info_hash,
+                directory: directory_torrent.as_ref().map(|p| p.info_hash),
+                name: ref_name.clone(),
+            },
+        )?;
+    }
     store.catalog().set_ref(&ref_name, &tree)?;
     Ok(ImportReport {
         tree,
@@ -322,6 +408,7 @@ pub fn import(
         logical_bytes: manifest.logical_bytes(),
         files,
         new_bytes,
+        stat_cache: cache,
     })
 }
 
@@ -335,4 +422,57 @@ fn default_ref_name(dir: &Path) -> Result<String> {
             path: dir.to_path_buf(),
             reason: "has no usable name for a ref; pass --name".into(),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// Imports `dir` with `reuse`; returns the report and the bytes read from files.
+    fn scan(store: &Store, dir: &Path, reuse: Option<StatCache>) -> (ImportReport, u64) {
+        let read = AtomicU64::new(0);
+        let opts = ImportOptions {
+            name: Some("t".into()),
+            reuse,
+            ..Default::default()
+        };
+        let progress = |n| {
+            read.fetch_add(n, Ordering::Relaxed);
+        };
+        let r = import(store, dir, &opts, &|_| {}, &progress).unwrap();
+        (r, read.load(Ordering::Relaxed))
+    }
+
+    #[test]
+    fn an_unchanged_file_is_taken_from_the_last_import_unread() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("store"), Some(16 << 10)).unwrap();
+        let dir = tmp.path().join("d");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("big"), vec![1u8; 100_000]).unwrap();
+        std::fs::write(dir.join("small"), b"small").unwrap();
+        // Files written less than a second before an import are read again anyway.
+        let (first, _) = scan(&store, &dir, None);
+        let (_, read) = scan(&store, &dir, Some(first.stat_cache.clone()));
+        assert_eq!(
+            read, 100_005,
+            "just-written files are not trusted by metadata"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let (settled, _) = scan(&store, &dir, None);
+        assert!(settled.directory_torrent.is_some());
+        let (again, read) = scan(&store, &dir, Some(settled.stat_cache.clone()));
+        assert_eq!(read, 0);
+        assert_eq!(again.tree, settled.tree);
+        assert!(again.directory_torrent.is_none());
+        assert_eq!(again.files.len(), 2);
+        // A changed file is read again, the other one not.
+        std::fs::write(dir.join("small"), b"SMALL").unwrap();
+        let (changed, read) = scan(&store, &dir, Some(again.stat_cache.clone()));
+        assert_eq!(read, 5);
+        assert_ne!(changed.tree, settled.tree);
+        let small = changed.files.iter().find(|f| f.path == "small").unwrap();
+        assert_eq!(small.blake3.0, *blake3::hash(b"SMALL").as_bytes());
+    }
 }

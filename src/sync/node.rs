@@ -62,6 +62,8 @@ pub struct Node {
     newest: Mutex<Option<SignedUpdate>>,
     heard: Mutex<BTreeSet<SocketAddr>>,
     wake: tokio::sync::Notify,
+    /// What the last scan saw of each file.
+    stat_cache: Mutex<crate::import::StatCache>,
 }
 
 /// The channel's torrent: 44 bytes naming the public key, the same on every node,
@@ -147,6 +149,7 @@ impl Node {
             newest: Mutex::new(newest),
             heard: Mutex::new(BTreeSet::new()),
             wake: tokio::sync::Notify::new(),
+            stat_cache: Mutex::default(),
         }))
     }
 
@@ -207,14 +210,23 @@ impl Node {
     async fn scan(&self) -> anyhow::Result<(TreeId, InfoHash, Manifest)> {
         let store = self.engine.store.clone();
         let dir = self.opts.dir.clone();
+        // Files unchanged since the last scan are not read again.
+        let reuse = self
+            .stat_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let opts = ImportOptions {
             name: Some(channel::ref_name(&self.opts.channel)),
             ignore: vec![apply::WORK_DIR.to_string()],
+            reuse: Some(reuse),
             ..Default::default()
         };
-        let report =
+        let mut report =
             tokio::task::spawn_blocking(move || import(&store, &dir, &opts, &|_| {}, &|_| {}))
                 .await??;
+        *self.stat_cache.lock().unwrap_or_else(|e| e.into_inner()) =
+            std::mem::take(&mut report.stat_cache);
         self.engine.add_new().await?;
         let manifest = crate::read::load_manifest(self.store(), &report.tree)?;
         Ok((report.tree, report.tree_torrent.info_hash, manifest))
