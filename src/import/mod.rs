@@ -6,9 +6,12 @@
 //! at worst chunks or records that nothing live reaches; the ref, the only thing a
 //! user names, appears last.
 
+mod cache;
 mod hasher;
 mod walk;
 
+use cache::FileStat;
+pub use cache::StatCache;
 pub use hasher::{store_file, Piece, StoredFile};
 
 use std::os::unix::ffi::OsStrExt;
@@ -37,34 +40,6 @@ pub struct ImportOptions {
     /// from that import unread (`ImportReport::stat_cache`). No directory torrent is
     /// made then: it would need every file's pieces.
     pub reuse: Option<StatCache>,
-}
-
-/// What an import saw of each regular file it read: device, inode, size, mtime and
-/// ctime, and the entry it made. Files changed within a second of the import are left
-/// out (a change in the same clock tick would not show).
-#[derive(Clone, Debug, Default)]
-pub struct StatCache(std::collections::HashMap<String, (FileStat, EntryKind)>);
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FileStat {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-impl FileStat {
-    fn of(meta: &std::fs::Metadata) -> FileStat {
-        use std::os::unix::fs::MetadataExt;
-        FileStat {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.len(),
-            mtime: (meta.mtime(), meta.mtime_nsec()),
-            ctime: (meta.ctime(), meta.ctime_nsec()),
-        }
-    }
 }
 
 /// One published torrent.
@@ -197,12 +172,7 @@ pub fn import(
     let mut reused = Vec::new();
     let mut new_bytes = 0;
     let mut stats = Vec::with_capacity(found.len());
-    let settled = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or((0, 0), |d| {
-            let d = d.saturating_sub(std::time::Duration::from_secs(1));
-            (d.as_secs() as i64, i64::from(d.subsec_nanos()))
-        });
+    let settled = cache::settle_point();
     for (i, f) in found.iter().enumerate() {
         let (mode, mtime_secs, mtime_nanos) = walk::mode_and_mtime(&f.meta);
         let stat = FileStat::of(&f.meta);
@@ -259,7 +229,7 @@ pub fn import(
             stored.push((entries.len(), file));
             kind
         };
-        stats.push((f.meta.is_file() && stat.ctime < settled).then_some(stat));
+        stats.push((f.meta.is_file() && stat.changed_before(settled)).then_some(stat));
         entries.push(Entry {
             path: f.rel.as_bytes().to_vec(),
             mode,
@@ -422,57 +392,4 @@ fn default_ref_name(dir: &Path) -> Result<String> {
             path: dir.to_path_buf(),
             reason: "has no usable name for a ref; pass --name".into(),
         })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicU64, Ordering};
-
-    /// Imports `dir` with `reuse`; returns the report and the bytes read from files.
-    fn scan(store: &Store, dir: &Path, reuse: Option<StatCache>) -> (ImportReport, u64) {
-        let read = AtomicU64::new(0);
-        let opts = ImportOptions {
-            name: Some("t".into()),
-            reuse,
-            ..Default::default()
-        };
-        let progress = |n| {
-            read.fetch_add(n, Ordering::Relaxed);
-        };
-        let r = import(store, dir, &opts, &|_| {}, &progress).unwrap();
-        (r, read.load(Ordering::Relaxed))
-    }
-
-    #[test]
-    fn an_unchanged_file_is_taken_from_the_last_import_unread() {
-        let tmp = tempfile::tempdir().unwrap();
-        let store = Store::open(&tmp.path().join("store"), Some(16 << 10)).unwrap();
-        let dir = tmp.path().join("d");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("big"), vec![1u8; 100_000]).unwrap();
-        std::fs::write(dir.join("small"), b"small").unwrap();
-        // Files written less than a second before an import are read again anyway.
-        let (first, _) = scan(&store, &dir, None);
-        let (_, read) = scan(&store, &dir, Some(first.stat_cache.clone()));
-        assert_eq!(
-            read, 100_005,
-            "just-written files are not trusted by metadata"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(1100));
-        let (settled, _) = scan(&store, &dir, None);
-        assert!(settled.directory_torrent.is_some());
-        let (again, read) = scan(&store, &dir, Some(settled.stat_cache.clone()));
-        assert_eq!(read, 0);
-        assert_eq!(again.tree, settled.tree);
-        assert!(again.directory_torrent.is_none());
-        assert_eq!(again.files.len(), 2);
-        // A changed file is read again, the other one not.
-        std::fs::write(dir.join("small"), b"SMALL").unwrap();
-        let (changed, read) = scan(&store, &dir, Some(again.stat_cache.clone()));
-        assert_eq!(read, 5);
-        assert_ne!(changed.tree, settled.tree);
-        let small = changed.files.iter().find(|f| f.path == "small").unwrap();
-        assert_eq!(small.blake3.0, *blake3::hash(b"SMALL").as_bytes());
-    }
 }
