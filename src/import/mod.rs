@@ -103,9 +103,9 @@ fn publish_torrent(
     })
 }
 
-/// Stores a byte string (a manifest) as pieces and publishes it as a single-file
-/// torrent named `name`.
-fn publish_bytes(
+/// Stores a byte string (a manifest, a channel's name) as pieces and publishes it as
+/// a single-file torrent named `name`.
+pub(crate) fn publish_bytes(
     store: &Store,
     bytes: &[u8],
     name: &str,

@@ -13,14 +13,13 @@ use tokio::net::UdpSocket;
 use super::watch::{watch, Quiet};
 use super::wire::Message;
 use super::{apply, merge, now, ChannelStatus};
-use crate::catalog::{TorrentKind, TorrentRecord};
+use crate::catalog::TorrentKind;
 use crate::channel::{self, Applied, Channel, Channels, SignedUpdate, SyncState, Update};
 use crate::engine::get::{get, GetOptions};
 use crate::engine::{Engine, Source};
-use crate::import::{import, ImportOptions};
+use crate::import::{import, publish_bytes, ImportOptions};
 use crate::manifest::Manifest;
-use crate::meta::torrent::{self, Publish};
-use crate::store::chunk::VerifiedChunk;
+use crate::meta::torrent::Publish;
 use crate::{InfoHash, Store, TreeId};
 
 mod exchange;
@@ -71,41 +70,22 @@ pub struct Node {
 fn rendezvous_torrent(store: &Store, channel: &Channel) -> crate::Result<(InfoHash, Vec<u8>)> {
     let mut content = b"cas channel\0".to_vec();
     content.extend_from_slice(&channel.public.0);
-    let chunk = VerifiedChunk::hash(content.clone());
-    store.put(&chunk)?;
-    store.commit()?;
     let name = format!("cas-channel-{}", hex::encode(channel.public.0));
-    let publish = Publish::default();
-    let info = torrent::single_file_info(
+    let published = publish_bytes(
+        store,
+        &content,
         &name,
-        content.len() as u64,
+        TorrentKind::Foreign,
         store.config().piece_length,
-        &[chunk.sha1()],
-        &publish,
-    );
-    let ih = torrent::info_hash(&info);
-    let metainfo = torrent::metainfo(info, &publish);
-    if !store.catalog().has_torrent(&ih) {
-        let record = TorrentRecord {
-            kind: TorrentKind::Foreign,
-            length: content.len() as u64,
-            piece_length: store.config().piece_length,
-            pieces: vec![chunk.id()],
-            metainfo: metainfo.clone(),
-        };
-        store.catalog().put_torrent(&ih, &record)?;
-    }
+        &Publish::default(),
+    )?;
+    let ih = published.info_hash;
     store.catalog().pin(&ih)?;
-    Ok((ih, metainfo))
+    Ok((ih, crate::read::torrent(store, &ih)?.metainfo))
 }
 
 fn rank_of(applied: &Option<Applied>) -> (u64, [u8; 32]) {
     applied.as_ref().map_or((0, [0; 32]), |a| (a.seq, a.tree.0))
-}
-
-fn pending_exists(node: &Node) -> bool {
-    node.newest()
-        .is_some_and(|u| u.rank() > rank_of(&node.state().applied))
 }
 
 /// Whether two trees hold different things (mtimes aside).
@@ -162,6 +142,18 @@ impl Node {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The rank of the newest update this node holds or applied.
+    fn held_rank(&self) -> (u64, [u8; 32]) {
+        self.newest()
+            .map_or_else(|| rank_of(&self.state().applied), |u| u.rank())
+    }
+
+    /// The newest update, if the directory has not been brought to it yet.
+    fn pending(&self) -> Option<SignedUpdate> {
+        self.newest()
+            .filter(|u| u.rank() > rank_of(&self.state().applied))
     }
 
     fn state(&self) -> SyncState {
@@ -246,7 +238,7 @@ impl Node {
     async fn publish_changes(&self, told: &mut bool, over_pending: bool) -> anyhow::Result<()> {
         let (tree, manifest_ih, local) = self.scan().await?;
         tracing::debug!("{}: scanned as tree {tree}", self.opts.dir.display());
-        if pending_exists(self) && !over_pending {
+        if self.pending().is_some() && !over_pending {
             // Arrived while scanning: merged first, then this runs again.
             return Ok(());
         }
@@ -398,10 +390,10 @@ impl Node {
         let mut retry_at: Option<Instant> = None;
         let mut told = false;
         loop {
-            let pending = self
-                .newest()
-                .filter(|u| u.rank() > rank_of(&self.state().applied));
-            if let Some(u) = pending.filter(|_| retry_at.is_none_or(|t| Instant::now() >= t)) {
+            if let Some(u) = self
+                .pending()
+                .filter(|_| retry_at.is_none_or(|t| Instant::now() >= t))
+            {
                 match self.apply_update(&u).await {
                     Ok(()) => {
                         retry_at = None;

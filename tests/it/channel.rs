@@ -132,7 +132,9 @@ fn two_nodes_on_loopback_follow_each_others_changes() {
 
     // B has only the public key: its edit stays local and is not published.
     write(&db.join("local.txt"), b"mine\n");
-    std::thread::sleep(Duration::from_secs(4));
+    wait_for("b to scan its edit", &[&na, &nb], || {
+        nb.log_text().contains("no secret key for channel team")
+    });
     assert!(!da.join("local.txt").exists());
     // A's next change arrives without taking B's local file away.
     write(&da.join("three.txt"), b"three\n");

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::{rank_of, Node, POLL};
+use super::{Node, POLL};
 use crate::channel::SignedUpdate;
 use crate::sync::wire::{Message, MAX_DATAGRAM};
 
@@ -24,9 +24,7 @@ impl Node {
             );
             return Ok(false);
         }
-        let held = self
-            .newest()
-            .map_or_else(|| rank_of(&self.state().applied), |n| n.rank());
+        let held = self.held_rank();
         if u.rank() <= held {
             if u.rank().0 < held.0 {
                 tracing::warn!(
@@ -107,9 +105,7 @@ impl Node {
     /// Asks every peer, now and then, for anything newer.
     pub(super) async fn poll(self: Arc<Self>) {
         loop {
-            let (seq, tree) = self
-                .newest()
-                .map_or_else(|| rank_of(&self.state().applied), |u| u.rank());
+            let (seq, tree) = self.held_rank();
             let q = Message::Query {
                 channel: self.channel.public,
                 seq,
