@@ -278,7 +278,7 @@ pub fn get_cmd(cli: &Cli, args: &GetArgs) -> Result<i32> {
         peers: args.peers.clone(),
         timeout: args.timeout.map(Duration::from_secs),
         lazy: args.lazy,
-        spread: false,
+        swarm: None,
     };
     let progress = |have, want| {
         bar.set_length(want);

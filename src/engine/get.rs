@@ -7,17 +7,19 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-use super::{Engine, Source};
+use super::order::{Rarest, Swarm, STREAMS};
+use super::{Engine, Fetch, Source};
 use crate::catalog::TorrentKind;
 use crate::{read, InfoHash, TreeId};
 
 /// How to fetch.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct GetOptions {
     /// Peers to connect to, besides what trackers, DHT and LSD find.
     pub peers: Vec<SocketAddr>,
@@ -26,9 +28,21 @@ pub struct GetOptions {
     /// Fetch only metadata (for a tree: the manifest, and each file torrent's info);
     /// pieces come when a mount reads them.
     pub lazy: bool,
-    /// Ask for pieces from places spread over each torrent rather than in order, so
-    /// that nodes fetching at once hold different pieces to trade ([`super::order`]).
-    pub spread: bool,
+    /// Other nodes fetching the same torrents: the pieces fewest of them hold are
+    /// asked for first, so that they hold different pieces to trade
+    /// ([`super::order`]).
+    pub swarm: Option<Arc<dyn Swarm>>,
+}
+
+impl std::fmt::Debug for GetOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GetOptions")
+            .field("peers", &self.peers)
+            .field("timeout", &self.timeout)
+            .field("lazy", &self.lazy)
+            .field("swarm", &self.swarm.is_some())
+            .finish()
+    }
 }
 
 /// What a fetch did.
@@ -126,7 +140,12 @@ async fn add_all(
                 None => retry,
             };
             retry = (retry * 2).min(METADATA_RETRY_MAX);
-            let add = engine.add_with(s.clone(), &opts.peers, lazy);
+            let fetch = match (lazy, opts.swarm.is_some()) {
+                (true, _) => Fetch::Lazy,
+                (false, true) => Fetch::Steered,
+                (false, false) => Fetch::Whole,
+            };
+            let add = engine.add_with(s.clone(), &opts.peers, fetch);
             match tokio::time::timeout(wait, add).await {
                 Ok(added) => break added?,
                 Err(_) if deadline.is_none_or(|d| Instant::now() < d) => {
@@ -168,15 +187,39 @@ async fn fetch_all(
         .map(|ih| (ih, counted(&ih)))
         .collect();
     let handles = add_all(engine, sources, opts, deadline, false).await?;
-    let mut _spread = Vec::new();
-    if opts.spread {
-        let unfinished: Vec<&Added> = handles
+    // At most STREAMS torrents are steered at once, each with its share of streams;
+    // one that completes makes room for the next.
+    let mut steer: Vec<Rarest> = Vec::new();
+    let mut unsteered: Vec<InfoHash> = Vec::new();
+    let mut places = 0;
+    if let Some(swarm) = &opts.swarm {
+        // (Nothing is selected yet, so librqbit counts each as finished.)
+        let unfinished = |ih: &InfoHash| {
+            engine
+                .factory
+                .counters(ih)
+                .is_some_and(|c| c.progress().0 < c.progress().1)
+        };
+        unsteered = handles
             .iter()
-            .filter(|(_, h)| !h.stats().finished)
+            .map(|(ih, _)| *ih)
+            .filter(unfinished)
+            .rev()
             .collect();
-        let places = super::order::STREAMS / unfinished.len().max(1);
-        for (ih, _) in unfinished.into_iter().filter(|_| places > 1) {
-            _spread.push(super::order::spread(engine, ih, places).await?);
+        places = STREAMS / unsteered.len().clamp(1, STREAMS);
+        // Each starts with its streams in place, and all at once, so that none is
+        // fetched in librqbit's own order while the others are added.
+        for _ in 0..(STREAMS / places).min(unsteered.len()) {
+            let Some(ih) = unsteered.pop() else { break };
+            if let Some(mut s) = Rarest::new(engine, &ih, swarm.clone(), places)? {
+                if let Err(e) = s.tick().await {
+                    tracing::debug!("steering the piece order: {e:#}");
+                }
+                steer.push(s);
+            }
+        }
+        for (_, h) in &handles {
+            engine.select_all(h).await?;
         }
     }
     loop {
@@ -195,6 +238,24 @@ async fn fetch_all(
         progress(have, want);
         if done {
             break;
+        }
+        if let Some(swarm) = &opts.swarm {
+            while steer.len() < STREAMS / places {
+                let Some(ih) = unsteered.pop() else { break };
+                steer.extend(Rarest::new(engine, &ih, swarm.clone(), places)?);
+            }
+        }
+        let mut finished = Vec::new();
+        for (i, s) in steer.iter_mut().enumerate() {
+            // The order is advice: a fetch goes on without it.
+            match s.tick().await {
+                Ok(true) => finished.push(i),
+                Ok(false) => {}
+                Err(e) => tracing::debug!("steering the piece order: {e:#}"),
+            }
+        }
+        for i in finished.into_iter().rev() {
+            steer.swap_remove(i);
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             bail!("timed out with {have} of {want} bytes stored; run again to resume");

@@ -47,7 +47,7 @@ pub async fn fetch_piece(engine: &Engine, ih: &InfoHash, piece: usize) -> anyhow
                 .context("the torrent is not being fetched")?;
             let peers = engine.store.catalog().lazy_peers(ih)?;
             engine
-                .add_with(Source::Torrent(bytes), &peers, true)
+                .add_with(Source::Torrent(bytes), &peers, super::Fetch::Lazy)
                 .await?
                 .1
         }

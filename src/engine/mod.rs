@@ -9,7 +9,7 @@ mod content;
 pub mod finish;
 pub mod get;
 pub mod lazy;
-mod order;
+pub mod order;
 pub mod storage;
 pub mod watch;
 
@@ -21,7 +21,8 @@ use anyhow::Context;
 use librqbit::storage::StorageFactoryExt;
 use librqbit::{
     AddTorrent, AddTorrentOptions, AddTorrentResponse, DhtSessionConfig, ListenerMode,
-    ListenerOptions, ManagedTorrent, Session, SessionOptions, SessionPersistenceConfig,
+    ListenerOptions, ManagedTorrent, PeerConnectionOptions, Session, SessionOptions,
+    SessionPersistenceConfig,
 };
 
 use crate::meta::parse::Metainfo;
@@ -49,6 +50,19 @@ pub struct EngineOptions {
 }
 
 /// A running engine.
+/// What a torrent is added to fetch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fetch {
+    /// Every piece, in librqbit's order.
+    Whole,
+    /// Every piece, in an order steered from outside ([`order::Rarest`]): few
+    /// requests outstanding per peer, so that a new order takes effect soon; added
+    /// with no file selected, for [`Engine::start_steered`] to select them all.
+    Steered,
+    /// Only the pieces reads through the mount want: no file selected ([`lazy`]).
+    Lazy,
+}
+
 pub struct Engine {
     pub session: Arc<Session>,
     pub store: Arc<Store>,
@@ -235,10 +249,13 @@ impl Engine {
             let Some(torrent) = store.catalog().download(&ih)? else {
                 continue;
             };
-            let lazy = store.catalog().is_lazy(&ih);
+            let fetch = match store.catalog().is_lazy(&ih) {
+                true => Fetch::Lazy,
+                false => Fetch::Whole,
+            };
             let peers = store.catalog().lazy_peers(&ih)?;
             match engine
-                .add_with(Source::Torrent(torrent), &peers, lazy)
+                .add_with(Source::Torrent(torrent), &peers, fetch)
                 .await
             {
                 Ok(h) => handles.push(h),
@@ -266,18 +283,18 @@ impl Engine {
         source: Source,
         peers: &[SocketAddr],
     ) -> anyhow::Result<(InfoHash, Arc<ManagedTorrent>)> {
-        self.add_with(source, peers, false).await
+        self.add_with(source, peers, Fetch::Whole).await
     }
 
-    /// [`Engine::add`]; a `lazy` torrent is added with no file selected, so that only
-    /// reads through the mount fetch its pieces ([`lazy`]). A torrent added lazily
-    /// before and now added whole is downloaded whole.
+    /// [`Engine::add`] for a fetch of some kind. A torrent added lazily before and now
+    /// added whole is downloaded whole.
     pub async fn add_with(
         &self,
         source: Source,
         peers: &[SocketAddr],
-        lazy: bool,
+        fetch: Fetch,
     ) -> anyhow::Result<(InfoHash, Arc<ManagedTorrent>)> {
+        let lazy = fetch == Fetch::Lazy;
         // A private torrent (BEP 27) announces to its own tracker only.
         let mut private = false;
         let add = match &source {
@@ -287,7 +304,7 @@ impl Engine {
                 let held = storage::held_pieces(&self.store, &meta)?;
                 let bitv = self.resume.join(format!("{}.bitv", meta.info_hash));
                 std::fs::create_dir_all(&self.resume)?;
-                std::fs::write(&bitv, storage::bitfield(&held))
+                std::fs::write(&bitv, storage::bitfield(held.iter().map(Option::is_some)))
                     .with_context(|| format!("write {}", bitv.display()))?;
                 self.factory.prepare(meta.info_hash, held);
                 AddTorrent::from_bytes(bytes.clone())
@@ -313,7 +330,14 @@ impl Engine {
                         .then(|| [peers, &self.peers].concat()),
                     trackers: (!self.trackers.is_empty() && !private)
                         .then(|| self.trackers.clone()),
-                    only_files: lazy.then(Vec::new),
+                    // A steered fetch asks for pieces once every torrent of it is
+                    // steered ([`Engine::start_steered`]); meanwhile it resolves
+                    // metadata, announces and seeds as any other.
+                    only_files: (fetch != Fetch::Whole).then(Vec::new),
+                    peer_opts: (fetch == Fetch::Steered).then_some(PeerConnectionOptions {
+                        max_request_window: Some(order::REQUESTS),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 }),
             )
@@ -328,16 +352,7 @@ impl Engine {
         if lazy && !catalog.has_torrent(&ih) {
             catalog.set_lazy(&ih, Some(&[peers, &self.peers].concat()))?;
         } else if !lazy && catalog.is_lazy(&ih) {
-            let files = handle
-                .metadata
-                .load()
-                .as_ref()
-                .map(|m| m.file_infos.len())
-                .unwrap_or(0);
-            self.session
-                .update_only_files(&handle, &(0..files).collect())
-                .await
-                .context("asking for the whole torrent")?;
+            self.select_all(&handle).await?;
             catalog.set_lazy(&ih, None)?;
         }
         self.added
@@ -376,6 +391,16 @@ impl Engine {
             .keys()
             .filter_map(|a| a.parse().ok())
             .collect()
+    }
+
+    /// Selects every file of a torrent: one added lazily, or steered
+    /// ([`Fetch::Steered`]) once its steering is in place.
+    pub async fn select_all(&self, h: &Arc<ManagedTorrent>) -> anyhow::Result<()> {
+        let files = h.metadata.load().as_ref().map_or(0, |m| m.file_infos.len());
+        self.session
+            .update_only_files(h, &(0..files).collect())
+            .await
+            .context("asking for the whole torrent")
     }
 
     /// Stops and starts again every download in progress: peers it gave up on (a

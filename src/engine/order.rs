@@ -1,19 +1,26 @@
 //! The order pieces are asked for, when many cas nodes fetch one torrent at once.
 //!
-//! librqbit asks for a torrent's pieces in order (first and last piece of each file,
-//! then the rest from the start), so nodes that start together want the same pieces
-//! at the same time and have little to give each other: the seeder uploads every
-//! piece once per node. A librqbit file stream makes the pieces in the window after
-//! its position the first asked for, from every peer that has them. A stream opened
-//! at a random piece of each file, and never read, gives each node a starting place
-//! of its own: nodes hold different pieces sooner and trade them. librqbit has no
-//! rarest-first selection and no choking to go further: once a node's window is
-//! done it asks in order again, from the seeder too (see benches/README.md).
+//! librqbit asks each peer for the first piece, in order, that the peer has and no
+//! other peer is sending; it has no rarest-first selection and no choking. Nodes that
+//! fetch together from one seeder then ask it for the same pieces, and the seeder's
+//! link carries every piece once per node. One lever is left: a librqbit file stream
+//! makes the pieces after its position the first asked for, from every peer that has
+//! them, the first piece of every stream before the second of any.
+//!
+//! So a fetch among nodes that tell each other what they hold (a [`Swarm`]) is steered
+//! rarest-first: a few times a second the streams are moved to the pieces that the
+//! fewest other nodes hold or are about to hold, ties broken by a random preference of
+//! this node's own. A seeder is then asked mostly for pieces no other node has, and
+//! the nodes fill in the rest from each other. What others say they hold only orders
+//! the asking: every piece is still checked against its hash, whoever sends it.
 
 use std::io::SeekFrom;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use tokio::io::AsyncSeekExt;
+use tokio::io::{AsyncSeek, AsyncSeekExt};
 
+use super::storage::{bitfield, Inner};
 use super::Engine;
 use crate::InfoHash;
 
@@ -21,41 +28,226 @@ use crate::InfoHash;
 /// librqbit's blocking-work permits for as long as it is open, so the engine raises
 /// their number by as many ([`super::Engine::start`]).
 pub const STREAMS: usize = 64;
-/// How far past its position a librqbit stream asks for pieces first.
-const WINDOW: u64 = 32 << 20;
+/// Chunk requests outstanding per peer in a steered fetch (librqbit's default is
+/// 128, 2 MiB): a piece is reserved for a peer until all its chunks are asked for,
+/// and a seeder sends what was asked even when the piece is later taken from another
+/// peer (librqbit ignores cancels), so deep queues commit to pieces long before they
+/// come, and spend the seeder's link on copies.
+pub const REQUESTS: usize = 16;
+/// How often the streams are moved.
+pub const TICK: Duration = Duration::from_millis(250);
+/// How long a piece counts as arriving after its last block came.
+const ARRIVING: Duration = Duration::from_secs(4);
 
-/// Streams held open (librqbit does not name their type).
-pub struct Spread(#[allow(dead_code)] Vec<Box<dyn Send>>);
+/// The other nodes fetching the same torrents, and what they hold.
+pub trait Swarm: Send + Sync {
+    /// For each of torrent `ih`'s `pieces` pieces, how many other nodes hold it or
+    /// are about to (have it in `claims`), as far as they told.
+    fn counts(&self, ih: &InfoHash, pieces: usize) -> Vec<u32>;
+    /// Tells the others what this node holds of `ih` (a bitfield, most significant
+    /// bit first) and which pieces it is about to ask for.
+    fn holding(&self, ih: &InfoHash, bitfield: &[u8], claims: &[u32]);
+}
 
-/// Opens a stream at a random piece of each file of torrent `ih` (longer than a
-/// piece), with further ones every window's length after it when the file is longer
-/// than a window. The order holds while they are kept, and ends when they are
-/// dropped. At most `places` streams.
-pub async fn spread(engine: &Engine, ih: &InfoHash, places: usize) -> anyhow::Result<Spread> {
-    let none = || Ok(Spread(Vec::new()));
-    let Some(handle) = engine.handle(ih) else {
-        return none();
-    };
-    let Some(storage) = engine.factory.counters(ih) else {
-        return none();
-    };
-    let meta = storage.meta();
-    let piece = u64::from(meta.piece_length);
-    let mut streams: Vec<Box<dyn Send>> = Vec::new();
-    for (id, f) in meta.files.iter().enumerate() {
-        if f.pad || f.length <= piece {
-            continue;
+trait Seek: AsyncSeek + Unpin + Send {}
+impl<T: AsyncSeek + Unpin + Send> Seek for T {}
+
+/// Steers one torrent's fetch rarest-first while it lives.
+pub struct Rarest {
+    ih: InfoHash,
+    swarm: Arc<dyn Swarm>,
+    storage: Arc<Inner>,
+    handle: Arc<librqbit::ManagedTorrent>,
+    /// Each piece's place in this node's random preference.
+    key: Vec<u32>,
+    /// The first byte of each piece, as (file, offset in the file).
+    starts: Vec<Option<(usize, u64)>>,
+    streams: Vec<(usize, Box<dyn Seek>)>,
+    places: usize,
+    next: Instant,
+}
+
+impl Rarest {
+    /// A steering for torrent `ih` with at most `places` streams, or `None` when the
+    /// engine does not run it.
+    pub fn new(
+        engine: &Engine,
+        ih: &InfoHash,
+        swarm: Arc<dyn Swarm>,
+        places: usize,
+    ) -> anyhow::Result<Option<Rarest>> {
+        let (Some(handle), Some(storage)) = (engine.handle(ih), engine.factory.counters(ih)) else {
+            return Ok(None);
+        };
+        let meta = storage.meta();
+        let piece = u64::from(meta.piece_length);
+        let n = meta.pieces.len();
+        // Pieces that start in padding (none in a well-made torrent) are not aimed at.
+        let mut starts = vec![None; n];
+        let mut file_start = 0u64;
+        for (id, f) in meta.files.iter().enumerate() {
+            let end = file_start + f.length;
+            if !f.pad {
+                let mut p = file_start.div_ceil(piece);
+                while p * piece < end && (p as usize) < n {
+                    starts[p as usize] = Some((id, p * piece - file_start));
+                    p += 1;
+                }
+            }
+            file_start = end;
         }
+        // Pieces in turn from a random place: a node's next choices follow its last.
         let mut seed = [0u8; 8];
         getrandom::fill(&mut seed)?;
-        let start = u64::from_le_bytes(seed) % f.length.div_ceil(piece) * piece;
-        let mut at = start;
-        while at < f.length && streams.len() < places {
-            let mut s = handle.clone().stream(id).await?;
-            s.seek(SeekFrom::Start(at)).await?;
-            streams.push(Box::new(s));
-            at += WINDOW;
-        }
+        let from = (u64::from_le_bytes(seed) % n.max(1) as u64) as usize;
+        let key = (0..n).map(|p| ((p + n - from) % n) as u32).collect();
+        Ok(Some(Rarest {
+            ih: *ih,
+            swarm,
+            storage,
+            handle,
+            key,
+            starts,
+            streams: Vec::new(),
+            places: places.max(1),
+            next: Instant::now(),
+        }))
     }
-    Ok(Spread(streams))
+
+    /// Tells the swarm what is held, and moves the streams to the rarest pieces
+    /// wanted, if it is time. True once every piece is held.
+    pub async fn tick(&mut self) -> anyhow::Result<bool> {
+        if Instant::now() < self.next {
+            return Ok(false);
+        }
+        self.next = Instant::now() + TICK;
+        let held = self.storage.held_map();
+        let receiving = self.storage.receiving(ARRIVING);
+        if held.iter().all(|h| *h) {
+            self.swarm
+                .holding(&self.ih, &bitfield(held.into_iter()), &[]);
+            self.streams.clear();
+            if let Some(live) = self.handle.live() {
+                if let Ok(all) = serde_json::from_str(r#"{"state":"all"}"#) {
+                    let stats = live.per_peer_stats_snapshot(all);
+                    let from: Vec<String> = stats
+                        .peers
+                        .iter()
+                        .map(|(a, s)| {
+                            format!(
+                                "{a}={}/{}/{}",
+                                s.counters.fetched_bytes >> 20,
+                                s.counters.times_i_stole,
+                                s.counters.times_stolen_from_me
+                            )
+                        })
+                        .collect();
+                    tracing::debug!(
+                        "torrent {} complete; MiB/stole/stolen from each peer: {}",
+                        self.ih,
+                        from.join(" ")
+                    );
+                }
+            }
+            return Ok(true);
+        }
+        // Pieces arriving are asked for already: the streams move past them.
+        let mut busy = held.clone();
+        for p in &receiving {
+            busy[*p] = true;
+        }
+        let counts = self.swarm.counts(&self.ih, held.len());
+        let targets = choose(&busy, &counts, &self.key, self.places);
+        let claims: Vec<u32> = receiving.iter().map(|p| *p as u32).collect();
+        let (pieces, have) = (held.len(), held.iter().filter(|h| **h).count());
+        self.swarm
+            .holding(&self.ih, &bitfield(held.into_iter()), &claims);
+        let starts = run_starts(&targets);
+        tracing::trace!(
+            "torrent {}: {have} of {pieces} pieces held, {} arriving, {} wanted held nowhere else, streams at {starts:?}",
+            self.ih,
+            receiving.len(),
+            (0..pieces).filter(|p| !busy[*p] && counts.get(*p) == Some(&0)).count()
+        );
+        self.aim(&starts).await?;
+        Ok(false)
+    }
+
+    /// Puts one stream at each of `targets`, reusing streams of the same file.
+    async fn aim(&mut self, targets: &[usize]) -> anyhow::Result<()> {
+        let mut spare: Vec<(usize, Box<dyn Seek>)> = std::mem::take(&mut self.streams);
+        for &p in targets {
+            let Some((file, offset)) = self.starts.get(p).copied().flatten() else {
+                continue;
+            };
+            let same_file = spare.iter().position(|(f, _)| *f == file);
+            let mut stream = match same_file {
+                Some(i) => spare.swap_remove(i).1,
+                None => {
+                    // A stream of another file makes room first: each holds a permit.
+                    if spare.len() + self.streams.len() >= self.places {
+                        spare.pop();
+                    }
+                    Box::new(self.handle.clone().stream(file).await?)
+                }
+            };
+            stream.seek(SeekFrom::Start(offset)).await?;
+            self.streams.push((file, stream));
+        }
+        Ok(())
+    }
+}
+
+/// Where streams go to ask for `targets` first: a stream asks for the pieces after
+/// its place in turn, so one goes at the start of each run of targets.
+fn run_starts(targets: &[usize]) -> Vec<usize> {
+    targets
+        .iter()
+        .copied()
+        .filter(|t| *t == 0 || !targets.contains(&(t - 1)))
+        .collect()
+}
+
+/// Up to `k` pieces to ask for first: those not held, fewest holders first, ties by
+/// `key`.
+fn choose(held: &[bool], counts: &[u32], key: &[u32], k: usize) -> Vec<usize> {
+    let mut wanted: Vec<usize> = (0..held.len()).filter(|p| !held[*p]).collect();
+    let rank = |p: &usize| {
+        (
+            counts.get(*p).copied().unwrap_or(0),
+            key.get(*p).copied().unwrap_or(0),
+        )
+    };
+    if wanted.len() > k {
+        wanted.select_nth_unstable_by_key(k, rank);
+        wanted.truncate(k);
+    }
+    wanted.sort_by_key(rank);
+    wanted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rarest_unheld_pieces_come_first() {
+        let held = [true, false, false, false, false, false];
+        let counts = [0, 3, 0, 1, 0, 2];
+        let key = [0, 0, 9, 0, 1, 0];
+        assert_eq!(choose(&held, &counts, &key, 3), vec![4, 2, 3]);
+        assert_eq!(choose(&held, &counts, &key, 10), vec![4, 2, 3, 5, 1]);
+        assert_eq!(
+            choose(&[true, true], &[0, 0], &[0, 0], 4),
+            Vec::<usize>::new()
+        );
+        // Counts and keys shorter than the torrent count as none and first.
+        assert_eq!(choose(&[false, false], &[1], &[], 1), vec![1]);
+    }
+
+    #[test]
+    fn one_stream_goes_at_the_start_of_each_run() {
+        assert_eq!(run_starts(&[5, 6, 7, 0, 1, 9]), vec![5, 0, 9]);
+        assert_eq!(run_starts(&[]), Vec::<usize>::new());
+    }
 }

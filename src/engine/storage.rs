@@ -79,10 +79,10 @@ pub fn held_pieces(store: &Store, meta: &Metainfo) -> crate::Result<Vec<Option<C
 }
 
 /// librqbit's saved bitfield: one bit per piece, most significant bit first.
-pub fn bitfield(held: &[Option<ChunkId>]) -> Vec<u8> {
+pub fn bitfield(held: impl ExactSizeIterator<Item = bool>) -> Vec<u8> {
     let mut out = vec![0u8; held.len().div_ceil(8)];
-    for (i, h) in held.iter().enumerate() {
-        if h.is_some() {
+    for (i, h) in held.enumerate() {
+        if h {
             out[i / 8] |= 0x80 >> (i % 8);
         }
     }
@@ -202,6 +202,8 @@ struct Staged {
     bytes: Vec<u8>,
     /// Byte ranges written so far (pad files count as written), sorted, disjoint.
     covered: Vec<(u64, u64)>,
+    /// When a block last arrived.
+    last: std::time::Instant,
 }
 
 impl Staged {
@@ -247,6 +249,22 @@ impl Inner {
             .get(piece)
             .copied()
             .flatten()
+    }
+
+    /// Whether the store holds each piece.
+    pub fn held_map(&self) -> Vec<bool> {
+        let held = self.held.read().unwrap_or_else(|e| e.into_inner());
+        held.iter().map(Option::is_some).collect()
+    }
+
+    /// Pieces some of whose blocks arrived within `recent`, and not all.
+    pub fn receiving(&self, recent: std::time::Duration) -> Vec<usize> {
+        let staged = self.staged.lock().unwrap_or_else(|e| e.into_inner());
+        staged
+            .iter()
+            .filter(|(_, s)| s.last.elapsed() < recent)
+            .map(|(p, _)| *p)
+            .collect()
     }
 
     pub fn meta(&self) -> &Metainfo {
@@ -331,6 +349,7 @@ impl Inner {
         let mut s = Staged {
             bytes: vec![0; len as usize],
             covered: Vec::new(),
+            last: std::time::Instant::now(),
         };
         for f in self.meta.files.iter().filter(|f| f.pad) {
             let (a, b) = (f.offset.max(start), (f.offset + f.length).min(start + len));
@@ -368,6 +387,7 @@ impl Inner {
                 }
                 s.bytes[within as usize..end].copy_from_slice(now);
                 s.cover(within, end as u64);
+                s.last = std::time::Instant::now();
                 if s.complete() {
                     staged.remove(&piece)
                 } else {

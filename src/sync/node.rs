@@ -23,6 +23,7 @@ use crate::meta::torrent::Publish;
 use crate::{InfoHash, Store, TreeId};
 
 mod exchange;
+mod swarm;
 
 /// How a node syncs.
 #[derive(Clone)]
@@ -63,6 +64,8 @@ pub struct Node {
     wake: tokio::sync::Notify,
     /// What the last scan saw of each file.
     stat_cache: Mutex<crate::import::StatCache>,
+    /// What other nodes hold of the torrents being fetched.
+    gossip: Mutex<swarm::Gossip>,
 }
 
 /// The channel's torrent: 44 bytes naming the public key, the same on every node,
@@ -130,6 +133,7 @@ impl Node {
             heard: Mutex::new(BTreeSet::new()),
             wake: tokio::sync::Notify::new(),
             stat_cache: Mutex::default(),
+            gossip: Mutex::default(),
         }))
     }
 
@@ -290,13 +294,13 @@ impl Node {
     }
 
     /// Fetches the tree `u` names and merges it into the directory.
-    async fn apply_update(&self, u: &SignedUpdate) -> anyhow::Result<()> {
+    async fn apply_update(self: &Arc<Self>, u: &SignedUpdate) -> anyhow::Result<()> {
         let up = &u.update;
         let opts = GetOptions {
             peers: self.peers(),
             timeout: Some(self.opts.fetch_timeout),
             lazy: false,
-            spread: true,
+            swarm: Some(self.clone() as Arc<dyn crate::engine::order::Swarm>),
         };
         let magnet = format!("magnet:?xt=urn:btih:{}", up.manifest);
         // A fetch that stops moving (a link cut and back) gets its peers asked again.

@@ -1,5 +1,5 @@
-//! The datagrams nodes of a channel exchange: "what is your newest update?" and an
-//! update. They go over UDP to the port number of the node's BitTorrent listener
+//! The datagrams nodes of a channel exchange: "what is your newest update?", an
+//! update, and what a node holds of a torrent it is fetching. They go over UDP to the port number of the node's BitTorrent listener
 //! (librqbit listens on TCP only), to the peers the engine found for the channel's
 //! torrent (by LSD, a tracker or `--peer`). Each datagram is `CASSYNC` + a version
 //! byte (1) + the postcard encoding of [`Message`]. Nothing in a datagram is trusted:
@@ -8,10 +8,15 @@
 use serde::{Deserialize, Serialize};
 
 use crate::channel::{PublicKey, SignedUpdate};
+use crate::InfoHash;
 
 const MAGIC: &[u8; 8] = b"CASSYNC\x01";
 /// The largest datagram sent or read.
-pub const MAX_DATAGRAM: usize = 1024;
+pub const MAX_DATAGRAM: usize = 1400;
+/// The most bitfield bytes in one [`Message::Have`] (8192 pieces).
+pub const HAVE_BYTES: usize = 1024;
+/// The most claims in one [`Message::Have`].
+pub const MAX_CLAIMS: usize = 64;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
@@ -23,6 +28,17 @@ pub enum Message {
     },
     /// A signed update ([`SignedUpdate::encode`]).
     Update(Vec<u8>),
+    /// What the sender holds of torrent `torrent` (of `pieces` pieces) while it
+    /// fetches it: `bits` covers the pieces from `first` (a multiple of 8) on, most
+    /// significant bit first; `claims` are pieces it is about to ask for. Only
+    /// advice on the order to ask for pieces in.
+    Have {
+        torrent: [u8; 20],
+        pieces: u32,
+        first: u32,
+        bits: Vec<u8>,
+        claims: Vec<u32>,
+    },
 }
 
 impl Message {
@@ -38,6 +54,37 @@ impl Message {
         match postcard::take_from_bytes(bytes.strip_prefix(MAGIC.as_slice())?) {
             Ok((m, [])) => Some(m),
             _ => None,
+        }
+    }
+}
+
+/// The datagrams that tell what this node holds of `torrent`: `bitfield` in pieces of
+/// [`HAVE_BYTES`], the claims (at most [`MAX_CLAIMS`]) in the first.
+pub fn have_datagrams(
+    torrent: &InfoHash,
+    pieces: usize,
+    bitfield: &[u8],
+    claims: &[u32],
+) -> Vec<Vec<u8>> {
+    let mut claims = claims.iter().copied().take(MAX_CLAIMS).collect::<Vec<_>>();
+    let mut out = Vec::new();
+    let mut first = 0usize;
+    loop {
+        let bits = bitfield.get(first / 8..).unwrap_or_default();
+        let bits = &bits[..bits.len().min(HAVE_BYTES)];
+        out.push(
+            Message::Have {
+                torrent: torrent.0,
+                pieces: pieces as u32,
+                first: first as u32,
+                bits: bits.to_vec(),
+                claims: std::mem::take(&mut claims),
+            }
+            .encode(),
+        );
+        first += HAVE_BYTES * 8;
+        if first >= pieces {
+            return out;
         }
     }
 }
@@ -63,5 +110,30 @@ mod tests {
         long.push(0);
         assert_eq!(Message::decode(&long), None);
         assert_eq!(Message::decode(b"d1:ad2:id20:"), None);
+    }
+
+    #[test]
+    fn a_long_bitfield_goes_in_datagrams_that_fit() {
+        let pieces = HAVE_BYTES * 8 * 2 + 5;
+        let bitfield = vec![0xff; pieces.div_ceil(8)];
+        let claims: Vec<u32> = (0..1000).map(|c| c * 100_000).collect();
+        let all = have_datagrams(&InfoHash([7; 20]), pieces, &bitfield, &claims);
+        assert_eq!(all.len(), 3);
+        let mut firsts = Vec::new();
+        for d in &all {
+            assert!(d.len() <= MAX_DATAGRAM, "{} bytes", d.len());
+            let Some(Message::Have {
+                first,
+                bits,
+                claims,
+                ..
+            }) = Message::decode(d)
+            else {
+                panic!("not a Have: {d:?}");
+            };
+            assert_eq!(claims.len(), if first == 0 { MAX_CLAIMS } else { 0 });
+            firsts.push((first, bits.len()));
+        }
+        assert_eq!(firsts, [(0, HAVE_BYTES), (8192, HAVE_BYTES), (16384, 1)]);
     }
 }

@@ -80,6 +80,11 @@ impl Node {
                     }
                 }
                 Message::Query { .. } => {}
+                m @ Message::Have { .. } => self
+                    .gossip
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .hear(from, m),
                 Message::Update(bytes) => {
                     let u = match SignedUpdate::decode(&bytes) {
                         Ok(u) => u,
