@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-use super::order::{Rarest, Swarm, STREAMS};
+use super::order::{Steering, Swarm};
 use super::{Engine, Fetch, Source};
 use crate::catalog::TorrentKind;
 use crate::{read, InfoHash, TreeId};
@@ -187,41 +187,10 @@ async fn fetch_all(
         .map(|ih| (ih, counted(&ih)))
         .collect();
     let handles = add_all(engine, sources, opts, deadline, false).await?;
-    // At most STREAMS torrents are steered at once, each with its share of streams;
-    // one that completes makes room for the next.
-    let mut steer: Vec<Rarest> = Vec::new();
-    let mut unsteered: Vec<InfoHash> = Vec::new();
-    let mut places = 0;
-    if let Some(swarm) = &opts.swarm {
-        // (Nothing is selected yet, so librqbit counts each as finished.)
-        let unfinished = |ih: &InfoHash| {
-            engine
-                .factory
-                .counters(ih)
-                .is_some_and(|c| c.progress().0 < c.progress().1)
-        };
-        unsteered = handles
-            .iter()
-            .map(|(ih, _)| *ih)
-            .filter(unfinished)
-            .rev()
-            .collect();
-        places = STREAMS / unsteered.len().clamp(1, STREAMS);
-        // Each starts with its streams in place, and all at once, so that none is
-        // fetched in librqbit's own order while the others are added.
-        for _ in 0..(STREAMS / places).min(unsteered.len()) {
-            let Some(ih) = unsteered.pop() else { break };
-            if let Some(mut s) = Rarest::new(engine, &ih, swarm.clone(), places)? {
-                if let Err(e) = s.tick().await {
-                    tracing::debug!("steering the piece order: {e:#}");
-                }
-                steer.push(s);
-            }
-        }
-        for (_, h) in &handles {
-            engine.select_all(h).await?;
-        }
-    }
+    let mut steering = match &opts.swarm {
+        Some(swarm) => Some(Steering::start(engine, swarm.clone(), &handles).await?),
+        None => None,
+    };
     loop {
         let (mut have, mut want, mut done) = (0, 0, true);
         for (ih, h) in &handles {
@@ -239,23 +208,8 @@ async fn fetch_all(
         if done {
             break;
         }
-        if let Some(swarm) = &opts.swarm {
-            while steer.len() < STREAMS / places {
-                let Some(ih) = unsteered.pop() else { break };
-                steer.extend(Rarest::new(engine, &ih, swarm.clone(), places)?);
-            }
-        }
-        let mut finished = Vec::new();
-        for (i, s) in steer.iter_mut().enumerate() {
-            // The order is advice: a fetch goes on without it.
-            match s.tick().await {
-                Ok(true) => finished.push(i),
-                Ok(false) => {}
-                Err(e) => tracing::debug!("steering the piece order: {e:#}"),
-            }
-        }
-        for i in finished.into_iter().rev() {
-            steer.swap_remove(i);
+        if let Some(s) = &mut steering {
+            s.tick(engine).await?;
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             bail!("timed out with {have} of {want} bytes stored; run again to resume");

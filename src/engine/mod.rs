@@ -50,6 +50,23 @@ pub struct EngineOptions {
 }
 
 /// A running engine.
+/// Every peer librqbit knows for a torrent, connected or not, with the payload bytes
+/// received from it.
+pub(crate) fn peer_bytes(h: &ManagedTorrent) -> Vec<(String, u64)> {
+    let Some(live) = h.live() else {
+        return Vec::new();
+    };
+    // librqbit exports the filter's type only through its HTTP API's serde form.
+    let Ok(all) = serde_json::from_str(r#"{"state":"all"}"#) else {
+        return Vec::new();
+    };
+    live.per_peer_stats_snapshot(all)
+        .peers
+        .into_iter()
+        .map(|(a, s)| (a, s.counters.fetched_bytes))
+        .collect()
+}
+
 /// What a torrent is added to fetch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fetch {
@@ -379,17 +396,12 @@ impl Engine {
     /// Every address the session knows for torrent `ih`'s peers, connected or not
     /// (those found by LSD, trackers and hints carry their listen port).
     pub fn peers(&self, ih: &InfoHash) -> Vec<SocketAddr> {
-        let Some(live) = self.handle(ih).and_then(|h| h.live()) else {
+        let Some(h) = self.handle(ih) else {
             return Vec::new();
         };
-        // librqbit exports the filter's type only through its HTTP API's serde form.
-        let Ok(all) = serde_json::from_str(r#"{"state":"all"}"#) else {
-            return Vec::new();
-        };
-        live.per_peer_stats_snapshot(all)
-            .peers
-            .keys()
-            .filter_map(|a| a.parse().ok())
+        peer_bytes(&h)
+            .into_iter()
+            .filter_map(|(a, _)| a.parse().ok())
             .collect()
     }
 

@@ -14,6 +14,7 @@
 //! the nodes fill in the rest from each other. What others say they hold only orders
 //! the asking: every piece is still checked against its hash, whoever sends it.
 
+use std::collections::VecDeque;
 use std::io::SeekFrom;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +24,7 @@ use tokio::io::{AsyncSeek, AsyncSeekExt};
 use super::storage::{bitfield, Inner};
 use super::Engine;
 use crate::InfoHash;
+use librqbit::ManagedTorrent;
 
 /// Streams open at once over every torrent being fetched. Each holds one of
 /// librqbit's blocking-work permits for as long as it is open, so the engine raises
@@ -52,12 +54,85 @@ pub trait Swarm: Send + Sync {
 trait Seek: AsyncSeek + Unpin + Send {}
 impl<T: AsyncSeek + Unpin + Send> Seek for T {}
 
+/// Streams per torrent steered.
+const PLACES: usize = 8;
+
+/// The steering of a whole fetch: its torrents of more than one piece are steered
+/// rarest-first, as many at once as there are streams for, in an order of this
+/// node's own; the others wait, selecting nothing, for their turn.
+pub struct Steering {
+    swarm: Arc<dyn Swarm>,
+    waiting: VecDeque<Arc<ManagedTorrent>>,
+    active: Vec<Rarest>,
+}
+
+impl Steering {
+    /// Takes over torrents added with no file selected ([`super::Fetch::Steered`]).
+    pub async fn start(
+        engine: &Engine,
+        swarm: Arc<dyn Swarm>,
+        handles: &[(InfoHash, Arc<ManagedTorrent>)],
+    ) -> anyhow::Result<Steering> {
+        let mut keys = vec![0u8; handles.len() * 8];
+        getrandom::fill(&mut keys)?;
+        let mut waiting = Vec::new();
+        for ((ih, h), key) in handles.iter().zip(keys.chunks_exact(8)) {
+            // (Nothing is selected yet, so librqbit counts each as finished.)
+            match engine.factory.counters(ih).map(|c| c.progress()) {
+                Some((held, all)) if held < all && all > 1 => {
+                    waiting.push((u64::from_le_bytes(key.try_into()?), h.clone()))
+                }
+                _ => engine.select_all(h).await?,
+            }
+        }
+        waiting.sort_by_key(|(k, _)| *k);
+        let mut s = Steering {
+            swarm,
+            waiting: waiting.into_iter().map(|(_, h)| h).collect(),
+            active: Vec::new(),
+        };
+        s.tick(engine).await?;
+        Ok(s)
+    }
+
+    /// Steers the torrents being fetched, and starts the next ones when there is room.
+    pub async fn tick(&mut self, engine: &Engine) -> anyhow::Result<()> {
+        let mut done = Vec::new();
+        for (i, r) in self.active.iter_mut().enumerate() {
+            // The order is advice: a fetch goes on without it.
+            match r.tick().await {
+                Ok(true) => done.push(i),
+                Ok(false) => {}
+                Err(e) => tracing::debug!("steering torrent {}: {e:#}", r.ih),
+            }
+        }
+        for i in done.into_iter().rev() {
+            self.active.swap_remove(i);
+        }
+        while self.active.len() < STREAMS / PLACES {
+            let Some(h) = self.waiting.pop_front() else {
+                break;
+            };
+            let ih = InfoHash(h.info_hash().0);
+            if let Some(mut r) = Rarest::new(engine, &ih, self.swarm.clone(), PLACES)? {
+                // Its streams are in place before it asks for a piece.
+                if let Err(e) = r.tick().await {
+                    tracing::debug!("steering torrent {ih}: {e:#}");
+                }
+                self.active.push(r);
+            }
+            engine.select_all(&h).await?;
+        }
+        Ok(())
+    }
+}
+
 /// Steers one torrent's fetch rarest-first while it lives.
 pub struct Rarest {
     ih: InfoHash,
     swarm: Arc<dyn Swarm>,
     storage: Arc<Inner>,
-    handle: Arc<librqbit::ManagedTorrent>,
+    handle: Arc<ManagedTorrent>,
     /// Each piece's place in this node's random preference.
     key: Vec<u32>,
     /// The first byte of each piece, as (file, offset in the file).
@@ -70,7 +145,7 @@ pub struct Rarest {
 impl Rarest {
     /// A steering for torrent `ih` with at most `places` streams, or `None` when the
     /// engine does not run it.
-    pub fn new(
+    fn new(
         engine: &Engine,
         ih: &InfoHash,
         swarm: Arc<dyn Swarm>,
@@ -116,7 +191,7 @@ impl Rarest {
 
     /// Tells the swarm what is held, and moves the streams to the rarest pieces
     /// wanted, if it is time. True once every piece is held.
-    pub async fn tick(&mut self) -> anyhow::Result<bool> {
+    async fn tick(&mut self) -> anyhow::Result<bool> {
         if Instant::now() < self.next {
             return Ok(false);
         }
@@ -127,28 +202,12 @@ impl Rarest {
             self.swarm
                 .holding(&self.ih, &bitfield(held.into_iter()), &[]);
             self.streams.clear();
-            if let Some(live) = self.handle.live() {
-                if let Ok(all) = serde_json::from_str(r#"{"state":"all"}"#) {
-                    let stats = live.per_peer_stats_snapshot(all);
-                    let from: Vec<String> = stats
-                        .peers
-                        .iter()
-                        .map(|(a, s)| {
-                            format!(
-                                "{a}={}/{}/{}",
-                                s.counters.fetched_bytes >> 20,
-                                s.counters.times_i_stole,
-                                s.counters.times_stolen_from_me
-                            )
-                        })
-                        .collect();
-                    tracing::debug!(
-                        "torrent {} complete; MiB/stole/stolen from each peer: {}",
-                        self.ih,
-                        from.join(" ")
-                    );
-                }
-            }
+            let from: Vec<String> = super::peer_bytes(&self.handle)
+                .into_iter()
+                .filter(|(_, b)| *b > 0)
+                .map(|(a, b)| format!("{a} {} KiB", b >> 10))
+                .collect();
+            tracing::debug!("torrent {} complete; from {}", self.ih, from.join(", "));
             return Ok(true);
         }
         // Pieces arriving are asked for already: the streams move past them.
