@@ -360,8 +360,9 @@ impl Engine {
             )
             .await
             .context("adding the torrent")?;
-        let handle = match response {
-            AddTorrentResponse::Added(_, h) | AddTorrentResponse::AlreadyManaged(_, h) => h,
+        let (handle, already) = match response {
+            AddTorrentResponse::Added(_, h) => (h, false),
+            AddTorrentResponse::AlreadyManaged(_, h) => (h, true),
             AddTorrentResponse::ListOnly(_) => anyhow::bail!("torrent was only listed"),
         };
         let ih = InfoHash(handle.info_hash().0);
@@ -371,6 +372,9 @@ impl Engine {
         } else if !lazy && catalog.is_lazy(&ih) {
             self.select_all(&handle).await?;
             catalog.set_lazy(&ih, None)?;
+        } else if fetch == Fetch::Whole && already {
+            // A steered fetch that stopped may have left it with nothing selected.
+            self.select_all(&handle).await?;
         }
         self.added
             .lock()
