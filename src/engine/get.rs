@@ -129,6 +129,11 @@ async fn add_all(
     deadline: Option<Instant>,
     lazy: bool,
 ) -> anyhow::Result<Vec<Added>> {
+    let fetch = match (lazy, opts.swarm.is_some()) {
+        (true, _) => Fetch::Lazy,
+        (false, true) => Fetch::Steered,
+        (false, false) => Fetch::Whole,
+    };
     let mut handles = Vec::new();
     for s in sources {
         // A magnet's metadata comes from the first peers found, each tried once; when
@@ -140,11 +145,6 @@ async fn add_all(
                 None => retry,
             };
             retry = (retry * 2).min(METADATA_RETRY_MAX);
-            let fetch = match (lazy, opts.swarm.is_some()) {
-                (true, _) => Fetch::Lazy,
-                (false, true) => Fetch::Steered,
-                (false, false) => Fetch::Whole,
-            };
             let add = engine.add_with(s.clone(), &opts.peers, fetch);
             match tokio::time::timeout(wait, add).await {
                 Ok(added) => break added?,

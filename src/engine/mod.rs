@@ -49,7 +49,6 @@ pub struct EngineOptions {
     pub peers: Vec<SocketAddr>,
 }
 
-/// A running engine.
 /// Every peer librqbit knows for a torrent, connected or not, with the payload bytes
 /// received from it.
 pub(crate) fn peer_bytes(h: &ManagedTorrent) -> Vec<(String, u64)> {
@@ -74,12 +73,13 @@ pub enum Fetch {
     Whole,
     /// Every piece, in an order steered from outside ([`order::Rarest`]): few
     /// requests outstanding per peer, so that a new order takes effect soon; added
-    /// with no file selected, for [`Engine::start_steered`] to select them all.
+    /// with no file selected, for [`Engine::select_all`] once it is steered.
     Steered,
     /// Only the pieces reads through the mount want: no file selected ([`lazy`]).
     Lazy,
 }
 
+/// A running engine.
 pub struct Engine {
     pub session: Arc<Session>,
     pub store: Arc<Store>,
@@ -347,9 +347,9 @@ impl Engine {
                         .then(|| [peers, &self.peers].concat()),
                     trackers: (!self.trackers.is_empty() && !private)
                         .then(|| self.trackers.clone()),
-                    // A steered fetch asks for pieces once every torrent of it is
-                    // steered ([`Engine::start_steered`]); meanwhile it resolves
-                    // metadata, announces and seeds as any other.
+                    // A steered torrent asks for pieces once its steering is in
+                    // place (`order::Steering`); meanwhile it resolves metadata,
+                    // announces and seeds as any other.
                     only_files: (fetch != Fetch::Whole).then(Vec::new),
                     peer_opts: (fetch == Fetch::Steered).then_some(PeerConnectionOptions {
                         max_request_window: Some(order::REQUESTS),

@@ -37,7 +37,7 @@ pub const STREAMS: usize = 64;
 /// come, and spend the seeder's link on copies.
 pub const REQUESTS: usize = 16;
 /// How often the streams are moved.
-pub const TICK: Duration = Duration::from_millis(250);
+const TICK: Duration = Duration::from_millis(250);
 /// How long a piece counts as arriving after its last block came.
 const ARRIVING: Duration = Duration::from_secs(4);
 

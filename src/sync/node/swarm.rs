@@ -95,17 +95,16 @@ impl Gossip {
             return counts;
         };
         for heard in told.peers.values().filter(|h| h.at.elapsed() < FRESH) {
-            let mut has = vec![false; pieces];
-            for (p, h) in has.iter_mut().enumerate() {
-                *h = heard.bits[p / 8] & (0x80 >> (p % 8)) != 0;
+            let holds = |p: usize| heard.bits[p / 8] & (0x80 >> (p % 8)) != 0;
+            for (p, c) in counts.iter_mut().enumerate() {
+                *c += u32::from(holds(p));
             }
-            for c in &heard.claims {
-                if let Some(h) = has.get_mut(*c as usize) {
-                    *h = true;
-                }
-            }
-            for (c, h) in counts.iter_mut().zip(has) {
-                *c += u32::from(h);
+            // A claim counts once, and not for a piece the peer holds already.
+            let mut claims: Vec<usize> = heard.claims.iter().map(|c| *c as usize).collect();
+            claims.sort_unstable();
+            claims.dedup();
+            for p in claims.into_iter().filter(|p| *p < pieces && !holds(*p)) {
+                counts[p] += 1;
             }
         }
         counts
