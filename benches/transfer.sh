@@ -4,11 +4,14 @@
 #                              a fresh store
 #   libtorrent -> libtorrent   tests/it/peers/lt_seed.py; lt_download.py into a fresh dir
 #   aria2 -> aria2             aria2c seeding; a second aria2c downloading into a fresh dir
+#   librqbit -> librqbit       benches/rqbit_pair.rs: the engine cas is built on, with its
+#                              own file storage and no store (how much of cas's time is
+#                              the engine's)
 # Goal: cas -> cas at least 1.5 x as fast as libtorrent -> libtorrent.
 # Usage: benches/transfer.sh [SIZE_MIB] [ROUNDS]   (default 2048 MiB, 3 rounds; medians)
 # Every pair moves the same torrent (the file's own, written by `cas torrent`), with
-# 1 MiB pieces. Times are wall times of the downloading process, start to exit. cas and
-# libtorrent are told the seeder's address; aria2 has no such option and finds its seeder
+# 1 MiB pieces. Times are wall times of the downloading process, start to exit. cas,
+# librqbit and libtorrent are told the seeder's address; aria2 has no such option and finds its seeder
 # through an opentracker on loopback. DHT, LSD and PEX are off everywhere. The source file
 # stays in the page cache. Scratch space: $BENCH_DIR or target/bench-transfer.
 set -euo pipefail
@@ -37,6 +40,10 @@ fi
 
 cargo build --release --quiet
 cas=$PWD/target/release/cas
+rqbit=$(cargo build --release --bench rqbit_pair --message-format=json-render-diagnostics |
+    grep '"reason":"compiler-artifact"' | grep '"name":"rqbit_pair"' |
+    sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
+[[ -x $rqbit ]] || { echo "transfer.sh: could not find the rqbit_pair bench binary" >&2; exit 1; }
 peers=$PWD/tests/it/peers
 
 # --- processes and scratch space, cleaned up whatever happens ----------------------------
@@ -77,8 +84,9 @@ read -r name info_hash < <("$py" -c 'import libtorrent as lt, sys
 t = lt.torrent_info(sys.argv[1]); print(t.name(), t.info_hash())' "$work/file.torrent")
 # libtorrent and aria2 seed the source file itself, under the torrent's name (hard links:
 # one inode, one copy in the page cache).
-mkdir -p "$work/seed-lt" "$work/seed-aria2"
+mkdir -p "$work/seed-lt" "$work/seed-aria2" "$work/seed-rq"
 ln "$work/src/disk.img" "$work/seed-lt/$name"
+ln "$work/src/disk.img" "$work/seed-rq/$name"
 ln "$work/src/disk.img" "$work/seed-aria2/$name"
 cat "$work/src/disk.img" > /dev/null   # warm the page cache for every contender alike
 
@@ -88,6 +96,12 @@ pids+=($!)
 wait_for 300 "'seeding' line from cas serve (see $work/serve.err)" grep -qs '^seeding' "$work/serve.out"
 cas_port=$(sed -n 's/^seeding .* on .*:\([0-9]*\)$/\1/p' "$work/serve.out")
 [[ -n $cas_port ]] || die "cannot read the port from: $(cat "$work/serve.out")"
+
+# librqbit checks the file it is given before it seeds it.
+"$rqbit" seed "$work/file.torrent" "$work/seed-rq" > "$work/rq_seed.out" 2> "$work/rq_seed.err" &
+pids+=($!)
+wait_for 300 "'seeding' line from rqbit_pair (see $work/rq_seed.err)" grep -qs '^seeding' "$work/rq_seed.out"
+rq_port=$(sed -n 's/^seeding on \([0-9]*\)$/\1/p' "$work/rq_seed.out")
 
 lt_port=$(free_port)
 "$py" "$peers/lt_seed.py" "$work/file.torrent" "$work/seed-lt" "$lt_port" "$work/lt_seed.json" \
@@ -177,16 +191,30 @@ print(j["bytes_from_wire"], j["seconds"])' "$work/get.json")
     [[ $(stat -c %s "$work/leech/$name") == "$size" ]] || die "aria2c wrote a file of the wrong size"
     echo "$s" >> "$work/t.aria2"
     echo "round $r: aria2 -> aria2 $s s" >&2
+
+    # librqbit -> librqbit
+    rm -rf "$work/leech" && mkdir -p "$work/leech"
+    warm
+    t=$(now)
+    "$rqbit" get "$work/file.torrent" "$work/leech" "127.0.0.1:$rq_port" > "$work/rq.json" \
+        2> "$work/rq.err" || die "rqbit_pair get failed: $(tail -5 "$work/rq.err")"
+    s=$(elapsed "$t")
+    [[ $(stat -c %s "$work/leech/$name") == "$size" ]] || die "rqbit_pair wrote a file of the wrong size"
+    echo "$s" >> "$work/t.rq"
+    echo "round $r: librqbit -> librqbit $s s" >&2
 done
 rm -rf "$work/leech"
 
 cas_s=$(median < "$work/t.cas"); own_s=$(median < "$work/t.cas_own")
-lt_s=$(median < "$work/t.lt"); aria2_s=$(median < "$work/t.aria2")
+lt_s=$(median < "$work/t.lt"); aria2_s=$(median < "$work/t.aria2"); rq_s=$(median < "$work/t.rq")
 mibs() { echo "scale=0; $size_mib / $1" | bc -l; }
 printf '%-40s %8s %9s\n' "pair ($size_mib MiB, median of $rounds)" seconds MiB/s
 printf '%-40s %8.2f %9s\n' "cas -> cas" "$cas_s" "$(mibs "$cas_s")"
 printf '%-40s %8.2f %9s\n' "libtorrent -> libtorrent" "$lt_s" "$(mibs "$lt_s")"
 printf '%-40s %8.2f %9s\n' "aria2 -> aria2 (via opentracker)" "$aria2_s" "$(mibs "$aria2_s")"
+printf '%-40s %8.2f %9s\n' "librqbit -> librqbit (own file storage)" "$rq_s" "$(mibs "$rq_s")"
 printf '%-40s %8.2f %9s\n' "(cas get's own \"seconds\", in-process)" "$own_s" "$(mibs "$own_s")"
 printf 'speed cas->cas / libtorrent->libtorrent: %.2f (goal >= 1.5)\n' "$(echo "$lt_s / $cas_s" | bc -l)"
 printf 'speed cas->cas / aria2->aria2:           %.2f\n' "$(echo "$aria2_s / $cas_s" | bc -l)"
+printf 'speed librqbit->librqbit / libtorrent:    %.2f\n' "$(echo "$lt_s / $rq_s" | bc -l)"
+printf 'speed cas->cas / librqbit->librqbit:      %.2f\n' "$(echo "$rq_s / $cas_s" | bc -l)"
