@@ -419,6 +419,13 @@ impl Engine {
             .context("asking for the whole torrent")
     }
 
+    /// Stops and starts torrent `h` again: every peer it knows is tried at once, and
+    /// LSD and trackers are asked again.
+    pub async fn restart(&self, h: &Arc<ManagedTorrent>) -> anyhow::Result<()> {
+        self.session.pause(h).await?;
+        self.session.unpause(h).await
+    }
+
     /// Stops and starts again every download in progress: peers it gave up on (a
     /// cut link makes librqbit wait up to an hour before trying one again) are tried
     /// at once, and LSD and trackers are asked again.
@@ -431,8 +438,7 @@ impl Engine {
             if h.stats().finished {
                 continue;
             }
-            self.session.pause(&h).await?;
-            self.session.unpause(&h).await?;
+            self.restart(&h).await?;
             n += 1;
         }
         Ok(n)

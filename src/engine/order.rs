@@ -46,6 +46,9 @@ pub trait Swarm: Send + Sync {
     /// For each of torrent `ih`'s `pieces` pieces, how many other nodes hold it or
     /// are about to (have it in `claims`), as far as they told.
     fn counts(&self, ih: &InfoHash, pieces: usize) -> Vec<u32>;
+    /// Which of `ih`'s `pieces` pieces are this node's to ask seeders for, before
+    /// any other: its share of an even split among the nodes fetching the torrent.
+    fn shares(&self, ih: &InfoHash, pieces: usize) -> Vec<bool>;
     /// Tells the others what this node holds of `ih` (a bitfield, most significant
     /// bit first) and which pieces it is about to ask for.
     fn holding(&self, ih: &InfoHash, bitfield: &[u8], claims: &[u32]);
@@ -114,6 +117,11 @@ impl Steering {
                 break;
             };
             let ih = InfoHash(h.info_hash().0);
+            // While it waited with nothing selected, librqbit counted it finished:
+            // peers that left were let go, and those that did not answer yet (a node
+            // still adding it) wait 10 s, then a minute, before they are tried again.
+            // Started again, it meets every peer it knows at once.
+            engine.restart(&h).await?;
             if let Some(mut r) = Rarest::new(engine, &ih, self.swarm.clone(), PLACES)? {
                 // Its streams are in place before it asks for a piece.
                 if let Err(e) = r.tick().await {
@@ -216,16 +224,18 @@ impl Rarest {
             busy[*p] = true;
         }
         let counts = self.swarm.counts(&self.ih, held.len());
-        let targets = choose(&busy, &counts, &self.key, self.places);
+        let shares = self.swarm.shares(&self.ih, held.len());
+        let targets = choose(&busy, &counts, &shares, &self.key, self.places);
         let claims: Vec<u32> = receiving.iter().map(|p| *p as u32).collect();
         let (pieces, have) = (held.len(), held.iter().filter(|h| **h).count());
         self.swarm
             .holding(&self.ih, &bitfield(held.into_iter()), &claims);
         let starts = run_starts(&targets);
         tracing::trace!(
-            "torrent {}: {have} of {pieces} pieces held, {} arriving, {} wanted held nowhere else, streams at {starts:?}",
+            "torrent {}: {have} of {pieces} pieces held, {} arriving, {} this node's share, {} wanted held nowhere else, streams at {starts:?}",
             self.ih,
             receiving.len(),
+            shares.iter().filter(|s| **s).count(),
             (0..pieces).filter(|p| !busy[*p] && counts.get(*p) == Some(&0)).count()
         );
         self.aim(&starts).await?;
@@ -267,16 +277,19 @@ fn run_starts(targets: &[usize]) -> Vec<usize> {
         .collect()
 }
 
-/// Up to `k` pieces to ask for first: those not held, fewest holders first, ties by
-/// `key`.
-fn choose(held: &[bool], counts: &[u32], key: &[u32], k: usize) -> Vec<usize> {
+/// Up to `k` pieces to ask for first. While this node's share (`shares`) has pieces
+/// not held that no other node holds, only those: every stream's next piece goes to
+/// whichever peer has it, a seeder too, so a piece that is another node's share
+/// would be sent by the seeder twice. Then those not held, fewest holders first,
+/// ties by `key`.
+fn choose(held: &[bool], counts: &[u32], shares: &[bool], key: &[u32], k: usize) -> Vec<usize> {
+    let count = |p: usize| counts.get(p).copied().unwrap_or(0);
     let mut wanted: Vec<usize> = (0..held.len()).filter(|p| !held[*p]).collect();
-    let rank = |p: &usize| {
-        (
-            counts.get(*p).copied().unwrap_or(0),
-            key.get(*p).copied().unwrap_or(0),
-        )
-    };
+    let own = |p: &usize| shares.get(*p).copied().unwrap_or(false) && count(*p) == 0;
+    if wanted.iter().any(own) {
+        wanted.retain(own);
+    }
+    let rank = |p: &usize| (count(*p), key.get(*p).copied().unwrap_or(0));
     if wanted.len() > k {
         wanted.select_nth_unstable_by_key(k, rank);
         wanted.truncate(k);
@@ -294,14 +307,27 @@ mod tests {
         let held = [true, false, false, false, false, false];
         let counts = [0, 3, 0, 1, 0, 2];
         let key = [0, 0, 9, 0, 1, 0];
-        assert_eq!(choose(&held, &counts, &key, 3), vec![4, 2, 3]);
-        assert_eq!(choose(&held, &counts, &key, 10), vec![4, 2, 3, 5, 1]);
+        assert_eq!(choose(&held, &counts, &[], &key, 3), vec![4, 2, 3]);
+        assert_eq!(choose(&held, &counts, &[], &key, 10), vec![4, 2, 3, 5, 1]);
         assert_eq!(
-            choose(&[true, true], &[0, 0], &[0, 0], 4),
+            choose(&[true, true], &[0, 0], &[], &[0, 0], 4),
             Vec::<usize>::new()
         );
         // Counts and keys shorter than the torrent count as none and first.
-        assert_eq!(choose(&[false, false], &[1], &[], 1), vec![1]);
+        assert_eq!(choose(&[false, false], &[1], &[], &[], 1), vec![1]);
+    }
+
+    #[test]
+    fn only_the_share_no_one_else_holds_while_there_is_one() {
+        let held = [true, false, false, false, false, false];
+        let counts = [0, 0, 1, 0, 0, 2];
+        let key = [0, 5, 0, 1, 0, 0];
+        // Piece 0 is held, 2 another node holds: 3 and 1 are left of the share.
+        let shares = [true, true, true, true, false, false];
+        assert_eq!(choose(&held, &counts, &shares, &key, 8), vec![3, 1]);
+        // Once the share is held (or others hold it), the rarest of the rest.
+        let shares = [true, false, true, false, false, false];
+        assert_eq!(choose(&held, &counts, &shares, &key, 3), vec![4, 3, 1]);
     }
 
     #[test]

@@ -66,6 +66,9 @@ pub struct Node {
     stat_cache: Mutex<crate::import::StatCache>,
     /// What other nodes hold of the torrents being fetched.
     gossip: Mutex<swarm::Gossip>,
+    /// This node's name for itself in what it tells of those torrents: random, so
+    /// that nodes split the pieces among them the same way ([`swarm`]).
+    id: u64,
 }
 
 /// The channel's torrent: 44 bytes naming the public key, the same on every node,
@@ -122,6 +125,8 @@ impl Node {
         let socket = UdpSocket::bind(engine.listen)
             .await
             .with_context(|| format!("binding the update socket on UDP {}", engine.listen))?;
+        let mut id = [0u8; 8];
+        getrandom::fill(&mut id)?;
         Ok(Arc::new(Node {
             engine,
             opts,
@@ -134,6 +139,7 @@ impl Node {
             wake: tokio::sync::Notify::new(),
             stat_cache: Mutex::default(),
             gossip: Mutex::default(),
+            id: u64::from_le_bytes(id),
         }))
     }
 

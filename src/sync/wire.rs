@@ -30,10 +30,12 @@ pub enum Message {
     Update(Vec<u8>),
     /// What the sender holds of torrent `torrent` (of `pieces` pieces) while it
     /// fetches it: `bits` covers the pieces from `first` (a multiple of 8) on, most
-    /// significant bit first; `claims` are pieces it is about to ask for. Only
-    /// advice on the order to ask for pieces in.
+    /// significant bit first; `claims` are pieces it is about to ask for; `node` is
+    /// the sender's random name for itself, which splits the torrent among the nodes
+    /// fetching it. Only advice on the order to ask for pieces in.
     Have {
         torrent: [u8; 20],
+        node: u64,
         pieces: u32,
         first: u32,
         bits: Vec<u8>,
@@ -58,10 +60,11 @@ impl Message {
     }
 }
 
-/// The datagrams that tell what this node holds of `torrent`: `bitfield` in pieces of
+/// The datagrams that tell what `node` holds of `torrent`: `bitfield` in pieces of
 /// [`HAVE_BYTES`], the claims (at most [`MAX_CLAIMS`]) in the first.
 pub fn have_datagrams(
     torrent: &InfoHash,
+    node: u64,
     pieces: usize,
     bitfield: &[u8],
     claims: &[u32],
@@ -75,6 +78,7 @@ pub fn have_datagrams(
         out.push(
             Message::Have {
                 torrent: torrent.0,
+                node,
                 pieces: pieces as u32,
                 first: first as u32,
                 bits: bits.to_vec(),
@@ -117,7 +121,7 @@ mod tests {
         let pieces = HAVE_BYTES * 8 * 2 + 5;
         let bitfield = vec![0xff; pieces.div_ceil(8)];
         let claims: Vec<u32> = (0..1000).map(|c| c * 100_000).collect();
-        let all = have_datagrams(&InfoHash([7; 20]), pieces, &bitfield, &claims);
+        let all = have_datagrams(&InfoHash([7; 20]), u64::MAX, pieces, &bitfield, &claims);
         assert_eq!(all.len(), 3);
         let mut firsts = Vec::new();
         for d in &all {

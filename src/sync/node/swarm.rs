@@ -1,7 +1,8 @@
 //! What the other nodes hold of the torrents this node is fetching, as they tell it
-//! in [`Message::Have`] datagrams: the counts that order a fetch rarest-first
-//! ([`crate::engine::order`]). Only torrents this node is fetching are kept, from at
-//! most [`MAX_PEERS`] peers each, and only what was told in the last [`FRESH`].
+//! in [`Message::Have`] datagrams: the counts that order a fetch rarest-first, and
+//! the share of each torrent this node asks seeders for ([`crate::engine::order`]).
+//! Only torrents this node is fetching are kept, from at most [`MAX_PEERS`] peers
+//! each, and only what was told in the last [`FRESH`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -33,6 +34,7 @@ struct Told {
 
 struct Heard {
     at: Instant,
+    node: u64,
     bits: Vec<u8>,
     claims: Vec<u32>,
 }
@@ -55,6 +57,7 @@ impl Gossip {
     pub(super) fn hear(&mut self, from: SocketAddr, msg: Message) {
         let Message::Have {
             torrent,
+            node,
             pieces,
             first,
             bits,
@@ -79,10 +82,12 @@ impl Gossip {
         }
         let heard = told.peers.entry(from).or_insert_with(|| Heard {
             at: Instant::now(),
+            node,
             bits: vec![0; size],
             claims: Vec::new(),
         });
         heard.at = Instant::now();
+        heard.node = node;
         heard.bits[start..start + bits.len()].copy_from_slice(&bits);
         if first == 0 {
             heard.claims = claims;
@@ -109,6 +114,30 @@ impl Gossip {
         }
         counts
     }
+
+    /// Which of `ih`'s `pieces` pieces are node `me`'s share: the nodes heard
+    /// fetching it and `me`, in the order of their names, take every n-th piece
+    /// each, from a place the torrent picks. Nodes that hear the same nodes split
+    /// the torrent the same way, so each asks the seeders for pieces of its own.
+    fn shares(&self, ih: &InfoHash, pieces: usize, me: u64) -> Vec<bool> {
+        let mut nodes = vec![me];
+        if let Some(told) = self.torrents.get(ih).filter(|t| t.pieces == pieces) {
+            nodes.extend(
+                told.peers
+                    .values()
+                    .filter(|h| h.at.elapsed() < FRESH)
+                    .map(|h| h.node),
+            );
+        }
+        nodes.sort_unstable();
+        nodes.dedup();
+        let n = nodes.len();
+        let rank = nodes.iter().position(|x| *x == me).unwrap_or(0);
+        let mut place = [0u8; 8];
+        place.copy_from_slice(&ih.0[..8]);
+        let from = (u64::from_le_bytes(place) % n as u64) as usize;
+        (0..pieces).map(|p| (p + from) % n == rank).collect()
+    }
 }
 
 impl Swarm for Node {
@@ -117,6 +146,13 @@ impl Swarm for Node {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .counts(ih, pieces)
+    }
+
+    fn shares(&self, ih: &InfoHash, pieces: usize) -> Vec<bool> {
+        self.gossip
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .shares(ih, pieces, self.id)
     }
 
     fn holding(&self, ih: &InfoHash, bitfield: &[u8], claims: &[u32]) {
@@ -131,7 +167,7 @@ impl Swarm for Node {
             .unwrap_or_else(|e| e.into_inner())
             .fetching(ih, pieces);
         let peers = self.peers();
-        for d in have_datagrams(ih, pieces, bitfield, claims) {
+        for d in have_datagrams(ih, self.id, pieces, bitfield, claims) {
             for a in &peers {
                 // Advice only: a datagram that does not go now is not missed.
                 let _ = self.socket.try_send_to(&d, *a);
@@ -147,6 +183,7 @@ mod tests {
     fn have(first: u32, bits: Vec<u8>, claims: Vec<u32>) -> Message {
         Message::Have {
             torrent: [1; 20],
+            node: 7,
             pieces: 10,
             first,
             bits,
@@ -181,5 +218,35 @@ mod tests {
         assert_eq!(g.counts(&ih, 10), vec![2, 1, 1, 0, 0, 0, 0, 0, 0, 2]);
         // A torrent of another size counts nothing.
         assert_eq!(g.counts(&ih, 11), vec![0; 11]);
+    }
+
+    #[test]
+    fn nodes_that_hear_each_other_split_a_torrent_evenly() {
+        let ih = InfoHash([9; 20]);
+        let addr = |i: u8| SocketAddr::from(([10, 0, 0, i], 7000));
+        let ids = [40u64, 10, 30];
+        let mut shares = Vec::new();
+        for (i, me) in ids.iter().enumerate() {
+            let mut g = Gossip::default();
+            g.fetching(&ih, 10);
+            // Alone, a node's share is the whole torrent.
+            assert_eq!(g.shares(&ih, 10, *me), vec![true; 10]);
+            for (j, other) in ids.iter().enumerate().filter(|(j, _)| *j != i) {
+                let mut m = have(0, vec![0, 0], vec![]);
+                if let Message::Have { torrent, node, .. } = &mut m {
+                    (*torrent, *node) = (ih.0, *other);
+                }
+                g.hear(addr(j as u8), m);
+            }
+            shares.push(g.shares(&ih, 10, *me));
+        }
+        // Every piece is exactly one node's, and each has three or four.
+        for p in 0..10 {
+            assert_eq!(shares.iter().filter(|s| s[p]).count(), 1, "piece {p}");
+        }
+        for s in &shares {
+            let n = s.iter().filter(|x| **x).count();
+            assert!((3..=4).contains(&n), "{s:?}");
+        }
     }
 }
