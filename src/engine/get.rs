@@ -65,6 +65,8 @@ pub struct GetReport {
 /// The first wait; each later one is twice the one before, up to [`METADATA_RETRY_MAX`].
 const METADATA_RETRY: Duration = Duration::from_secs(4);
 const METADATA_RETRY_MAX: Duration = Duration::from_secs(60);
+/// Torrents being added at once.
+const ADDING_AT_ONCE: usize = 8;
 
 /// Progress: bytes held and bytes wanted, over every torrent being fetched.
 pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Sync);
@@ -129,35 +131,49 @@ async fn add_all(
     deadline: Option<Instant>,
     lazy: bool,
 ) -> anyhow::Result<Vec<Added>> {
+    use futures::stream::{self, StreamExt, TryStreamExt};
     let fetch = match (lazy, opts.swarm.is_some()) {
         (true, _) => Fetch::Lazy,
         (false, true) => Fetch::Steered,
         (false, false) => Fetch::Whole,
     };
-    let mut handles = Vec::new();
-    for s in sources {
-        // A magnet's metadata comes from the first peers found, each tried once; when
-        // none answers in a while, ask again (trackers are asked again too).
-        let mut retry = METADATA_RETRY;
-        let added = loop {
-            let wait = match deadline {
-                Some(d) => d.saturating_duration_since(Instant::now()).min(retry),
-                None => retry,
-            };
-            retry = (retry * 2).min(METADATA_RETRY_MAX);
-            let add = engine.add_with(s.clone(), &opts.peers, fetch);
-            match tokio::time::timeout(wait, add).await {
-                Ok(added) => break added?,
-                Err(_) if deadline.is_none_or(|d| Instant::now() < d) => {
-                    tracing::info!("no metadata yet from the peers found; asking again");
-                }
-                Err(_) => bail!("timed out waiting for the torrent's metadata from peers"),
-            }
+    // A tree of many files is as many magnets: their metadata is asked for a few at a
+    // time, not one round trip after another.
+    stream::iter(sources)
+        .map(|s| add_one(engine, s, opts, deadline, fetch))
+        .buffered(ADDING_AT_ONCE)
+        .try_collect()
+        .await
+}
+
+/// Adds one torrent and waits until librqbit has it ready. A magnet's metadata comes
+/// from the first peers found, each tried once; when none answers in a while, it is
+/// asked for again (trackers are asked again too).
+async fn add_one(
+    engine: &Engine,
+    s: Source,
+    opts: &GetOptions,
+    deadline: Option<Instant>,
+    fetch: Fetch,
+) -> anyhow::Result<Added> {
+    let mut retry = METADATA_RETRY;
+    let added = loop {
+        let wait = match deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()).min(retry),
+            None => retry,
         };
-        added.1.wait_until_initialized().await?;
-        handles.push(added);
-    }
-    Ok(handles)
+        retry = (retry * 2).min(METADATA_RETRY_MAX);
+        let add = engine.add_with(s.clone(), &opts.peers, fetch);
+        match tokio::time::timeout(wait, add).await {
+            Ok(added) => break added?,
+            Err(_) if deadline.is_none_or(|d| Instant::now() < d) => {
+                tracing::info!("no metadata yet from the peers found; asking again");
+            }
+            Err(_) => bail!("timed out waiting for the torrent's metadata from peers"),
+        }
+    };
+    added.1.wait_until_initialized().await?;
+    Ok(added)
 }
 
 /// Adds the torrents and waits until the store holds all of them.

@@ -94,6 +94,10 @@ pub struct Engine {
     resume: PathBuf,
     /// Torrents added to the session.
     added: std::sync::Mutex<std::collections::HashSet<InfoHash>>,
+    /// The id the next torrent added gets. librqbit, left to pick, takes one more
+    /// than the highest it has saved, and two adds at once get the same id: the
+    /// second is then answered with the first one's torrent.
+    next_id: std::sync::atomic::AtomicUsize,
 }
 
 /// Removes librqbit's session records and bitfields.
@@ -248,7 +252,15 @@ impl Engine {
             peers: opts.peers,
             resume,
             added: Default::default(),
+            next_id: Default::default(),
         };
+        let first_free = engine
+            .session
+            .with_torrents(|all| all.map(|(id, _)| id + 1).max())
+            .unwrap_or(0);
+        engine
+            .next_id
+            .store(first_free, std::sync::atomic::Ordering::Relaxed);
         tokio::spawn(committer(store.clone(), Arc::downgrade(&engine.session)));
         let mut torrents = 0;
         let mut handles = Vec::new();
@@ -314,10 +326,13 @@ impl Engine {
         let lazy = fetch == Fetch::Lazy;
         // A private torrent (BEP 27) announces to its own tracker only.
         let mut private = false;
+        // The torrent asked for, when its info-hash is known before librqbit answers.
+        let mut asked = None;
         let add = match &source {
             Source::Torrent(bytes) => {
                 let meta = Metainfo::parse(bytes)?;
                 private = meta.private;
+                asked = Some(meta.info_hash);
                 let held = storage::held_pieces(&self.store, &meta)?;
                 let bitv = self.resume.join(format!("{}.bitv", meta.info_hash));
                 std::fs::create_dir_all(&self.resume)?;
@@ -342,6 +357,10 @@ impl Engine {
                 add,
                 Some(AddTorrentOptions {
                     storage_factory: Some(self.factory.clone().boxed()),
+                    preferred_id: Some(
+                        self.next_id
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                    ),
                     overwrite: true,
                     initial_peers: (!peers.is_empty() || !self.peers.is_empty())
                         .then(|| [peers, &self.peers].concat()),
@@ -366,6 +385,9 @@ impl Engine {
             AddTorrentResponse::ListOnly(_) => anyhow::bail!("torrent was only listed"),
         };
         let ih = InfoHash(handle.info_hash().0);
+        if let Some(asked) = asked.filter(|a| *a != ih) {
+            anyhow::bail!("asked librqbit for torrent {asked}, and it answered with {ih}");
+        }
         let catalog = self.store.catalog();
         if lazy && !catalog.has_torrent(&ih) {
             catalog.set_lazy(&ih, Some(&[peers, &self.peers].concat()))?;

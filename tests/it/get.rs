@@ -212,6 +212,35 @@ fn get_fetches_a_whole_tree_from_another_cas_by_its_manifest_magnet() {
     assert_eq!(b.ok(&["ls", imported["tree"].as_str().unwrap()]), listing);
 }
 
+/// The file torrents of a tree are added several at a time: each must come back as
+/// itself (librqbit, left to number torrents, gives two added at once the same id and
+/// answers the second with the first).
+#[test]
+fn get_fetches_a_tree_of_many_files_added_at_once() {
+    let a = Env::with_piece_length("16K");
+    let src = a.path("many");
+    for i in 0..24u64 {
+        let len = 1000 + (i as usize) * 7919;
+        write(
+            &src.join(format!("d{}/f{i:02}.bin", i % 3)),
+            &random_bytes(100 + i, len),
+        );
+    }
+    let imported = a.import(&src, "many");
+    let magnet = a.ok(&["magnet", "--manifest", "many"]);
+    let serve = Serve::start(&a);
+    let b = Env::new();
+    let out = b.path("out");
+    let r = get(
+        &b,
+        magnet.trim(),
+        &format!("127.0.0.1:{}", serve.port),
+        &out,
+    );
+    assert_eq!(r["tree"], imported["tree"], "{r}");
+    assert_eq!(snapshot(&out), snapshot(&src));
+}
+
 #[test]
 fn get_refuses_a_torrent_whose_paths_escape() {
     let env = Env::new();
