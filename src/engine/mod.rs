@@ -242,6 +242,9 @@ impl Engine {
         )
         .await
         .with_context(|| format!("starting the BitTorrent session on {listen}"))?;
+        let first_free = session
+            .with_torrents(|all| all.map(|(id, _)| id + 1).max())
+            .unwrap_or(0);
         let engine = Engine {
             session,
             factory: storage::StoreStorageFactory::new(store.clone()),
@@ -252,15 +255,8 @@ impl Engine {
             peers: opts.peers,
             resume,
             added: Default::default(),
-            next_id: Default::default(),
+            next_id: first_free.into(),
         };
-        let first_free = engine
-            .session
-            .with_torrents(|all| all.map(|(id, _)| id + 1).max())
-            .unwrap_or(0);
-        engine
-            .next_id
-            .store(first_free, std::sync::atomic::Ordering::Relaxed);
         tokio::spawn(committer(store.clone(), Arc::downgrade(&engine.session)));
         let mut torrents = 0;
         let mut handles = Vec::new();

@@ -1,9 +1,10 @@
 //! The datagrams nodes of a channel exchange: "what is your newest update?", an
-//! update, and what a node holds of a torrent it is fetching. They go over UDP to the port number of the node's BitTorrent listener
-//! (librqbit listens on TCP only), to the peers the engine found for the channel's
-//! torrent (by LSD, a tracker or `--peer`). Each datagram is `CASSYNC` + a version
-//! byte (1) + the postcard encoding of [`Message`]. Nothing in a datagram is trusted:
-//! an update counts only once its signature verifies.
+//! update, and what a node holds of a torrent it is fetching. They go over UDP to the
+//! port number of the node's BitTorrent listener (librqbit listens on TCP only), to
+//! the peers the engine found for the channel's torrent (by LSD, a tracker or
+//! `--peer`). Each datagram is `CASSYNC` + a version byte (1) + the postcard encoding
+//! of [`Message`]. Nothing in a datagram is trusted: an update counts only once its
+//! signature verifies.
 
 use serde::{Deserialize, Serialize};
 

@@ -187,17 +187,11 @@ fn get_takes_from_the_wire_only_the_pieces_the_store_lacks() {
     assert_eq!(std::fs::read(out.join("disk.img")).unwrap(), image);
 }
 
-#[test]
-fn get_fetches_a_whole_tree_from_another_cas_by_its_manifest_magnet() {
-    let a = Env::with_piece_length("16K");
-    let src = a.path("photos");
-    sample_tree(&src, 16 << 10);
-    write(&src.join("raw/big.bin"), &random_bytes(5, (1 << 20) + 5));
-    let imported = a.import(&src, "photos");
-    let magnet = a.ok(&["magnet", "--manifest", "photos"]);
-    let listing = a.ok(&["ls", "photos"]);
-    let serve = Serve::start(&a);
-    // No `cas init` on B: get makes the store, like import.
+/// `cas get` of ref `name`'s manifest magnet from `a`, served, into a fresh store (no
+/// `cas init`: get makes the store, like import): that store, get's report, the export.
+fn get_tree_from(a: &Env, name: &str) -> (Env, serde_json::Value, std::path::PathBuf) {
+    let magnet = a.ok(&["magnet", "--manifest", name]);
+    let serve = Serve::start(a);
     let b = Env::new();
     let out = b.path("out");
     let r = get(
@@ -206,6 +200,18 @@ fn get_fetches_a_whole_tree_from_another_cas_by_its_manifest_magnet() {
         &format!("127.0.0.1:{}", serve.port),
         &out,
     );
+    (b, r, out)
+}
+
+#[test]
+fn get_fetches_a_whole_tree_from_another_cas_by_its_manifest_magnet() {
+    let a = Env::with_piece_length("16K");
+    let src = a.path("photos");
+    sample_tree(&src, 16 << 10);
+    write(&src.join("raw/big.bin"), &random_bytes(5, (1 << 20) + 5));
+    let imported = a.import(&src, "photos");
+    let listing = a.ok(&["ls", "photos"]);
+    let (b, r, out) = get_tree_from(&a, "photos");
     assert_eq!(r["tree"], imported["tree"], "{r}");
     assert_eq!(snapshot(&out), snapshot(&src));
     // The tree is known now: `ls` lists it by id, like on the node that made it.
@@ -227,16 +233,7 @@ fn get_fetches_a_tree_of_many_files_added_at_once() {
         );
     }
     let imported = a.import(&src, "many");
-    let magnet = a.ok(&["magnet", "--manifest", "many"]);
-    let serve = Serve::start(&a);
-    let b = Env::new();
-    let out = b.path("out");
-    let r = get(
-        &b,
-        magnet.trim(),
-        &format!("127.0.0.1:{}", serve.port),
-        &out,
-    );
+    let (_b, r, out) = get_tree_from(&a, "many");
     assert_eq!(r["tree"], imported["tree"], "{r}");
     assert_eq!(snapshot(&out), snapshot(&src));
 }
