@@ -117,18 +117,20 @@ impl Steering {
                 break;
             };
             let ih = InfoHash(h.info_hash().0);
-            // While it waited with nothing selected, librqbit counted it finished:
-            // peers that left were let go, and those that did not answer yet (a node
-            // still adding it) wait 10 s, then a minute, before they are tried again.
-            // Started again, it meets every peer it knows at once.
-            engine.restart(&h).await?;
+            // Its streams are in place before it asks for a piece. They also keep it
+            // from counting as finished, which it did while it waited with nothing
+            // selected: librqbit lets go of a peer of a finished torrent that wants
+            // nothing from it, for good.
             if let Some(mut r) = Rarest::new(engine, &ih, self.swarm.clone(), PLACES)? {
-                // Its streams are in place before it asks for a piece.
                 if let Err(e) = r.tick().await {
                     tracing::debug!("steering torrent {ih}: {e:#}");
                 }
                 self.active.push(r);
             }
+            // Started again, it meets every peer it knows at once: those it let go,
+            // and those that did not answer yet (a node still adding it), which it
+            // would try again only after 10 s, then a minute.
+            engine.restart(&h).await?;
             engine.select_all(&h).await?;
         }
         Ok(())
