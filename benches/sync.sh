@@ -135,7 +135,13 @@ wait_done() {
     while ((${#left[@]})); do
         local still=()
         for i in "${left[@]}"; do
-            if grep -q "^applied update .* (tree $tree)" "$work/out$i" 2>/dev/null; then
+            # A builtin: a grep per follower per poll took 5 % of the CPU (perf record -a).
+            local lines=() line applied=0
+            [[ -e $work/out$i ]] && mapfile -t lines <"$work/out$i"
+            for line in "${lines[@]+"${lines[@]}"}"; do
+                [[ $line == "applied update "*" (tree $tree)"* ]] && applied=1
+            done
+            if ((applied)); then
                 echo "$i $(since "$start")" >&3
             else
                 still+=("$i")
