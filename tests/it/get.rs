@@ -65,12 +65,34 @@ impl LtSeed {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// Payload bytes sent, once the counter has settled.
+    /// Payload bytes sent, once the counter has settled: the same in two status
+    /// files in a row (libtorrent's count may lag the bytes the peer received).
     fn uploaded(&self) -> u64 {
-        std::thread::sleep(Duration::from_millis(1200));
-        self.status()["uploaded"]
-            .as_u64()
-            .expect("status has uploaded")
+        let written = || {
+            std::fs::metadata(&self.status)
+                .and_then(|m| m.modified())
+                .ok()
+        };
+        let count = || self.status()["uploaded"].as_u64();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (mut at, mut last) = (written(), count());
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "libtorrent's upload count did not settle: {}",
+                self.status()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+            let now = written();
+            if now == at {
+                continue;
+            }
+            let c = count();
+            if let Some(n) = c.filter(|_| c == last) {
+                return n;
+            }
+            (at, last) = (now, c);
+        }
     }
 }
 
