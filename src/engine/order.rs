@@ -27,12 +27,10 @@ use crate::InfoHash;
 use librqbit::ManagedTorrent;
 
 /// Streams open at once over every torrent being fetched: with [`PLACES`] per
-/// torrent, four torrents at a time, each node in an order of its own. Every node
-/// fetching a torrent keeps a connection to the seeder busy on it, so fewer torrents
-/// at once means fewer of them share the seeder's link and each piece comes sooner.
-/// Each stream holds one of librqbit's blocking-work permits for as long as it is
-/// open, so the engine raises their number by as many ([`super::Engine::start`]).
-pub const STREAMS: usize = 32;
+/// torrent, eight torrents at a time, each node in an order of its own. Each stream
+/// holds one of librqbit's blocking-work permits for as long as it is open, so the
+/// engine raises their number by as many ([`super::Engine::start`]).
+pub const STREAMS: usize = 64;
 /// Chunk requests outstanding per peer in a steered fetch (librqbit's default is
 /// 128, 2 MiB): a piece is reserved for a peer until all its chunks are asked for,
 /// and a seeder sends what was asked even when the piece is later taken from another
