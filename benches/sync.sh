@@ -7,6 +7,7 @@
 # Goal: (b) <= 1.5 x (a): followers share what they receive, so eight cost about what one
 # does; rsync pushes every copy through the source's link.
 # Usage: benches/sync.sh [SIZE_MIB] [RATE]   (default 256 MiB, 100mbit)
+# RATES=FILE: also write what each node sent and received in each second of (b) to FILE.
 # Nodes are network namespaces on one bridge (a hub namespace), 10.97.0.1 the source and
 # 10.97.0.2-9 the followers; every link is capped to RATE (tc tbf, both ends). The source's
 # `cas sync` publishes the directory before the followers start; they find it by LSD
@@ -118,6 +119,43 @@ sent() {
     ip -n "$hub" -s -j link show "p$1" | "$py" -c 'import json,sys; print(json.load(sys.stdin)[0]["stats64"]["rx"]["bytes"])'
 }
 mib() { awk -v b="$1" 'BEGIN { printf "%.0f", b / 1048576 }'; }
+# payload_out I: payload bytes node I's engine has sent since it started (its `cas status`).
+payload_out() {
+    CAS_STORE=$work/s$1 "$cas" status --json 2>/dev/null \
+        | "$py" -c 'import json,sys; print(json.load(sys.stdin)["channels"][0]["bytes_out"])' 2>/dev/null \
+        || echo 0
+}
+# sample_rates FILE: the switch's byte counters for every node, once a second, until killed;
+# then FILE holds a table of MiB/s sent and received by each node in each second.
+sample_rates() {
+    local raw=$work/rates.raw
+    trap 'rates_table "$raw" >"$1"; exit 0' TERM
+    while :; do
+        echo "T $(now)"
+        ip netns exec "$hub" cat /proc/net/dev | grep ' p[0-9]*:' || true
+        sleep 1 & wait $!
+    done >"$raw"
+}
+rates_table() {
+    "$py" - "$1" <<'PY'
+import sys
+rows = []
+for line in open(sys.argv[1]):
+    if line.startswith("T "):
+        rows.append({"t": float(line.split()[1])})
+    elif ":" in line and rows:
+        name, rest = line.split(":", 1)
+        f = rest.split()
+        if len(f) >= 9:
+            rows[-1][name.strip()] = (int(f[0]), int(f[8]))  # port rx = node sent
+ports = sorted((k for k in rows[0] if k != "t"), key=lambda p: int(p[1:])) if rows else []
+print("second " + " ".join(f"{'n' + p[1:] + ' sent/recv':>14}" for p in ports) + "  (MiB/s)")
+for a, b in zip(rows, rows[1:]):
+    dt = b["t"] - a["t"]
+    cell = lambda p: "%6.1f/%-6.1f" % tuple((b[p][k] - a[p][k]) / dt / 2**20 for k in (0, 1))
+    print(f"{b['t'] - rows[0]['t']:6.0f} " + " ".join(f"{cell(p):>14}" for p in ports if p in a and p in b))
+PY
+}
 # fresh_follower I: an empty store that follows the channel, and an empty directory.
 fresh_follower() {
     rm -rf "$work/s$1" "$work/d$1" && mkdir -p "$work/d$1"
@@ -182,15 +220,22 @@ echo "(a) cas sync, 1 follower: $one s"
 for ((i = 1; i <= followers; i++)); do fresh_follower $i; done
 before=()
 for ((i = 0; i <= followers; i++)); do before[i]=$(sent $i); done
+source_payload=$(payload_out 0)
+[[ -n ${RATES:-} ]] && { sample_rates "$RATES" & sampler=$!; }
 t=$(now)
 for ((i = 1; i <= followers; i++)); do start_sync $i "$work/s$i" "$work/d$i"; done
 each_time=$(wait_done "$t" $(seq 1 $followers) 3>&1)
 all=$(since "$t")
+[[ -n ${RATES:-} ]] && { kill "$sampler"; wait "$sampler" || true; }
 echo "(b) cas sync, $followers followers: $all s (each: $(echo "$each_time" | sort -n | awk '{printf "%s%s:%s", sep, $1, $2; sep=" "}'))"
 from_source=$(($(sent 0) - before[0]))
 from_followers=0
 for ((i = 1; i <= followers; i++)); do from_followers=$((from_followers + $(sent $i) - before[i])); done
 echo "    sent: the source $(mib $from_source) MiB ($(ratio "$(mib $from_source)" "$size_mib") x the directory), the followers $(mib $from_followers) MiB"
+payload=$(($(payload_out 0) - source_payload))
+for ((i = 1; i <= followers; i++)); do payload=$((payload + $(payload_out $i))); done
+echo "    payload sent by all nine: $(mib $payload) MiB, $(ratio "$(mib $payload)" $((size_mib * followers))) x what the eight followers needed"
+[[ -n ${RATES:-} ]] && echo "    rates each second: $RATES"
 for ((i = 1; i <= followers; i++)); do
     diff -r -x .cas-sync "$work/src" "$work/d$i" >/dev/null || die "follower $i's directory differs from the source's"
 done
