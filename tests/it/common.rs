@@ -38,6 +38,9 @@ impl Env {
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_cas"));
         c.env("CAS_STORE", self.store()).env_remove("CAS_LOG");
+        if let Ok(log) = std::env::var("CAS_TEST_LOG") {
+            c.env("CAS_LOG", log);
+        }
         c
     }
 

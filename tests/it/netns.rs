@@ -128,6 +128,9 @@ impl Lan {
     pub fn cmd(&self, i: usize, env: &Env) -> Command {
         let mut c = self.exec(i, env!("CARGO_BIN_EXE_cas"));
         c.env("CAS_STORE", env.store()).env_remove("CAS_LOG");
+        if let Ok(log) = std::env::var("CAS_TEST_LOG") {
+            c.env("CAS_LOG", log);
+        }
         c
     }
 
