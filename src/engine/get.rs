@@ -216,9 +216,12 @@ async fn fetch_all(
             }
             have += stats.progress_bytes;
             want += stats.total_bytes;
-            // Complete once recorded: the downloads/ file goes last.
+            // Complete once recorded (the downloads/ file goes last): the store, not
+            // librqbit, says what is held. librqbit 9.1 can lose count of a piece the
+            // store holds: one being hash-checked when its torrent is paused (a stalled
+            // fetch is restarted) is neither queued again nor counted held.
             let catalog = engine.store.catalog();
-            done &= stats.finished && catalog.has_torrent(ih) && !catalog.is_downloading(ih);
+            done &= catalog.has_torrent(ih) && !catalog.is_downloading(ih);
         }
         progress(have, want);
         if done {

@@ -430,6 +430,12 @@ impl Inner {
             );
         }
         self.counters.stored.fetch_add(len, Ordering::Relaxed);
+        // The store, not librqbit's count, says when the torrent is whole: librqbit
+        // can lose count of a piece stored here (see `fetch_all` in `get.rs`). The
+        // piece is stored either way; librqbit's own completion tries again.
+        if let Err(e) = self.finish_if_complete() {
+            tracing::warn!("torrent {}: recording it complete: {e:#}", self.ih);
+        }
         Ok(())
     }
 }
