@@ -27,10 +27,10 @@ use crate::InfoHash;
 use librqbit::ManagedTorrent;
 
 /// Streams open at once over every torrent being fetched: with [`PLACES`] per
-/// torrent, eight torrents at a time, each node in an order of its own. Each stream
+/// torrent, four torrents at a time, each node in an order of its own. Each stream
 /// holds one of librqbit's blocking-work permits for as long as it is open, so the
 /// engine raises their number by as many ([`super::Engine::start`]).
-pub const STREAMS: usize = 64;
+pub const STREAMS: usize = 32;
 /// Chunk requests outstanding per peer in a steered fetch (librqbit's default is
 /// 128, 2 MiB): a piece is reserved for a peer until all its chunks are asked for,
 /// and a seeder sends what was asked even when the piece is later taken from another
@@ -109,6 +109,14 @@ impl Steering {
                 Ok(false) => {}
                 Err(e) => tracing::debug!("steering torrent {}: {e:#}", r.ih),
             }
+            if std::mem::take(&mut r.reintroduce) {
+                tracing::debug!(
+                    "torrent {}: first piece held, meeting its peers again",
+                    r.ih
+                );
+                engine.restart(&r.handle).await?;
+                engine.select_all(&r.handle).await?;
+            }
         }
         for i in done.into_iter().rev() {
             self.active.swap_remove(i);
@@ -151,6 +159,15 @@ pub struct Rarest {
     streams: Vec<(usize, Box<dyn Seek>)>,
     places: usize,
     next: Instant,
+    /// Held no piece when its turn came: it meets its peers again once it holds one.
+    /// librqbit 9.1 tells a peer of each new piece only once that peer sent what it
+    /// holds, and a peer that holds nothing sends nothing; two nodes that met
+    /// empty-handed never learn what the other gets, until their connection times out
+    /// (10 s without a message) and is tried again (10 s later). Met again holding a
+    /// piece, this node sends what it holds, and the other tells it of each new piece.
+    fresh: bool,
+    /// Due to meet its peers again ([`Steering::tick`] does it).
+    reintroduce: bool,
 }
 
 impl Rarest {
@@ -187,6 +204,7 @@ impl Rarest {
         getrandom::fill(&mut seed)?;
         let from = (u64::from_le_bytes(seed) % n.max(1) as u64) as usize;
         let key = (0..n).map(|p| ((p + n - from) % n) as u32).collect();
+        let fresh = !storage.held_map().iter().any(|h| *h);
         Ok(Some(Rarest {
             ih: *ih,
             swarm,
@@ -197,6 +215,8 @@ impl Rarest {
             streams: Vec::new(),
             places: places.max(1),
             next: Instant::now(),
+            fresh,
+            reintroduce: false,
         }))
     }
 
@@ -231,6 +251,10 @@ impl Rarest {
         let targets = choose(&busy, &counts, &shares, &self.key, self.places);
         let claims: Vec<u32> = receiving.iter().map(|p| *p as u32).collect();
         let (pieces, have) = (held.len(), held.iter().filter(|h| **h).count());
+        if self.fresh && have > 0 {
+            self.fresh = false;
+            self.reintroduce = true;
+        }
         self.swarm
             .holding(&self.ih, &bitfield(held.into_iter()), &claims);
         let starts = run_starts(&targets);
