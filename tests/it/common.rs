@@ -37,11 +37,17 @@ impl Env {
     /// A `cas` command on this store.
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_cas"));
+        self.for_cas(&mut c);
+        c
+    }
+
+    /// Points a cas command at this store. It logs only when the test run has
+    /// `CAS_TEST_LOG` (which becomes its `CAS_LOG`).
+    pub fn for_cas(&self, c: &mut Command) {
         c.env("CAS_STORE", self.store()).env_remove("CAS_LOG");
         if let Ok(log) = std::env::var("CAS_TEST_LOG") {
             c.env("CAS_LOG", log);
         }
-        c
     }
 
     pub fn run(&self, args: &[&str]) -> Output {

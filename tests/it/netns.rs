@@ -127,10 +127,7 @@ impl Lan {
     /// The `cas` under test, in node `i`'s namespace, on `env`'s store.
     pub fn cmd(&self, i: usize, env: &Env) -> Command {
         let mut c = self.exec(i, env!("CARGO_BIN_EXE_cas"));
-        c.env("CAS_STORE", env.store()).env_remove("CAS_LOG");
-        if let Ok(log) = std::env::var("CAS_TEST_LOG") {
-            c.env("CAS_LOG", log);
-        }
+        env.for_cas(&mut c);
         c
     }
 
