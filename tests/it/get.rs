@@ -305,6 +305,15 @@ fn get_through_a_running_serve_seeds_what_it_fetched() {
 }
 
 /// Bytes in the store's pack files.
+/// When the store's index (sled, flushed at each commit) was last written.
+fn index_written(env: &Env) -> Option<std::time::SystemTime> {
+    std::fs::read_dir(env.store().join("index"))
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.metadata().ok()?.modified().ok())
+        .max()
+}
+
 fn pack_bytes(env: &Env) -> u64 {
     std::fs::read_dir(env.store().join("packs"))
         .map(|d| {
@@ -343,8 +352,19 @@ fn an_interrupted_get_resumes_without_fetching_again_what_it_stored() {
         assert!(Instant::now() < deadline, "the first get stored nothing");
         std::thread::sleep(Duration::from_millis(20));
     }
-    // Received pieces are committed a few times a second; give that a moment.
-    std::thread::sleep(Duration::from_millis(1000));
+    // Received pieces are committed a few times a second. The second write of the
+    // index from now began after the first ended, so it carries every piece above;
+    // a get that ended committed all it stored.
+    let mut writes = 0;
+    let mut seen = index_written(&env);
+    while writes < 2 && first.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the first get committed nothing");
+        std::thread::sleep(Duration::from_millis(20));
+        let now = index_written(&env);
+        if now != seen {
+            (writes, seen) = (writes + 1, now);
+        }
+    }
     first.kill().unwrap();
     first.wait().unwrap();
     let out = env.path("out");

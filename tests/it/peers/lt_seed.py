@@ -18,6 +18,12 @@ import ltpeer
 torrent, save, port, status = sys.argv[1:5]
 rate = int(sys.argv[5]) if len(sys.argv) > 5 else 0
 ses = ltpeer.session(port, upload_rate_limit=rate)
+if rate:
+    # libtorrent exempts local networks from rate limits (their own peer class);
+    # loopback is put back in the global class, which the limit applies to.
+    loopback = lt.ip_filter()
+    loopback.add_rule("127.0.0.0", "127.255.255.255", 1 << ses.global_peer_class_id)
+    ses.set_peer_class_filter(loopback)
 h = ses.add_torrent({"ti": lt.torrent_info(torrent), "save_path": save})
 while True:
     st = h.status()
