@@ -93,9 +93,11 @@ now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 # applied_tree of the store $1's channel, or nothing.
-applied() {
+applied() { channel_field "$1" applied_tree; }
+# channel_field STORE FIELD: FIELD of the store's channel in `cas status --json`, or nothing.
+channel_field() {
     CAS_STORE=$1 "$cas" status --json 2>/dev/null \
-        | "$py" -c 'import json,sys; c=json.load(sys.stdin)["channels"]; print(c[0]["applied_tree"] or "")' \
+        | "$py" -c 'import json,sys; v=json.load(sys.stdin)["channels"][0][sys.argv[1]]; print("" if v is None else v)' "$2" \
             2>/dev/null || true
 }
 # start_sync I STORE DIR: cas sync on node I, waiting for its first line.
@@ -121,9 +123,9 @@ sent() {
 mib() { awk -v b="$1" 'BEGIN { printf "%.0f", b / 1048576 }'; }
 # payload_out I: payload bytes node I's engine has sent since it started (its `cas status`).
 payload_out() {
-    CAS_STORE=$work/s$1 "$cas" status --json 2>/dev/null \
-        | "$py" -c 'import json,sys; print(json.load(sys.stdin)["channels"][0]["bytes_out"])' 2>/dev/null \
-        || echo 0
+    local n
+    n=$(channel_field "$work/s$1" bytes_out)
+    echo "${n:-0}"
 }
 # sample_rates FILE: the switch's byte counters for every node, once a second, until killed;
 # then FILE holds a table of MiB/s sent and received by each node in each second.
