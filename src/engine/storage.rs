@@ -315,15 +315,15 @@ impl Inner {
     }
 
     fn finish_if_complete(&self) -> anyhow::Result<()> {
-        let pieces: Option<Vec<ChunkId>> = self
-            .held
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .copied()
-            .collect();
-        let Some(pieces) = pieces else {
-            return Ok(());
+        // Called for every piece stored: a piece still missing is looked for first,
+        // from the end, where it mostly is (pieces come mostly in order), before the
+        // list of chunks is made.
+        let pieces: Vec<ChunkId> = {
+            let held = self.held.read().unwrap_or_else(|e| e.into_inner());
+            if held.iter().rev().any(Option::is_none) {
+                return Ok(());
+            }
+            held.iter().flatten().copied().collect()
         };
         if self.finished.swap(true, Ordering::AcqRel) {
             return Ok(());

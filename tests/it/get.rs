@@ -304,7 +304,6 @@ fn get_through_a_running_serve_seeds_what_it_fetched() {
     assert_eq!(std::fs::read(got.join(name)).unwrap(), data);
 }
 
-/// Bytes in the store's pack files.
 /// When the store's index (sled, flushed at each commit) was last written.
 fn index_written(env: &Env) -> Option<std::time::SystemTime> {
     std::fs::read_dir(env.store().join("index"))
@@ -314,6 +313,7 @@ fn index_written(env: &Env) -> Option<std::time::SystemTime> {
         .max()
 }
 
+/// Bytes in the store's pack files.
 fn pack_bytes(env: &Env) -> u64 {
     std::fs::read_dir(env.store().join("packs"))
         .map(|d| {
