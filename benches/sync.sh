@@ -12,8 +12,9 @@
 # 10.97.0.2-9 the followers; every link is capped to RATE (tc tbf, both ends). The source's
 # `cas sync` publishes the directory before the followers start; they find it by LSD
 # only. A follower is done when it prints that it applied the source's tree; the
-# directories are compared with the source's at the end. Every store is made by
-# `cas init`, with $PIECE_LENGTH pieces when that is set (default: the store's default).
+# directories are compared with the source's at the end. Stores are made by `cas init`
+# (1 MiB pieces); the channel cuts its trees in $PIECE_LENGTH pieces when that is set
+# (`cas channel new --piece-length`; default: the channel's default, 256 KiB).
 # Needs root, iproute2 and rsync (installed with apt-get when missing). Scratch space:
 # $BENCH_DIR or target/bench-sync.
 set -euo pipefail
@@ -23,7 +24,7 @@ rate=${2:-100mbit}
 followers=8
 work=${BENCH_DIR:-$PWD/target/bench-sync}
 py=/usr/bin/python3
-init=(init ${PIECE_LENGTH:+--piece-length "$PIECE_LENGTH"})
+new_channel=(channel new bench ${PIECE_LENGTH:+--piece-length "$PIECE_LENGTH"} --json)
 
 [[ $(id -u) == 0 ]] || { echo "sync.sh needs root (network namespaces)" >&2; exit 1; }
 missing=()
@@ -168,7 +169,7 @@ PY
 # fresh_follower I: an empty store that follows the channel, and an empty directory.
 fresh_follower() {
     rm -rf "$work/s$1" "$work/d$1" && mkdir -p "$work/d$1"
-    CAS_STORE=$work/s$1 "$cas" "${init[@]}" >/dev/null
+    CAS_STORE=$work/s$1 "$cas" init >/dev/null
     CAS_STORE=$work/s$1 "$cas" channel join bench "$public" >/dev/null
 }
 # wait_done START I...: waits until every follower applied the source's tree; prints each
@@ -204,8 +205,8 @@ wait_done() {
 # --- the source publishes --------------------------------------------------------------
 mkdir -p "$work/d0"
 cp -a "$work/src/." "$work/d0/"
-CAS_STORE=$work/s0 "$cas" "${init[@]}" >/dev/null
-public=$(CAS_STORE=$work/s0 "$cas" channel new bench --json | "$py" -c 'import json,sys; print(json.load(sys.stdin)["public"])')
+CAS_STORE=$work/s0 "$cas" init >/dev/null
+public=$(CAS_STORE=$work/s0 "$cas" "${new_channel[@]}" | "$py" -c 'import json,sys; print(json.load(sys.stdin)["public"])')
 start_sync 0 "$work/s0" "$work/d0"
 deadline=$((SECONDS + 600))
 until grep -q '^published update' "$work/out0"; do
@@ -214,7 +215,7 @@ until grep -q '^published update' "$work/out0"; do
 done
 tree=$(applied "$work/s0")
 [[ -n $tree ]] || die "no applied tree on the source"
-echo "source: $size_mib MiB in $(find "$work/src" -type f | wc -l) files, tree $tree; pieces ${PIECE_LENGTH:-of the default length}; links $rate (burst $burst bytes)"
+echo "source: $size_mib MiB in $(find "$work/src" -type f | wc -l) files, tree $tree; pieces $(channel_field "$work/s0" piece_length) bytes; links $rate (burst $burst bytes)"
 
 # --- (a) one follower --------------------------------------------------------------------
 fresh_follower 1

@@ -22,6 +22,10 @@ pub enum ChannelCommand {
     /// Make a channel (a new key pair); prints the public key followers join with
     New {
         name: String,
+        /// Piece length of the channel's trees on every node, whatever each store's
+        /// (power of two, 16K to 64M)
+        #[arg(long, value_name = "SIZE", value_parser = super::parse_size, default_value = "256K")]
+        piece_length: u32,
         #[arg(long)]
         json: bool,
     },
@@ -83,7 +87,11 @@ pub fn channel(cli: &Cli, cmd: &ChannelCommand) -> Result<i32> {
     let store = cli.open_or_create(None)?;
     let channels = Channels::of(&store);
     match cmd {
-        ChannelCommand::New { name, json } => {
+        ChannelCommand::New {
+            name,
+            piece_length,
+            json,
+        } => {
             let secret = SecretKey::generate();
             let public = secret.public();
             channels.create(
@@ -91,6 +99,7 @@ pub fn channel(cli: &Cli, cmd: &ChannelCommand) -> Result<i32> {
                 &Channel {
                     public,
                     secret: Some(secret),
+                    piece_length: Some(*piece_length),
                 },
             )?;
             if *json {
@@ -109,11 +118,13 @@ pub fn channel(cli: &Cli, cmd: &ChannelCommand) -> Result<i32> {
                 Channel {
                     public: secret.public(),
                     secret: Some(secret),
+                    piece_length: None,
                 }
             } else {
                 Channel {
                     public: PublicKey::parse(key)?,
                     secret: None,
+                    piece_length: None,
                 }
             };
             let can = if channel.secret.is_some() {
@@ -234,6 +245,7 @@ fn statuses(cli: &Cli, store: &cas::Store) -> Result<Vec<ChannelStatus>> {
             newest_seq: newest.map(|u| u.update.seq),
             applied_seq: state.applied.as_ref().map(|a| a.seq),
             applied_tree: state.applied.as_ref().map(|a| a.tree),
+            piece_length: cas::channel::cut_length(store, &channel, state.applied.as_ref()),
             ..Default::default()
         });
     }
@@ -276,6 +288,7 @@ pub fn status(cli: &Cli, json: bool) -> Result<i32> {
             seq(c.applied_seq),
             c.applied_tree.map_or("-".to_string(), |t| t.to_hex())
         );
+        outln!("  pieces: {}", super::human(c.piece_length.into()));
         if c.running {
             outln!("  peers: {}", c.peers.join(", "));
             outln!(

@@ -33,6 +33,9 @@ pub struct ImportOptions {
     pub name: Option<String>,
     /// Piece length the caller expects; an error if the store's differs.
     pub piece_length: Option<u32>,
+    /// Cut the files with this piece length instead of the store's: a channel's trees
+    /// are cut the same way on every node, whatever each store's piece length.
+    pub cut_with: Option<u32>,
     pub publish: Publish,
     /// Names at the top of the directory to leave out (a sync's working folder).
     pub ignore: Vec<String>,
@@ -151,6 +154,10 @@ pub fn import(
             store.root().display()
         )));
     }
+    let piece_length = match opts.cut_with {
+        Some(p) => crate::store::check_piece_length(p.into())?,
+        None => piece_length,
+    };
     let ref_name = match &opts.name {
         Some(n) => n.clone(),
         None => default_ref_name(dir)?,

@@ -36,6 +36,8 @@ pub struct ChannelStatus {
     /// The update the directory was brought to (or published from it).
     pub applied_seq: Option<u64>,
     pub applied_tree: Option<TreeId>,
+    /// The piece length this node cuts the channel's next tree with.
+    pub piece_length: u32,
     /// Whether `cas sync` runs for it now.
     pub running: bool,
     /// Peers of the channel known now (their BitTorrent addresses).

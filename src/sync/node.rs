@@ -62,8 +62,8 @@ pub struct Node {
     newest: Mutex<Option<SignedUpdate>>,
     heard: Mutex<BTreeSet<SocketAddr>>,
     wake: tokio::sync::Notify,
-    /// What the last scan saw of each file.
-    stat_cache: Mutex<crate::import::StatCache>,
+    /// What the last scan saw of each file, and the piece length it cut them with.
+    stat_cache: Mutex<(u32, crate::import::StatCache)>,
     /// What other nodes hold of the torrents being fetched.
     gossip: Mutex<swarm::Gossip>,
     /// This node's name for itself in what it tells of those torrents: random, so
@@ -82,7 +82,7 @@ fn rendezvous_torrent(store: &Store, channel: &Channel) -> crate::Result<(InfoHa
         &content,
         &name,
         TorrentKind::Foreign,
-        store.config().piece_length,
+        channel::RENDEZVOUS_PIECE_LENGTH,
         &Publish::default(),
     )?;
     let ih = published.info_hash;
@@ -201,6 +201,7 @@ impl Node {
             newest_seq: self.newest().map(|u| u.update.seq),
             applied_seq: state.applied.as_ref().map(|a| a.seq),
             applied_tree: state.applied.as_ref().map(|a| a.tree),
+            piece_length: channel::cut_length(self.store(), &self.channel, state.applied.as_ref()),
             running: true,
             peers: self.peers().iter().map(|p| p.to_string()).collect(),
             bytes_in: self.engine.received_total(),
@@ -212,23 +213,28 @@ impl Node {
     async fn scan(&self) -> anyhow::Result<(TreeId, InfoHash, Manifest)> {
         let store = self.engine.store.clone();
         let dir = self.opts.dir.clone();
-        // Files unchanged since the last scan are not read again.
-        let reuse = self
-            .stat_cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let cut = channel::cut_length(&store, &self.channel, self.state().applied.as_ref());
+        // Files unchanged since the last scan are not read again (if cut the same way).
+        let reuse = {
+            let cache = self.stat_cache.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.0 == cut {
+                cache.1.clone()
+            } else {
+                Default::default()
+            }
+        };
         let opts = ImportOptions {
             name: Some(channel::ref_name(&self.opts.channel)),
             ignore: vec![apply::WORK_DIR.to_string()],
             reuse: Some(reuse),
+            cut_with: Some(cut),
             ..Default::default()
         };
         let mut report =
             tokio::task::spawn_blocking(move || import(&store, &dir, &opts, &|_| {}, &|_| {}))
                 .await??;
         *self.stat_cache.lock().unwrap_or_else(|e| e.into_inner()) =
-            std::mem::take(&mut report.stat_cache);
+            (cut, std::mem::take(&mut report.stat_cache));
         self.engine.add_new().await?;
         let manifest = crate::read::load_manifest(self.store(), &report.tree)?;
         Ok((report.tree, report.tree_torrent.info_hash, manifest))

@@ -168,9 +168,12 @@ impl Team {
     /// The stores, the channel and empty directories; no daemon yet.
     fn new(tag: &str) -> Team {
         let lan = Lan::new(tag, 3);
-        let nodes: Vec<Node> = (0..3)
-            .map(|_| {
-                let env = Env::with_piece_length("16K");
+        // Stores of three piece lengths: the channel's (16K) decides how its trees
+        // are cut, on every node.
+        let nodes: Vec<Node> = ["16K", "1M", "64K"]
+            .into_iter()
+            .map(|piece_length| {
+                let env = Env::with_piece_length(piece_length);
                 let dir = env.path("dir");
                 std::fs::create_dir_all(&dir).unwrap();
                 let err_log = env.path("sync.err");
@@ -183,7 +186,9 @@ impl Team {
                 }
             })
             .collect();
-        let made = nodes[A].env.json(&["channel", "new", "team"]);
+        let made = nodes[A]
+            .env
+            .json(&["channel", "new", "team", "--piece-length", "16K"]);
         assert_eq!(made["name"], "team", "{made}");
         let public = made["public"].as_str().unwrap().to_string();
         assert!(
@@ -476,11 +481,33 @@ fn edits_on_a_publisher_reach_every_node() {
         assert!(!d.join("big.bin").exists(), "big.bin on {}", NAMES[i]);
         assert_eq!(read(&d.join("from-b/hello.txt")), b"hello from b\n");
     }
+    let published = t.status(B).expect("cas status --json")["applied_tree"].clone();
     for (i, name) in NAMES.iter().enumerate() {
-        let s = t.status(i).expect("cas status --json");
+        let deadline = Instant::now() + secs(20);
+        let s = loop {
+            let s = t.status(i).expect("cas status --json");
+            if s["applied_tree"] == published || Instant::now() >= deadline {
+                break s;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(s["applied_tree"], published, "{s}");
         assert_eq!(s["public"], t.public.as_str(), "{s}");
         assert_eq!(s["can_publish"], i != C, "{s}");
         assert_eq!(s["node"], *name, "{s}");
+        assert_eq!(s["piece_length"], 16384, "{s}");
+        // B, whose store cuts 1 MiB pieces, published the file in the channel's.
+        let file = t.nodes[i].env.path("hello.torrent");
+        let ref_file = format!("{}:from-b/hello.txt", published.as_str().unwrap());
+        t.nodes[i]
+            .env
+            .ok(&["torrent", &ref_file, "-o", file.to_str().unwrap()]);
+        let torrent = std::fs::read(&file).unwrap();
+        assert!(
+            torrent.windows(22).any(|w| w == b"12:piece lengthi16384e"),
+            "{ref_file} on {name}: {}",
+            String::from_utf8_lossy(&torrent)
+        );
     }
     eprintln!("whole test: {:.1} s", t0.elapsed().as_secs_f64());
 }
