@@ -134,6 +134,7 @@ pub struct Channel {
 
 /// [`Channel`] as files with [`KEY_MAGIC_V1`] hold it.
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 struct ChannelV1 {
     public: PublicKey,
     secret: Option<SecretKey>,
@@ -325,17 +326,12 @@ mod tests {
 
     #[test]
     fn channel_files_of_the_first_version_are_read_without_a_piece_length() {
-        #[derive(Serialize)]
-        struct V1 {
-            public: PublicKey,
-            secret: Option<SecretKey>,
-        }
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), None).unwrap();
         let channels = Channels::of(&store);
         let secret = SecretKey::generate();
         let public = secret.public();
-        let v1 = V1 {
+        let v1 = ChannelV1 {
             public,
             secret: Some(secret),
         };
