@@ -26,11 +26,21 @@ use super::Engine;
 use crate::InfoHash;
 use librqbit::ManagedTorrent;
 
-/// Streams open at once over every torrent being fetched: with [`PLACES`] per
-/// torrent, four torrents at a time, each node in an order of its own. Each stream
-/// holds one of librqbit's blocking-work permits for as long as it is open, so the
-/// engine raises their number by as many ([`super::Engine::start`]).
-pub const STREAMS: usize = 32;
+/// Streams open at once over every torrent being fetched: [`PLACES`] per torrent,
+/// at most eight torrents at a time. Each stream holds one of librqbit's
+/// blocking-work permits for as long as it is open, so the engine raises their
+/// number by as many ([`super::Engine::start`]).
+pub const STREAMS: usize = 64;
+/// Torrents fetched at once that still have many pieces no node holds: those are
+/// the pieces only a seeder can send, and its link is shared by their connections.
+/// Every node takes the torrents in the same order, so at any time all of them
+/// fetch the same few, and each piece a seeder sends has seven nodes to go on to.
+const FETCHING: usize = 4;
+/// A torrent no longer counts among the [`FETCHING`] once at most this percentage
+/// of its pieces is held by no node and asked for by none: the next one starts
+/// while the nodes still pass the last ones among themselves, so the seeder's
+/// first pieces of it are there to pass on when those run out.
+const SPREAD_PERCENT: usize = 15;
 /// Chunk requests outstanding per peer in a steered fetch (librqbit's default is
 /// 128, 2 MiB): a piece is reserved for a peer until all its chunks are asked for,
 /// and a seeder sends what was asked even when the piece is later taken from another
@@ -62,8 +72,9 @@ impl<T: AsyncSeek + Unpin + Send> Seek for T {}
 const PLACES: usize = 8;
 
 /// The steering of a whole fetch: its torrents of more than one piece are steered
-/// rarest-first, as many at once as there are streams for, in an order of this
-/// node's own; the others wait, selecting nothing, for their turn.
+/// rarest-first, [`FETCHING`] at a time and one more whenever one of them has
+/// spread (up to as many as there are streams for), in the order given, which is
+/// the same on every node; the others wait, selecting nothing, for their turn.
 pub struct Steering {
     swarm: Arc<dyn Swarm>,
     waiting: VecDeque<Arc<ManagedTorrent>>,
@@ -77,22 +88,17 @@ impl Steering {
         swarm: Arc<dyn Swarm>,
         handles: &[(InfoHash, Arc<ManagedTorrent>)],
     ) -> anyhow::Result<Steering> {
-        let mut keys = vec![0u8; handles.len() * 8];
-        getrandom::fill(&mut keys)?;
-        let mut waiting = Vec::new();
-        for ((ih, h), key) in handles.iter().zip(keys.chunks_exact(8)) {
+        let mut waiting = VecDeque::new();
+        for (ih, h) in handles {
             // (Nothing is selected yet, so librqbit counts each as finished.)
             match engine.factory.counters(ih).map(|c| c.progress()) {
-                Some((held, all)) if held < all && all > 1 => {
-                    waiting.push((u64::from_le_bytes(key.try_into()?), h.clone()))
-                }
+                Some((held, all)) if held < all && all > 1 => waiting.push_back(h.clone()),
                 _ => engine.select_all(h).await?,
             }
         }
-        waiting.sort_by_key(|(k, _)| *k);
         let mut s = Steering {
             swarm,
-            waiting: waiting.into_iter().map(|(_, h)| h).collect(),
+            waiting,
             active: Vec::new(),
         };
         s.tick(engine).await?;
@@ -121,7 +127,9 @@ impl Steering {
         for i in done.into_iter().rev() {
             self.active.swap_remove(i);
         }
-        while self.active.len() < STREAMS / PLACES {
+        while self.active.len() < STREAMS / PLACES
+            && self.active.iter().filter(|r| !r.spread).count() < FETCHING
+        {
             let Some(h) = self.waiting.pop_front() else {
                 break;
             };
@@ -168,6 +176,8 @@ pub struct Rarest {
     fresh: bool,
     /// Due to meet its peers again ([`Steering::tick`] does it).
     reintroduce: bool,
+    /// Few of its pieces are left that no node holds or asked for ([`spread`]).
+    spread: bool,
 }
 
 impl Rarest {
@@ -217,6 +227,7 @@ impl Rarest {
             next: Instant::now(),
             fresh,
             reintroduce: false,
+            spread: false,
         }))
     }
 
@@ -249,6 +260,7 @@ impl Rarest {
         let counts = self.swarm.counts(&self.ih, held.len());
         let shares = self.swarm.shares(&self.ih, held.len());
         let targets = choose(&busy, &counts, &shares, &self.key, self.places);
+        self.spread = spread(&busy, &counts);
         let claims: Vec<u32> = receiving.iter().map(|p| *p as u32).collect();
         let (pieces, have) = (held.len(), held.iter().filter(|h| **h).count());
         if self.fresh && have > 0 {
@@ -292,6 +304,15 @@ impl Rarest {
         }
         Ok(())
     }
+}
+
+/// Whether at most [`SPREAD_PERCENT`] of a torrent's pieces are neither held or
+/// arriving here (`busy`) nor held or asked for by another node (`counts`).
+fn spread(busy: &[bool], counts: &[u32]) -> bool {
+    let nowhere = (0..busy.len())
+        .filter(|p| !busy[*p] && counts.get(*p).is_none_or(|c| *c == 0))
+        .count();
+    nowhere * 100 <= SPREAD_PERCENT * busy.len()
 }
 
 /// Where streams go to ask for `targets` first: a stream asks for the pieces after
@@ -355,6 +376,22 @@ mod tests {
         // Once the share is held (or others hold it), the rarest of the rest.
         let shares = [true, false, true, false, false, false];
         assert_eq!(choose(&held, &counts, &shares, &key, 3), vec![4, 3, 1]);
+    }
+
+    #[test]
+    fn a_torrent_has_spread_once_few_pieces_are_held_nowhere() {
+        // Twenty pieces: three (15 %) held nowhere is spread, four is not.
+        let mut busy = vec![false; 20];
+        let mut counts = vec![0u32; 20];
+        assert!(!spread(&busy, &counts));
+        busy[..10].fill(true);
+        counts[10..16].fill(1);
+        assert!(!spread(&busy, &counts));
+        counts[16] = 2;
+        assert!(spread(&busy, &counts));
+        // Counts shorter than the torrent count as held nowhere.
+        assert!(!spread(&busy, &counts[..15]));
+        assert!(spread(&[], &[]));
     }
 
     #[test]
