@@ -1,12 +1,17 @@
 //! The update exchange: answering queries, taking and passing on updates, asking
 //! peers for newer ones.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::{Node, POLL};
 use crate::channel::SignedUpdate;
 use crate::sync::wire::{Message, MAX_DATAGRAM};
+
+/// How often the peer list is looked at for peers not asked yet.
+const NEW_PEERS: Duration = Duration::from_millis(200);
 
 impl Node {
     /// Takes `u` as the newest update if it ranks above the one held. Returns whether
@@ -107,17 +112,32 @@ impl Node {
         }
     }
 
-    /// Asks every peer, now and then, for anything newer.
+    /// Asks every peer, now and then, for anything newer, and a peer found since as
+    /// soon as it is found: a node that joins hears of the newest update once it
+    /// finds its first peer, not at the next round.
     pub(super) async fn poll(self: Arc<Self>) {
+        let mut asked = BTreeSet::new();
+        let mut round: Option<Instant> = None;
         loop {
-            let (seq, tree) = self.held_rank();
-            let q = Message::Query {
-                channel: self.channel.public,
-                seq,
-                tree,
+            let peers = self.peers();
+            let all = round.is_none_or(|r| r.elapsed() >= POLL);
+            let to: Vec<SocketAddr> = if all {
+                round = Some(Instant::now());
+                peers
+            } else {
+                peers.into_iter().filter(|p| !asked.contains(p)).collect()
             };
-            self.send(&q, &self.peers()).await;
-            tokio::time::sleep(POLL).await;
+            if !to.is_empty() {
+                let (seq, tree) = self.held_rank();
+                let q = Message::Query {
+                    channel: self.channel.public,
+                    seq,
+                    tree,
+                };
+                self.send(&q, &to).await;
+                asked.extend(to);
+            }
+            tokio::time::sleep(NEW_PEERS).await;
         }
     }
 }
