@@ -47,6 +47,9 @@ pub struct SyncOptions {
 const POLL: Duration = Duration::from_secs(2);
 /// How long a fetch may go without a byte before its peers are asked again.
 const STALL: Duration = Duration::from_secs(10);
+/// The same, the first time, for a fetch that has had no byte yet: its first
+/// torrent (the manifest, a few KiB) comes in a fraction of a second when it comes.
+const FIRST_STALL: Duration = Duration::from_secs(3);
 /// How long after a failed fetch the update is tried again.
 const RETRY: Duration = Duration::from_secs(5);
 
@@ -325,15 +328,26 @@ impl Node {
         };
         let fetch = get(&self.engine, &magnet, &opts, &progress);
         tokio::pin!(fetch);
+        let mut restarted = false;
+        let stall = |restarted: bool| {
+            let (have, since) = *moved.lock().unwrap_or_else(|e| e.into_inner());
+            let limit = if have == 0 && !restarted {
+                FIRST_STALL
+            } else {
+                STALL
+            };
+            (limit, since.elapsed() >= limit)
+        };
         let report = loop {
             tokio::select! {
                 r = &mut fetch => break r,
-                _ = tokio::time::sleep(STALL) => {
-                    let still = moved.lock().unwrap_or_else(|e| e.into_inner()).1.elapsed() >= STALL;
-                    if still {
+                _ = tokio::time::sleep(stall(restarted).0) => {
+                    if stall(restarted).1 {
+                        tracing::debug!("fetch of tree {} stalled; asking its peers again", up.tree);
                         if let Err(e) = self.engine.restart_downloads().await {
                             tracing::warn!("restarting downloads: {e:#}");
                         }
+                        restarted = true;
                         *moved.lock().unwrap_or_else(|e| e.into_inner()) = (0, Instant::now());
                     }
                 }
