@@ -2,14 +2,22 @@
 
 mod cli;
 
+/// What is logged when `CAS_LOG` is not set.
+const DEFAULT_LOG: &str = "warn";
+
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CAS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    use tracing_subscriber::prelude::*;
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    match tracing_subscriber::EnvFilter::try_from_env("CAS_LOG") {
+        Ok(filter) => tracing_subscriber::registry()
+            .with(filter)
+            .with(stderr)
+            .init(),
+        Err(_) => tracing_subscriber::registry()
+            .with(tracing_subscriber::EnvFilter::new(DEFAULT_LOG))
+            .with(stderr.with_filter(NotPaused))
+            .init(),
+    }
     let code = match cli::run() {
         Ok(code) => code,
         Err(e) => {
@@ -18,4 +26,42 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// Leaves out librqbit's lines about a task of a torrent that ended because cas paused
+/// the torrent (to restart it): they say "ERROR", yet nothing went wrong.
+struct NotPaused;
+
+impl<S> tracing_subscriber::layer::Filter<S> for NotPaused {
+    fn enabled(
+        &self,
+        _: &tracing::Metadata<'_>,
+        _: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        true
+    }
+
+    fn event_enabled(
+        &self,
+        event: &tracing::Event<'_>,
+        _: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        if event.metadata().target() != "librqbit_core::spawn_utils" {
+            return true;
+        }
+        let mut paused = Paused(false);
+        event.record(&mut paused);
+        !paused.0
+    }
+}
+
+/// Whether an event's message says its torrent was paused.
+struct Paused(bool);
+
+impl tracing::field::Visit for Paused {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 |= format!("{value:?}").ends_with("torrent was paused");
+        }
+    }
 }
