@@ -329,20 +329,18 @@ impl Node {
         let fetch = get(&self.engine, &magnet, &opts, &progress);
         tokio::pin!(fetch);
         let mut restarted = false;
-        let stall = |restarted: bool| {
-            let (have, since) = *moved.lock().unwrap_or_else(|e| e.into_inner());
-            let limit = if have == 0 && !restarted {
+        let report = loop {
+            // Progress during the wait resets `moved`, so it then counts as no stall.
+            let nothing_yet = moved.lock().unwrap_or_else(|e| e.into_inner()).0 == 0;
+            let limit = if nothing_yet && !restarted {
                 FIRST_STALL
             } else {
                 STALL
             };
-            (limit, since.elapsed() >= limit)
-        };
-        let report = loop {
             tokio::select! {
                 r = &mut fetch => break r,
-                _ = tokio::time::sleep(stall(restarted).0) => {
-                    if stall(restarted).1 {
+                _ = tokio::time::sleep(limit) => {
+                    if moved.lock().unwrap_or_else(|e| e.into_inner()).1.elapsed() >= limit {
                         tracing::debug!("fetch of tree {} stalled; asking its peers again", up.tree);
                         if let Err(e) = self.engine.restart_downloads().await {
                             tracing::warn!("restarting downloads: {e:#}");
