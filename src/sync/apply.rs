@@ -5,14 +5,17 @@
 //! mix. Before anything local is replaced or removed, its metadata is compared with
 //! what the scan the plan was made from saw: an entry changed since then is moved
 //! aside as a conflict copy instead, so an edit made during the apply is kept too.
+//! A file written ahead while the tree arrived ([`super::ahead`]) is renamed into
+//! place the same way, instead of being written again.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use super::ahead::Ahead;
 use super::merge::{conflict_name, Plan, Step};
-use crate::export::{create_new, fill_file, set_symlink_mtime};
+use crate::export::{create_new, fill_file, mtime, set_symlink_mtime};
 use crate::manifest::{Entry, EntryKind, Manifest};
 use crate::store::Store;
 use crate::{Error, Result};
@@ -40,6 +43,7 @@ struct Ctx<'a> {
     now: u64,
     done: Applied,
     tmp_seq: u64,
+    ahead: &'a mut Ahead,
 }
 
 fn at(dir: &Path, rel: &[u8]) -> PathBuf {
@@ -148,21 +152,35 @@ impl Ctx<'_> {
             self.done.written += 1;
             return Ok(());
         }
-        let tmp = self.tmp();
-        match &e.kind {
-            EntryKind::Symlink { target } => {
+        let ready = match &e.kind {
+            EntryKind::File { content, .. } => self.ahead.take(content),
+            _ => None,
+        };
+        let tmp = match (ready, &e.kind) {
+            (Some(tmp), _) => {
+                if let Err(err) = finish_ahead(&tmp, e) {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(err);
+                }
+                tmp
+            }
+            (None, EntryKind::Symlink { target }) => {
+                let tmp = self.tmp();
                 std::os::unix::fs::symlink(OsStr::from_bytes(target), &tmp)
                     .map_err(Error::io(&tmp, "create symlink"))?;
                 set_symlink_mtime(&tmp, e).map_err(Error::io(&tmp, "set mtime"))?;
+                tmp
             }
-            _ => {
+            (None, _) => {
+                let tmp = self.tmp();
                 let mut file = create_new(&tmp)?;
                 if let Err(err) = fill_file(self.store, e, &mut file, &tmp) {
                     let _ = std::fs::remove_file(&tmp);
                     return Err(err);
                 }
+                tmp
             }
-        }
+        };
         // A directory in the way (the remote has a file there) goes if empty.
         if present && std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
             if let Err(err) = std::fs::remove_dir(&path) {
@@ -174,6 +192,17 @@ impl Ctx<'_> {
         self.done.written += 1;
         Ok(())
     }
+}
+
+/// Gives a file written ahead the entry's mode and mtime (two entries may share
+/// content but not these), durably.
+fn finish_ahead(tmp: &Path, e: &Entry) -> Result<()> {
+    let file = std::fs::File::open(tmp).map_err(Error::io(tmp, "open"))?;
+    file.set_permissions(std::fs::Permissions::from_mode(e.mode))
+        .map_err(Error::io(tmp, "set mode"))?;
+    file.set_modified(mtime(e))
+        .map_err(Error::io(tmp, "set mtime"))?;
+    file.sync_all().map_err(Error::io(tmp, "sync"))
 }
 
 /// Removes what an apply cut short left in `dir`'s working folder (temporary files
@@ -199,7 +228,8 @@ pub fn clean(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Carries out `plan` in `dir`, whose state when planned was `scanned`.
+/// Carries out `plan` in `dir`, whose state when planned was `scanned`, taking
+/// the files written `ahead` where it can.
 pub fn apply(
     store: &Store,
     dir: &Path,
@@ -207,6 +237,7 @@ pub fn apply(
     scanned: &Manifest,
     node: &str,
     now: u64,
+    ahead: &mut Ahead,
 ) -> Result<Applied> {
     let work = dir.join(WORK_DIR);
     std::fs::create_dir_all(&work).map_err(Error::io(&work, "create directory"))?;
@@ -222,6 +253,7 @@ pub fn apply(
         now,
         done: Applied::default(),
         tmp_seq: 0,
+        ahead,
     };
     for step in &plan.steps {
         ctx.step(step)?;
@@ -240,6 +272,7 @@ pub fn apply(
     for d in dirs {
         crate::store::sync_dir(&d)?;
     }
+    ctx.ahead.discard();
     // Left only while in use (a file in it means a write was cut short).
     let _ = std::fs::remove_dir(&work);
     Ok(ctx.done)
@@ -274,7 +307,7 @@ mod tests {
         let origin = |_: &Entry| ("x".to_string(), 1);
         let empty = Manifest::default();
         let p = plan(&empty, &empty, &first, &origin);
-        apply(&store, &dest, &p, &empty, "n", 5).unwrap();
+        apply(&store, &dest, &p, &empty, "n", 5, &mut Ahead::none(&dest)).unwrap();
         assert_eq!(std::fs::read(dest.join("a.txt")).unwrap(), b"one\n");
         assert_eq!(
             std::fs::read(dest.join("sub/b.bin")).unwrap(),
@@ -289,7 +322,7 @@ mod tests {
         let second = scan(&store, &src);
         std::fs::write(dest.join("a.txt"), b"edited meanwhile\n").unwrap();
         let p = plan(&first, &scanned, &second, &origin);
-        let done = apply(&store, &dest, &p, &scanned, "n", 5).unwrap();
+        let done = apply(&store, &dest, &p, &scanned, "n", 5, &mut Ahead::none(&dest)).unwrap();
         assert_eq!(done.conflicts, 1);
         assert_eq!(std::fs::read(dest.join("a.txt")).unwrap(), b"two\n");
         assert_eq!(

@@ -13,6 +13,7 @@
 //! its public key, so every member seeds the same one): LSD on a LAN, a tracker, or
 //! `--peer` hints.
 
+pub mod ahead;
 pub mod apply;
 pub mod merge;
 pub mod node;

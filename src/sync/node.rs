@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::net::UdpSocket;
 
+use super::ahead::{self, Ahead};
 use super::watch::{watch, Quiet};
 use super::wire::Message;
 use super::{apply, merge, now, ChannelStatus};
@@ -326,6 +327,11 @@ impl Node {
                 *m = (have, Instant::now());
             }
         };
+        let mine = self.manifest_of(self.state().applied.as_ref().map(|a| a.tree))?;
+        let writer = ahead::Writer::start(
+            self.engine.store.clone(),
+            Ahead::new(&self.opts.dir, up.tree, &mine),
+        );
         let fetch = get(&self.engine, &magnet, &opts, &progress);
         tokio::pin!(fetch);
         let mut restarted = false;
@@ -350,8 +356,10 @@ impl Node {
                     }
                 }
             }
-        }
-        .with_context(|| format!("its tree {} could not be fetched", up.tree))?;
+        };
+        let ahead = writer.finish().await;
+        let report =
+            report.with_context(|| format!("its tree {} could not be fetched", up.tree))?;
         anyhow::ensure!(
             report.tree == Some(up.tree),
             "its manifest torrent {} does not carry tree {}",
@@ -388,8 +396,9 @@ impl Node {
         let store = self.engine.store.clone();
         let dir = self.opts.dir.clone();
         let node = self.opts.node.clone();
+        let mut ahead = ahead.unwrap_or_else(|| Ahead::none(&dir));
         let done = tokio::task::spawn_blocking(move || {
-            apply::apply(&store, &dir, &plan, &local, &node, when)
+            apply::apply(&store, &dir, &plan, &local, &node, when, &mut ahead)
         })
         .await??;
         self.save(|s| {
