@@ -63,7 +63,13 @@ pub struct GetReport {
 
 /// How long to wait for a magnet's metadata before looking for peers again.
 /// The first wait; each later one is twice the one before, up to [`METADATA_RETRY_MAX`].
-const METADATA_RETRY: Duration = Duration::from_secs(4);
+/// Short: a connection whose first packets were dropped on a full link is tried
+/// again by the kernel only after 1 s, then 3 s more, while asked again the magnet
+/// tries every peer at once, and nodes that fetch the same tree together have the
+/// metadata to give by then. With 4 s, one follower of eight fetching a tree waited
+/// that long for one file's metadata while the source's link was full, and every
+/// file with it (a fetch starts once all are added).
+const METADATA_RETRY: Duration = Duration::from_secs(1);
 const METADATA_RETRY_MAX: Duration = Duration::from_secs(60);
 /// Torrents being added at once.
 const ADDING_AT_ONCE: usize = 8;
