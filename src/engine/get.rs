@@ -169,7 +169,14 @@ async fn add_one(
             None => retry,
         };
         retry = (retry * 2).min(METADATA_RETRY_MAX);
-        let add = engine.add_with(s.clone(), &opts.peers, fetch);
+        // Asked each time: a node that started moments ago learns its peers as it goes.
+        let mut peers = opts.peers.clone();
+        if let Some(swarm) = &opts.swarm {
+            peers.extend(swarm.peers());
+            peers.sort_unstable();
+            peers.dedup();
+        }
+        let add = engine.add_with(s.clone(), &peers, fetch);
         match tokio::time::timeout(wait, add).await {
             Ok(added) => break added?,
             Err(_) if deadline.is_none_or(|d| Instant::now() < d) => {

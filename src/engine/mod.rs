@@ -437,8 +437,9 @@ impl Engine {
             .context("asking for the whole torrent")
     }
 
-    /// Stops and starts torrent `h` again: every peer it knows is tried at once, and
-    /// LSD and trackers are asked again.
+    /// Stops and starts torrent `h` again: the peers it was added with are tried at
+    /// once, and LSD and trackers are asked again. (librqbit forgets on a pause the
+    /// peers it found since the add.)
     pub async fn restart(&self, h: &Arc<ManagedTorrent>) -> anyhow::Result<()> {
         self.session.pause(h).await?;
         self.session.unpause(h).await

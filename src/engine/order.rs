@@ -63,6 +63,11 @@ pub trait Swarm: Send + Sync {
     /// Tells the others what this node holds of `ih` (a bitfield, most significant
     /// bit first) and which pieces it is about to ask for.
     fn holding(&self, ih: &InfoHash, bitfield: &[u8], claims: &[u32]);
+    /// The other nodes' BitTorrent addresses known now. A torrent is given them
+    /// when it is added, and meets them again whenever it is restarted: librqbit
+    /// starts a torrent again with the peers it was added with (and LSD, trackers),
+    /// not with those it found since.
+    fn peers(&self) -> Vec<std::net::SocketAddr>;
 }
 
 trait Seek: AsyncSeek + Unpin + Send {}
@@ -144,9 +149,10 @@ impl Steering {
                 }
                 self.active.push(r);
             }
-            // Started again, it meets every peer it knows at once: those it let go,
-            // and those that did not answer yet (a node still adding it), which it
-            // would try again only after 10 s, then a minute.
+            // Started again, it meets at once the peers it was added with (the
+            // swarm's, [`Swarm::peers`]) and those LSD finds: those it let go, and
+            // those that did not answer yet (a node still adding it), which it would
+            // try again only after 10 s, then a minute.
             engine.restart(&h).await?;
             engine.select_all(&h).await?;
         }

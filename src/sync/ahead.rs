@@ -301,10 +301,17 @@ mod tests {
         let p = plan(&mine, &local, &remote, &origin);
         apply(&store, &dest, &p, &local, "n", 5, &mut ahead).unwrap();
         assert_eq!(ahead.ready(), 0);
-        assert_eq!(std::fs::read(dest.join("kept.txt")).unwrap(), b"same on both\n");
+        assert_eq!(
+            std::fs::read(dest.join("kept.txt")).unwrap(),
+            b"same on both\n"
+        );
         for name in ["big.bin", "twin.bin", "empty"] {
             let (a, b) = (src.join(name), dest.join(name));
-            assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap(), "{name}");
+            assert_eq!(
+                std::fs::read(&a).unwrap(),
+                std::fs::read(&b).unwrap(),
+                "{name}"
+            );
             let (ma, mb) = (a.metadata().unwrap(), b.metadata().unwrap());
             assert_eq!(ma.mode() & 0o7777, mb.mode() & 0o7777, "mode of {name}");
             assert_eq!(ma.mtime(), mb.mtime(), "mtime of {name}");

@@ -155,6 +155,10 @@ impl Swarm for Node {
             .shares(ih, pieces, self.id)
     }
 
+    fn peers(&self) -> Vec<SocketAddr> {
+        Node::peers(self)
+    }
+
     fn holding(&self, ih: &InfoHash, bitfield: &[u8], claims: &[u32]) {
         let pieces = self
             .engine
