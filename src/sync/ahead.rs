@@ -165,6 +165,8 @@ impl Ahead {
 impl Drop for Ahead {
     fn drop(&mut self) {
         self.discard();
+        // The working folder goes too, if nothing else is in it.
+        let _ = std::fs::remove_dir(&self.work);
     }
 }
 
@@ -326,7 +328,7 @@ mod tests {
         assert_eq!(unused.round(&store, &stop).unwrap(), 1);
         assert_eq!(work_files(&dest), 1);
         drop(unused);
-        assert_eq!(work_files(&dest), 0);
+        assert!(!dest.join(WORK_DIR).exists());
 
         // Once stopped, a round writes nothing.
         let mut stopped = Ahead::new(&dest, tree, &Manifest::default());
