@@ -23,7 +23,7 @@ use crate::export::{create_new, fill_file};
 use crate::manifest::{Entry, EntryKind, Manifest};
 use crate::read::load_manifest;
 use crate::store::Store;
-use crate::{ContentId, Error, Result, TreeId};
+use crate::{ContentId, Error, InfoHash, Result, TreeId};
 
 /// The files written ahead for one update.
 pub struct Ahead {
@@ -41,14 +41,15 @@ pub struct Ahead {
     seq: u64,
 }
 
-/// The content and torrent of a file entry with content.
-fn file_content(e: &Entry) -> Option<ContentId> {
+/// The content and torrent of a file entry that has content (an empty file has no
+/// torrent, and nothing to write ahead).
+fn file_content(e: &Entry) -> Option<(ContentId, InfoHash)> {
     match &e.kind {
         EntryKind::File {
             content,
-            info_hash: Some(_),
+            info_hash: Some(ih),
             ..
-        } => Some(*content),
+        } => Some((*content, *ih)),
         _ => None,
     }
 }
@@ -59,7 +60,7 @@ impl Ahead {
         let mine = mine
             .entries
             .iter()
-            .filter_map(|e| Some((e.path.clone(), file_content(e)?)))
+            .filter_map(|e| Some((e.path.clone(), file_content(e)?.0)))
             .collect();
         Ahead {
             work: dir.join(super::apply::WORK_DIR),
@@ -89,7 +90,9 @@ impl Ahead {
             let mut seen = std::collections::HashSet::new();
             let mut wanted = Vec::new();
             for e in remote.entries {
-                let Some(c) = file_content(&e) else { continue };
+                let Some((c, _)) = file_content(&e) else {
+                    continue;
+                };
                 if self.mine.get(&e.path) != Some(&c) && seen.insert(c) {
                     wanted.push(e);
                 }
@@ -97,37 +100,32 @@ impl Ahead {
             self.mine = HashMap::new();
             self.wanted = Some(wanted);
         }
-        let mut written = 0;
-        let mut i = 0;
-        while i < self.wanted.as_ref().map_or(0, Vec::len) {
-            if stop.load(Ordering::Relaxed) {
-                break;
-            }
-            let Some(e) = self.wanted.as_ref().and_then(|w| w.get(i)).cloned() else {
-                break;
-            };
-            let complete = match &e.kind {
-                EntryKind::File {
-                    info_hash: Some(ih),
-                    ..
-                } => store.catalog().has_torrent(ih),
-                _ => true,
-            };
+        let mut wanted = self.wanted.take().unwrap_or_default();
+        let (mut written, mut failed) = (0, None);
+        wanted.retain(|e| {
+            let complete = failed.is_none()
+                && !stop.load(Ordering::Relaxed)
+                && file_content(e).is_some_and(|(_, ih)| store.catalog().has_torrent(&ih));
             if !complete {
-                i += 1;
-                continue;
+                return true;
             }
-            if let Some(w) = self.wanted.as_mut() {
-                w.swap_remove(i);
+            match self.write(store, e) {
+                Ok(()) => {
+                    written += 1;
+                    false
+                }
+                Err(err) => {
+                    failed = Some(err);
+                    true
+                }
             }
-            self.write(store, &e)?;
-            written += 1;
-        }
-        Ok(written)
+        });
+        self.wanted = Some(wanted);
+        failed.map_or(Ok(written), Err)
     }
 
     fn write(&mut self, store: &Store, e: &Entry) -> Result<()> {
-        let Some(content) = file_content(e) else {
+        let Some((content, _)) = file_content(e) else {
             return Ok(());
         };
         std::fs::create_dir_all(&self.work).map_err(Error::io(&self.work, "create directory"))?;

@@ -327,7 +327,9 @@ impl Node {
                 *m = (have, Instant::now());
             }
         };
-        let mine = self.manifest_of(self.state().applied.as_ref().map(|a| a.tree))?;
+        // Only this loop applies or publishes, so neither changes while the tree comes.
+        let applied = self.state().applied;
+        let mine = self.manifest_of(applied.as_ref().map(|a| a.tree))?;
         let writer = ahead::Writer::start(
             self.engine.store.clone(),
             Ahead::new(&self.opts.dir, up.tree, &mine),
@@ -372,12 +374,10 @@ impl Node {
             catalog.unpin(ih)?;
         }
         let (_, _, local) = self.scan().await?;
-        let applied = self.state().applied;
         let known_parent = up
             .parent
             .filter(|p| catalog.tree(p).ok().flatten().is_some());
         let base = self.manifest_of(known_parent.or(applied.as_ref().map(|a| a.tree)))?;
-        let mine = self.manifest_of(applied.as_ref().map(|a| a.tree))?;
         let remote = crate::read::load_manifest(self.store(), &up.tree)?;
         let when = now();
         // A local version that is the last applied one came from that update's node.
