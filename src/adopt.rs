@@ -18,8 +18,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::chunks::chunk::VerifiedChunk;
 use crate::meta::parse::Metainfo;
-use crate::store::chunk::VerifiedChunk;
 use crate::{ChunkId, Error, InfoHash, Result, Store};
 
 /// What adopting did.

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::store::{sync_dir, write_atomic};
+use crate::chunks::{sync_dir, write_atomic};
 use crate::{ChunkId, ContentId, Error, InfoHash, Result, TreeId};
 
 pub(crate) const TORRENT_MAGIC: &[u8; 8] = b"CASTORR\x01";

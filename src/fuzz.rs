@@ -333,8 +333,8 @@ fn fuzz_records() {
     use crate::catalog::{
         decode, encode, TorrentKind, TorrentRecord, TreeRecord, TORRENT_MAGIC, TREE_MAGIC,
     };
-    use crate::store::chunk::{Collision, Digests};
-    use crate::store::pack::{RecordHeader, RECORD_HEADER_LEN};
+    use crate::chunks::chunk::{Collision, Digests};
+    use crate::chunks::pack::{RecordHeader, RECORD_HEADER_LEN};
     let header = RecordHeader {
         digests: Digests {
             id: crate::ChunkId([3; 32]),

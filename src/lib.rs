@@ -20,6 +20,7 @@
 pub mod adopt;
 pub mod catalog;
 pub mod channel;
+pub mod chunks;
 pub mod engine;
 mod error;
 pub mod export;

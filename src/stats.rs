@@ -3,8 +3,9 @@
 use serde::Serialize;
 
 use crate::catalog::TorrentKind;
+use crate::chunks::pack;
 use crate::meta::parse::Metainfo;
-use crate::store::{pack, Store};
+use crate::store::Store;
 use crate::{ChunkId, Error, InfoHash, Result};
 
 /// Store-wide figures.
@@ -45,13 +46,13 @@ pub fn stats(store: &Store) -> Result<Stats> {
             }
         }
     }
-    for item in store.index().entries() {
+    for item in store.chunks().index().entries() {
         let (_, entry) = item?;
         s.chunks += 1;
         s.chunk_bytes += u64::from(entry.len);
     }
-    let dir = store.packs_dir();
-    for n in store.pack_numbers()? {
+    let dir = store.chunks().packs_dir();
+    for n in store.chunks().pack_numbers()? {
         let p = dir.join(pack::pack_file_name(n));
         s.physical_bytes += std::fs::metadata(&p)
             .map_err(Error::io(&p, "stat pack"))?
@@ -121,7 +122,7 @@ pub fn torrent_stats(store: &Store) -> Result<Vec<TorrentStats>> {
         let Ok(meta) = Metainfo::parse(&bytes) else {
             continue;
         };
-        let held = crate::engine::storage::held_pieces(store, &meta)?;
+        let held = crate::store::content::held_pieces(store, &meta)?;
         count(&held, &mut users);
         rows.push((ih, meta, held, true));
     }

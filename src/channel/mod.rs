@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{check_ref_name, decode, encode};
-use crate::store::{write_atomic, Store};
+use crate::chunks::write_atomic;
+use crate::store::Store;
 use crate::{Error, Result, TreeId};
 
 const KEY_MAGIC: &[u8; 8] = b"CASCHAN\x02";
@@ -285,7 +286,7 @@ fn write_secret(path: &Path, bytes: &[u8]) -> Result<()> {
         .and_then(|()| f.sync_all())
         .map_err(Error::io(&tmp, "write"))?;
     std::fs::rename(&tmp, path).map_err(Error::io(path, "rename into place"))?;
-    crate::store::sync_dir(path.parent().expect("a channel file has a parent"))
+    crate::chunks::sync_dir(path.parent().expect("a channel file has a parent"))
 }
 
 /// The piece length a node cuts the channel's next tree with: the applied tree's, so

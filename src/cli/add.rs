@@ -80,7 +80,7 @@ pub fn add(cli: &Cli, args: &AddArgs) -> Result<i32> {
     };
     if report.complete && !catalog.has_torrent(&ih) {
         let pieces = held.into_iter().flatten().collect();
-        cas::engine::finish::record(&store, &meta, pieces, None)?;
+        cas::store::finish::record(&store, &meta, pieces, None)?;
     }
     if let Some(name) = &args.name {
         catalog.set_label(&ih, name)?;

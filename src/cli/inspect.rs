@@ -45,7 +45,7 @@ pub fn torrent(cli: &Cli, target: &str, output: Option<&Path>, manifest: bool) -
     let store = cli.open()?;
     let (_, record) = pick_torrent(&store, target, manifest)?;
     match output {
-        Some(p) => cas::store::write_atomic(p, &record.metainfo)?,
+        Some(p) => cas::chunks::write_atomic(p, &record.metainfo)?,
         None if super::daemon::stdout_is_terminal() => {
             bail!("refusing to write a .torrent to a terminal; pass -o FILE")
         }

@@ -125,7 +125,7 @@ pub fn fsck(cli: &Cli, repair: bool, json: bool) -> Result<i32> {
 
 pub fn rebuild(cli: &Cli, json: bool) -> Result<i32> {
     let mut store = cli.open_exclusive()?;
-    let r = cas::store::rebuild::rebuild(&mut store)?;
+    let r = cas::chunks::rebuild::rebuild(store.chunks_mut())?;
     if json {
         print_json(&r)?;
     } else {

@@ -172,7 +172,7 @@ pub fn parse_size(s: &str) -> Result<u32, String> {
     let len = n
         .checked_mul(mult)
         .ok_or_else(|| format!("{s:?} is too large"))?;
-    cas::store::check_piece_length(len).map_err(|e| e.to_string())
+    cas::meta::check_piece_length(len).map_err(|e| e.to_string())
 }
 
 impl Cli {

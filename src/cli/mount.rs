@@ -54,9 +54,12 @@ pub fn mount(
         tokio::runtime::Handle::current(),
         read_timeout,
     );
-    let tree = Arc::new(StoreTree::new(engine.store.clone(), Some(Arc::new(fetch))));
+    let tree = Arc::new(StoreTree::new(
+        engine.store().clone(),
+        Some(Arc::new(fetch)),
+    ));
     let options = cas_fuse::MountOptions {
-        fs_name: format!("cas:{}", engine.store.root().display()),
+        fs_name: format!("cas:{}", engine.store().root().display()),
         direct_io,
         ..Default::default()
     };

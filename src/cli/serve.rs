@@ -222,9 +222,13 @@ pub(super) fn run_daemon(
                 "syncing {} on channel {} at {}",
                 opts.dir.display(),
                 opts.channel,
-                engine.listen
+                engine.listen_addr()
             ),
-            None => outln!("seeding {} torrents on {}", engine.torrents, engine.listen),
+            None => outln!(
+                "seeding {} torrents on {}",
+                engine.started_with(),
+                engine.listen_addr()
+            ),
         }
         for node in syncs {
             tokio::spawn(async move {
@@ -247,7 +251,7 @@ pub(super) fn run_daemon(
                 )?;
                 outln!(
                     "mounted {} on {} (read-only)",
-                    engine.store.root().display(),
+                    engine.store().root().display(),
                     at.display()
                 );
                 Some(m)
@@ -263,7 +267,7 @@ pub(super) fn run_daemon(
         if let Some(m) = mounted {
             super::mount::unmount(m);
         }
-        engine.session.stop().await;
+        engine.stop().await;
         Ok(0)
     })
 }
@@ -291,7 +295,7 @@ pub fn get_cmd(cli: &Cli, args: &GetArgs) -> Result<i32> {
         None => runtime()?.block_on(async {
             let engine = Engine::start(store.clone(), args.net.options(false)).await?;
             let r = get(&engine, &args.target, &opts, &progress).await;
-            engine.session.stop().await;
+            engine.stop().await;
             r
         }),
     };

@@ -278,7 +278,7 @@ async fn is_manifest(
         return Ok(false);
     };
     let meta = crate::meta::parse::Metainfo::parse(&bytes)?;
-    if !(meta.single_file && super::finish::is_content_name(&meta.name)) {
+    if !(meta.single_file && crate::store::finish::is_content_name(&meta.name)) {
         return Ok(false);
     }
     let piece = super::lazy::fetch_piece(engine, ih, 0);

@@ -5,8 +5,6 @@
 //! catalog to seed it and every unfinished download to resume it, each served by a
 //! [`storage::StoreStorage`]. This module is the only one that knows librqbit.
 
-mod content;
-pub mod finish;
 pub mod get;
 pub mod lazy;
 pub mod order;
@@ -27,6 +25,21 @@ use librqbit::{
 
 use crate::meta::parse::Metainfo;
 use crate::{InfoHash, Store};
+
+/// What the engine knows of one torrent's pieces.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PieceCounts {
+    /// Pieces in the torrent.
+    pub pieces: usize,
+    /// Pieces the store holds.
+    pub held: usize,
+    /// Bytes of pieces the store already held when the torrent was added.
+    pub found_bytes: u64,
+    /// Bytes of pieces received, verified and stored.
+    pub stored_bytes: u64,
+    /// Pieces received whose hash was wrong (dropped).
+    pub rejected: u64,
+}
 
 /// How the engine meets peers.
 #[derive(Clone, Debug)]
@@ -81,13 +94,13 @@ pub enum Fetch {
 
 /// A running engine.
 pub struct Engine {
-    pub session: Arc<Session>,
-    pub store: Arc<Store>,
-    pub factory: storage::StoreStorageFactory,
+    session: Arc<Session>,
+    store: Arc<Store>,
+    factory: storage::StoreStorageFactory,
     /// The address peers reach this engine at.
-    pub listen: SocketAddr,
+    listen: SocketAddr,
     /// Torrents seeded or resumed at start.
-    pub torrents: usize,
+    torrents: usize,
     trackers: Vec<String>,
     peers: Vec<SocketAddr>,
     /// librqbit's fastresume folder.
@@ -329,7 +342,7 @@ impl Engine {
                 let meta = Metainfo::parse(bytes)?;
                 private = meta.private;
                 asked = Some(meta.info_hash);
-                let held = storage::held_pieces(&self.store, &meta)?;
+                let held = crate::store::content::held_pieces(&self.store, &meta)?;
                 let bitv = self.resume.join(format!("{}.bitv", meta.info_hash));
                 std::fs::create_dir_all(&self.resume)?;
                 std::fs::write(&bitv, storage::bitfield(held.iter().map(Option::is_some)))
@@ -399,6 +412,32 @@ impl Engine {
             .unwrap_or_else(|e| e.into_inner())
             .insert(ih);
         Ok((ih, handle))
+    }
+
+    /// The store the engine serves from and fetches into.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The address peers reach this engine at.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// Torrents seeded or resumed when the engine started.
+    pub fn started_with(&self) -> usize {
+        self.torrents
+    }
+
+    /// Stops every torrent and the session (its listener, DHT and LSD). What was
+    /// received is committed by the store's owner, not here.
+    pub async fn stop(&self) {
+        self.session.stop().await;
+    }
+
+    /// Piece counts of a torrent the engine runs (or ran since it started).
+    pub fn counts(&self, ih: &InfoHash) -> Option<PieceCounts> {
+        self.factory.counters(ih).map(|c| c.counts())
     }
 
     /// The session's handle on torrent `ih`, if it runs it.

@@ -30,10 +30,10 @@ use librqbit::storage::filesystem::FilesystemStorageFactory;
 use librqbit::storage::{BoxStorageFactory, StorageFactory, StorageFactoryExt, TorrentStorage};
 use librqbit::{ManagedTorrentShared, TorrentMetadata};
 
-use super::content::InOrder;
-use super::finish;
+use crate::chunks::chunk::VerifiedChunk;
 use crate::meta::parse::Metainfo;
-use crate::store::chunk::VerifiedChunk;
+use crate::store::content_hash::InOrder;
+use crate::store::finish;
 use crate::{ChunkId, InfoHash, Store};
 
 /// Verified chunks kept per torrent.
@@ -55,27 +55,8 @@ pub struct Counters {
 pub struct StoreStorageFactory {
     pub store: Arc<Store>,
     torrents: Arc<Mutex<HashMap<InfoHash, Arc<Inner>>>>,
-    /// Pieces held, worked out before a torrent was added (see [`held_pieces`]).
+    /// Pieces held, worked out before a torrent was added (see [`crate::store::content::held_pieces`]).
     prepared: Arc<Mutex<HashMap<InfoHash, Vec<Option<ChunkId>>>>>,
-}
-
-/// The chunk of each piece of a torrent that the store holds: from the catalog record
-/// for a torrent of the store (checking each chunk is still there), else by SHA-1.
-pub fn held_pieces(store: &Store, meta: &Metainfo) -> crate::Result<Vec<Option<ChunkId>>> {
-    let mut held = Vec::with_capacity(meta.pieces.len());
-    match store.catalog().torrent(&meta.info_hash)? {
-        Some(record) if record.pieces.len() == meta.pieces.len() => {
-            for id in record.pieces {
-                held.push(store.contains(&id)?.then_some(id));
-            }
-        }
-        _ => {
-            for sha1 in &meta.pieces {
-                held.push(store.find_by_sha1(sha1)?.first().copied());
-            }
-        }
-    }
-    Ok(held)
 }
 
 /// librqbit's saved bitfield: one bit per piece, most significant bit first.
@@ -146,7 +127,7 @@ impl StorageFactory for StoreStorageFactory {
             .remove(&ih);
         let held = match prepared {
             Some(h) => h,
-            None => held_pieces(&self.store, &meta)?,
+            None => crate::store::content::held_pieces(&self.store, &meta)?,
         };
         if held.len() != meta.pieces.len() {
             bail!("torrent {ih}: the store's record does not match the torrent");
@@ -309,6 +290,18 @@ impl Inner {
     }
 
     /// Pieces held and total.
+    /// The torrent's figures, for callers outside the engine.
+    pub fn counts(&self) -> super::PieceCounts {
+        let (held, pieces) = self.progress();
+        super::PieceCounts {
+            pieces,
+            held,
+            found_bytes: self.counters.found.load(Ordering::Relaxed),
+            stored_bytes: self.counters.stored.load(Ordering::Relaxed),
+            rejected: self.counters.rejected.load(Ordering::Relaxed),
+        }
+    }
+
     pub fn progress(&self) -> (usize, usize) {
         let held = self.held.read().unwrap_or_else(|e| e.into_inner());
         (held.iter().filter(|h| h.is_some()).count(), held.len())

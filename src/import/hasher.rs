@@ -14,8 +14,8 @@ use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Mutex};
 
-use crate::store::chunk::VerifiedChunk;
-use crate::store::index::Index;
+use crate::chunks::chunk::VerifiedChunk;
+use crate::chunks::index::Index;
 use crate::store::Store;
 use crate::{ChunkId, ContentId, Error, PieceHash, Result};
 
@@ -80,7 +80,7 @@ pub fn store_file(
     let pl = u64::from(piece_length);
     let count = size.div_ceil(pl) as usize;
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let index = store.index().clone();
+    let index = store.chunks().index().clone();
 
     let (work_tx, work_rx) = sync_channel::<(usize, Vec<u8>)>(threads * 8);
     let work_rx = Arc::new(Mutex::new(work_rx));

@@ -8,6 +8,8 @@
 
 mod cache;
 mod hasher;
+#[cfg(test)]
+mod powerloss;
 mod walk;
 
 use cache::FileStat;
@@ -20,9 +22,9 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::catalog::{check_ref_name, TorrentKind, TorrentRecord, TreeRecord};
+use crate::chunks::chunk::VerifiedChunk;
 use crate::manifest::{Entry, EntryKind, Manifest};
 use crate::meta::torrent::{self, Publish, TorrentFile};
-use crate::store::chunk::VerifiedChunk;
 use crate::store::Store;
 use crate::{ContentId, Error, InfoHash, Result, TreeId};
 
@@ -155,7 +157,7 @@ pub fn import(
         )));
     }
     let piece_length = match opts.cut_with {
-        Some(p) => crate::store::check_piece_length(p.into())?,
+        Some(p) => crate::meta::check_piece_length(p.into())?,
         None => piece_length,
     };
     let ref_name = match &opts.name {

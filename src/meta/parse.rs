@@ -9,8 +9,10 @@ use sha1::{Digest, Sha1};
 use super::bencode::{self, Value};
 use crate::{InfoHash, PieceHash};
 
-/// Largest piece length accepted from a torrent: the largest chunk a pack holds.
-pub const MAX_PIECE_LENGTH: u64 = crate::store::pack::MAX_CHUNK_LEN as u64;
+/// Largest piece length accepted from a torrent: 64 MiB. The store keeps each piece as
+/// one chunk, and a chunk is at most this long (`chunks::MAX_CHUNK_LEN`; the store
+/// layer asserts that the two agree).
+pub const MAX_PIECE_LENGTH: u64 = 64 << 20;
 
 /// One file of a torrent.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -197,7 +199,7 @@ impl Metainfo {
         let piece_length = int(info.get("piece length"), "piece length")?;
         if piece_length == 0 || piece_length > MAX_PIECE_LENGTH {
             return bad(format!(
-                "piece length {piece_length} is outside 1..=256 MiB"
+                "piece length {piece_length} is outside 1 byte..=64 MiB"
             ));
         }
         let hashes = info

@@ -11,8 +11,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use cas_fuse::TreeError;
 
 use crate::catalog::TorrentKind;
+use crate::chunks::chunk::VerifiedChunk;
 use crate::meta::parse::Metainfo;
-use crate::store::chunk::VerifiedChunk;
 use crate::{ChunkId, InfoHash, Store};
 
 /// Chunks kept for reads: the kernel reads a piece in several requests.

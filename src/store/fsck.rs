@@ -12,8 +12,6 @@ use std::collections::{HashMap, HashSet};
 use serde::Serialize;
 
 use super::gc::mark;
-use super::index::IndexBatch;
-use super::pack::{self, ScanItem};
 use super::Store;
 use crate::manifest::EntryKind;
 use crate::{ChunkId, Result};
@@ -67,76 +65,18 @@ impl FsckReport {
 
 /// Checks the whole store; with `repair`, also fixes what can be fixed.
 pub fn fsck(store: &mut Store, repair: bool) -> Result<FsckReport> {
-    store.commit()?;
-    let mut report = FsckReport::default();
-    // Every record in every pack, re-hashed.
-    let mut records: HashMap<(u32, u64), (ChunkId, bool)> = HashMap::new();
-    let mut intact_ids: HashSet<ChunkId> = HashSet::new();
-    let dir = store.packs_dir();
-    for n in store.pack_numbers()? {
-        report.packs += 1;
-        let path = dir.join(pack::pack_file_name(n));
-        let items = match pack::scan(&path) {
-            Ok(items) => items,
-            Err(e) => {
-                report.damaged.push(format!("pack {}: {e}", path.display()));
-                continue;
-            }
-        };
-        for item in items {
-            match item {
-                ScanItem::Record {
-                    offset,
-                    header,
-                    intact,
-                } => {
-                    report.bytes_checked += u64::from(header.len);
-                    records.insert((n, offset), (header.digests.id, intact));
-                    if intact {
-                        intact_ids.insert(header.digests.id);
-                    }
-                }
-                ScanItem::Garbage { len, .. } => report.orphaned_bytes += len,
-            }
-        }
-    }
-    // Every index entry against the records.
-    let mut bad: Vec<(ChunkId, super::index::IndexEntry)> = Vec::new();
-    let mut referenced = HashSet::new();
-    for item in store.index().entries() {
-        let (id, entry) = item?;
-        report.chunks += 1;
-        let at = (entry.at.pack, entry.at.offset);
-        let problem = match records.get(&at) {
-            None => Some("its record is missing or its header is damaged"),
-            Some((rid, _)) if *rid != id => Some("the index points at another chunk's record"),
-            Some((_, false)) => Some("its bytes do not match its hash"),
-            Some(_) => None,
-        };
-        referenced.insert(at);
-        if let Some(p) = problem {
-            report.damaged.push(format!(
-                "chunk {id} ({} offset {}): {p}",
-                pack::pack_file_name(entry.at.pack),
-                entry.at.offset
-            ));
-            bad.push((id, entry));
-        }
-    }
-    for (at, (_, _)) in &records {
-        if !referenced.contains(at) {
-            report.orphaned_records += 1;
-        }
-    }
-    // Stale SHA-1 lookup keys.
-    let mut stale = Vec::new();
-    for item in store.index().sha1_keys() {
-        let (sha1, id) = item?;
-        if store.index().get(&id)?.is_none() {
-            stale.push((sha1, id));
-        }
-    }
-    let bad_ids: HashSet<ChunkId> = bad.iter().map(|(id, _)| *id).collect();
+    // Every record in every pack re-hashed, every index entry against the records.
+    let check = store.chunks().verify()?;
+    let mut report = FsckReport {
+        packs: check.packs,
+        chunks: check.chunks,
+        bytes_checked: check.bytes_checked,
+        damaged: check.damaged.clone(),
+        orphaned_records: check.orphaned_records,
+        orphaned_bytes: check.orphaned_bytes,
+        ..FsckReport::default()
+    };
+    let bad_ids: HashSet<ChunkId> = check.bad.iter().map(|(id, _)| *id).collect();
 
     // The catalog against the index.
     let marked = mark(store)?;
@@ -160,9 +100,9 @@ pub fn fsck(store: &mut Store, repair: bool) -> Result<FsckReport> {
         };
         let mut missing = 0;
         for id in &record.pieces {
-            if bad_ids.contains(id) || store.index().get(id)?.is_none() {
+            if bad_ids.contains(id) || store.chunks().index().get(id)?.is_none() {
                 missing += 1;
-                if intact_ids.contains(id) && !bad_ids.contains(id) {
+                if check.intact.contains(id) && !bad_ids.contains(id) {
                     report.recoverable += 1;
                 }
             }
@@ -177,26 +117,7 @@ pub fn fsck(store: &mut Store, repair: bool) -> Result<FsckReport> {
     }
 
     if repair {
-        let mut batch = IndexBatch::default();
-        for (id, entry) in &bad {
-            batch.remove(*id, entry);
-        }
-        store.index().apply(batch)?;
-        for (sha1, id) in &stale {
-            store.index().remove_sha1_key(sha1, id)?;
-        }
-        store.index().flush()?;
-        if !bad.is_empty() {
-            report.repaired.push(format!(
-                "dropped {} damaged chunks from the index",
-                bad.len()
-            ));
-        }
-        if !stale.is_empty() {
-            report
-                .repaired
-                .push(format!("dropped {} stale SHA-1 lookup keys", stale.len()));
-        }
+        report.repaired = store.chunks_mut().repair(&check)?;
         for (name, _) in &marked.dangling_refs {
             store.catalog().remove_ref(name)?;
             report.repaired.push(format!("removed dangling ref {name}"));
@@ -217,7 +138,7 @@ fn lost_files(store: &Store, lacking: &HashMap<crate::InfoHash, usize>) -> Resul
             out.push(format!("{name}: the tree's manifest"));
             continue;
         }
-        let Ok(manifest) = crate::read::load_manifest(store, &tree) else {
+        let Ok(manifest) = super::content::load_manifest(store, &tree) else {
             out.push(format!("{name}: the tree's manifest"));
             continue;
         };

@@ -10,11 +10,10 @@
 //! live reaches is never removed: it is only ever moved, and its old copy is deleted
 //! after the new one is durable and indexed.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashSet;
 
 use serde::Serialize;
 
-use super::pack::{self, pack_file_name};
 use super::Store;
 use crate::manifest::EntryKind;
 use crate::{ChunkId, Error, InfoHash, Result, TreeId};
@@ -55,7 +54,7 @@ pub fn mark(store: &Store) -> Result<Marked> {
         }
         // The manifest's own chunks are marked through its torrent even when the
         // manifest cannot be read.
-        match crate::read::load_manifest(store, &tree) {
+        match super::content::load_manifest(store, &tree) {
             Ok(manifest) => {
                 for e in manifest.entries {
                     if let EntryKind::File {
@@ -80,7 +79,7 @@ pub fn mark(store: &Store) -> Result<Marked> {
         // An unreadable download record keeps nothing; it cannot resume either.
         if let Ok(meta) = crate::meta::parse::Metainfo::parse(&bytes) {
             for sha1 in &meta.pieces {
-                m.chunks.extend(store.index().by_sha1(sha1)?);
+                m.chunks.extend(store.chunks().index().by_sha1(sha1)?);
             }
         }
     }
@@ -109,18 +108,6 @@ pub struct GcReport {
     pub bytes_after: u64,
 }
 
-fn pack_bytes(store: &Store) -> Result<u64> {
-    let dir = store.packs_dir();
-    let mut total = 0;
-    for n in store.pack_numbers()? {
-        let p = dir.join(pack_file_name(n));
-        total += std::fs::metadata(&p)
-            .map_err(Error::io(&p, "stat pack"))?
-            .len();
-    }
-    Ok(total)
-}
-
 /// Collects garbage. Refuses to run while anything live is broken (a dangling ref or
 /// a missing torrent), since then liveness is not fully known.
 pub fn collect(store: &mut Store) -> Result<GcReport> {
@@ -134,10 +121,7 @@ pub fn collect(store: &mut Store) -> Result<GcReport> {
             "the store has broken references; run `cas fsck` (and `cas fsck --repair`) before `cas gc`".into(),
         ));
     }
-    let mut report = GcReport {
-        bytes_before: pack_bytes(store)?,
-        ..GcReport::default()
-    };
+    let mut report = GcReport::default();
     let catalog = store.catalog();
     for tree in catalog.trees()? {
         if !marked.trees.contains(&tree) && catalog.remove_tree(&tree)? {
@@ -150,73 +134,10 @@ pub fn collect(store: &mut Store) -> Result<GcReport> {
         }
     }
 
-    // Drop index entries of dead chunks; note live records per pack.
-    let mut batch = super::index::IndexBatch::default();
-    let mut live_by_pack: BTreeMap<u32, Vec<(u64, ChunkId)>> = BTreeMap::new();
-    let mut live_bytes: HashMap<u32, u64> = HashMap::new();
-    for item in store.index().entries() {
-        let (id, entry) = item?;
-        if marked.chunks.contains(&id) {
-            live_by_pack
-                .entry(entry.at.pack)
-                .or_default()
-                .push((entry.at.offset, id));
-            *live_bytes.entry(entry.at.pack).or_default() +=
-                pack::RECORD_HEADER_LEN as u64 + u64::from(entry.stored);
-        } else {
-            batch.remove(id, &entry);
-            report.chunks_removed += 1;
-        }
-    }
-    store.index().apply(batch)?;
-    store.index().flush()?;
-
-    // Compact every pack with dead bytes into a new pack.
-    let dir = store.packs_dir();
-    let mut to_delete = Vec::new();
-    let mut started = false;
-    for n in store.pack_numbers()? {
-        if Some(n) == store.current_pack() {
-            continue;
-        }
-        let path = dir.join(pack_file_name(n));
-        let len = std::fs::metadata(&path)
-            .map_err(Error::io(&path, "stat pack"))?
-            .len();
-        let live = live_bytes.get(&n).copied().unwrap_or(0);
-        if len <= pack::PACK_HEADER_LEN + live {
-            continue;
-        }
-        if let Some(records) = live_by_pack.get_mut(&n) {
-            records.sort_unstable();
-            if !started {
-                store.start_new_pack()?;
-                started = true;
-            }
-            for (_, id) in records.iter() {
-                let chunk = store.get(id)?;
-                store.relocate(&chunk)?;
-            }
-            store.commit()?;
-        }
-        to_delete.push(n);
-    }
-    store.commit()?;
-    let mut batch = super::index::IndexBatch::default();
-    for n in &to_delete {
-        batch.remove_pack(*n);
-    }
-    store.index().apply(batch)?;
-    store.index().flush()?;
-    for n in &to_delete {
-        let path = dir.join(pack_file_name(*n));
-        std::fs::remove_file(&path).map_err(Error::io(&path, "remove pack"))?;
-        report.packs_rewritten += 1;
-    }
-    if !to_delete.is_empty() {
-        super::sync_dir(&dir)?;
-        store.drop_readers();
-    }
-    report.bytes_after = pack_bytes(store)?;
+    let swept = store.chunks_mut().sweep(&marked.chunks)?;
+    report.chunks_removed = swept.chunks_removed;
+    report.packs_rewritten = swept.packs_rewritten;
+    report.bytes_before = swept.bytes_before;
+    report.bytes_after = swept.bytes_after;
     Ok(report)
 }

@@ -1,43 +1,34 @@
-//! The chunk store: every torrent piece once, keyed by BLAKE3 and findable by SHA-1.
+//! A store: its chunks ([`crate::chunks`]), its catalog ([`crate::catalog`]) and its
+//! settings (`config.json`), and what is defined by both: what is live ([`gc`]), what
+//! a check of the whole store reports ([`fsck`]), and a torrent's content read back
+//! from its chunks ([`content`]).
 //!
-//! A store directory holds `config.json`, the `lock`, `packs/` (append-only pack
-//! files, see [`pack`]), `index/` (sled, see [`index`]) and the catalog (torrents,
-//! trees, refs; see [`crate::catalog`]).
-//!
-//! Write protocol: chunks are appended to the current pack; [`Store::commit`] syncs the
-//! pack, then writes the index entries for everything appended, then flushes the index.
-//! So an index entry never names bytes that are not durable, and a crash leaves at
-//! worst bytes that no entry names (garbage collection reclaims them).
+//! The chunk store below knows nothing of torrents, trees or refs; the catalog knows
+//! nothing of packs. This layer owns both, the way a repository owns its blobs and
+//! its index.
 
-pub mod chunk;
+pub mod content;
+pub mod content_hash;
+pub mod finish;
 pub mod fsck;
 pub mod gc;
-pub mod index;
-mod lock;
-pub mod pack;
-#[cfg(test)]
-mod powerloss;
-pub mod rebuild;
 
-use std::collections::HashMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, RwLock};
 
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
+use crate::chunks::chunk::VerifiedChunk;
+use crate::chunks::index::IndexEntry;
+use crate::chunks::lock::StoreLock;
+use crate::chunks::{write_atomic, ChunkStore};
 use crate::{ChunkId, Error, PieceHash, Result};
-use chunk::{Collision, VerifiedChunk};
-use index::{Index, IndexBatch, IndexEntry};
-use lock::StoreLock;
-use pack::{Location, PackWriter};
 
 /// Piece length of a new store unless asked otherwise: 1 MiB.
 pub const DEFAULT_PIECE_LENGTH: u32 = 1 << 20;
 
-/// Uncommitted bytes after which [`Store::put`] commits by itself.
-const COMMIT_EVERY: u64 = 256 << 20;
+// A piece is stored as one chunk: every piece length a torrent may have fits a record.
+const _: () = assert!(crate::meta::parse::MAX_PIECE_LENGTH <= crate::chunks::MAX_CHUNK_LEN as u64);
 
 /// `config.json`: settings fixed when the store is made.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -48,38 +39,12 @@ pub struct Config {
     pub piece_length: u32,
 }
 
-/// Checks that a piece length is one BitTorrent clients accept: a power of two from
-/// 16 KiB to 64 MiB.
-pub fn check_piece_length(len: u64) -> Result<u32> {
-    if len.is_power_of_two() && (16 << 10..=pack::MAX_CHUNK_LEN as u64).contains(&len) {
-        Ok(len as u32)
-    } else {
-        Err(Error::Invalid(format!(
-            "piece length {len} is not a power of two from 16 KiB to 64 MiB"
-        )))
-    }
-}
-
-#[derive(Default)]
-struct Writer {
-    pack: Option<PackWriter>,
-    /// Bytes appended since the last commit.
-    pending_bytes: u64,
-}
-
 /// An open store. Holds the store lock until dropped.
 pub struct Store {
     root: PathBuf,
     config: Config,
-    index: Index,
     catalog: Catalog,
-    /// The pack being appended to; held while appending and committing.
-    writer: Mutex<Writer>,
-    /// Entries of chunks appended but not yet committed. Changed only by a holder of
-    /// `writer`.
-    pending: RwLock<HashMap<ChunkId, IndexEntry>>,
-    readers: Mutex<HashMap<u32, std::sync::Arc<File>>>,
-    _lock: StoreLock,
+    chunks: ChunkStore,
 }
 
 impl Store {
@@ -105,7 +70,7 @@ impl Store {
                         ),
                     });
                 }
-                check_piece_length(config.piece_length.into())?;
+                crate::meta::check_piece_length(config.piece_length.into())?;
                 config
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -119,19 +84,13 @@ impl Store {
             }
             Err(e) => return Err(Error::io(&config_path, "read store config")(e)),
         };
-        let packs = root.join("packs");
-        std::fs::create_dir_all(&packs).map_err(Error::io(&packs, "create packs directory"))?;
-        let index = Index::open(&root.join("index"))?;
+        let chunks = ChunkStore::open(root, lock)?;
         let catalog = Catalog::open(root)?;
         Ok(Store {
             root: root.to_path_buf(),
             config,
-            index,
             catalog,
-            writer: Mutex::new(Writer::default()),
-            pending: RwLock::new(HashMap::new()),
-            readers: Mutex::new(HashMap::new()),
-            _lock: lock,
+            chunks,
         })
     }
 
@@ -143,309 +102,57 @@ impl Store {
         &self.config
     }
 
-    pub fn index(&self) -> &Index {
-        &self.index
-    }
-
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
     }
 
-    pub fn packs_dir(&self) -> PathBuf {
-        self.root.join("packs")
+    /// The chunk store, for what only it knows (the index, the packs).
+    pub fn chunks(&self) -> &ChunkStore {
+        &self.chunks
     }
 
-    /// Numbers of the pack files present, ascending.
-    pub fn pack_numbers(&self) -> Result<Vec<u32>> {
-        let dir = self.packs_dir();
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(&dir).map_err(Error::io(&dir, "list packs"))? {
-            let entry = entry.map_err(Error::io(&dir, "list packs"))?;
-            if let Some(n) = entry
-                .file_name()
-                .to_str()
-                .and_then(pack::parse_pack_file_name)
-            {
-                out.push(n);
-            }
-        }
-        out.sort_unstable();
-        Ok(out)
+    /// The chunk store to itself (index rebuild, sweep, repair).
+    pub fn chunks_mut(&mut self) -> &mut ChunkStore {
+        &mut self.chunks
     }
 
-    /// Index entry of a chunk, committed or not.
-    pub fn entry(&self, id: &ChunkId) -> Result<Option<IndexEntry>> {
-        let pending = self
-            .pending
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-            .copied();
-        match pending {
-            Some(e) => Ok(Some(e)),
-            None => self.index.get(id),
-        }
-    }
-
-    pub fn contains(&self, id: &ChunkId) -> Result<bool> {
-        Ok(self.entry(id)?.is_some())
-    }
-
-    /// Chunks that may stand for a piece known only by its SHA-1 (a piece of a
-    /// torrent cas did not make). A chunk whose SHA-1 shows a collision-attack pattern
-    /// is never returned: it is found only by its BLAKE3. Unchecked candidates are
-    /// checked here, once, and the outcome is kept in the index.
-    pub fn find_by_sha1(&self, sha1: &PieceHash) -> Result<Vec<ChunkId>> {
-        let mut out = Vec::new();
-        for id in self.index.by_sha1(sha1)? {
-            let Some(entry) = self.entry(&id)? else {
-                continue;
-            };
-            let status = match entry.collision {
-                Collision::Unchecked => {
-                    let status = Collision::check(self.read_at(id, &entry)?.bytes());
-                    let pending = self.pending.read().unwrap_or_else(|e| e.into_inner());
-                    if !pending.contains_key(&id) {
-                        self.index.set_collision(&id, entry, status)?;
-                    }
-                    status
-                }
-                known => known,
-            };
-            if status == Collision::Clean {
-                out.push(id);
-            }
-        }
-        Ok(out)
-    }
-
-    fn lock_writer(&self) -> MutexGuard<'_, Writer> {
-        self.writer.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The pack to append to: the current one, or (when there is none or it is full)
-    /// the newest pack if it ends where the index says, else a new one.
-    fn pack<'w>(&self, w: &'w mut Writer) -> Result<&'w mut PackWriter> {
-        if w.pack
-            .as_ref()
-            .is_none_or(|p| p.len() >= pack::PACK_TARGET_LEN)
-        {
-            self.commit_locked(w)?;
-            let dir = self.packs_dir();
-            let committed: HashMap<u32, u64> = self.index.pack_lens()?.into_iter().collect();
-            let numbers = self.pack_numbers()?;
-            let last = numbers.last().copied();
-            let current = w.pack.as_ref().map(|p| p.number);
-            // Append to the newest pack only if it ends exactly where the index says it
-            // does; anything else (a torn write after a crash) is left for gc and fsck.
-            let reuse = last.filter(|n| Some(*n) != current).and_then(|n| {
-                let len = std::fs::metadata(dir.join(pack::pack_file_name(n)))
-                    .ok()?
-                    .len();
-                (committed.get(&n) == Some(&len) && len < pack::PACK_TARGET_LEN).then_some((n, len))
-            });
-            let next = numbers
-                .iter()
-                .chain(committed.keys())
-                .max()
-                .map_or(1, |n| n + 1);
-            w.pack = Some(match reuse {
-                Some((n, len)) => PackWriter::reopen(&dir, n, len)?,
-                None => PackWriter::create(&dir, next)?,
-            });
-        }
-        Ok(w.pack.as_mut().expect("pack just set"))
-    }
-
-    fn append(&self, w: &mut Writer, chunk: &VerifiedChunk) -> Result<u64> {
-        let (at, header) = self.pack(w)?.append(chunk)?;
-        self.pending
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(chunk.id(), IndexEntry::new(&header, at));
-        w.pending_bytes += header.record_len();
-        Ok(header.record_len())
-    }
-
-    /// Stores a chunk unless it is already stored. Returns the bytes written to the
-    /// pack (0 if the chunk was already stored). The chunk is readable at once and
-    /// durable after the next [`Store::commit`].
+    /// See [`ChunkStore::put`].
     pub fn put(&self, chunk: &VerifiedChunk) -> Result<u64> {
-        let mut w = self.lock_writer();
-        if self.contains(&chunk.id())? {
-            return Ok(0);
-        }
-        let written = self.append(&mut w, chunk)?;
-        if w.pending_bytes >= COMMIT_EVERY {
-            self.commit_locked(&mut w)?;
-        }
-        Ok(written)
+        self.chunks.put(chunk)
     }
 
-    /// Appends a chunk that is already indexed elsewhere (garbage collection moving a
-    /// live chunk out of a pack being compacted); its entry is repointed at commit.
-    pub(crate) fn relocate(&self, chunk: &VerifiedChunk) -> Result<()> {
-        let mut w = self.lock_writer();
-        self.append(&mut w, chunk).map(drop)
-    }
-
-    /// Commits, then makes the next append go to a new pack file.
-    pub(crate) fn start_new_pack(&self) -> Result<()> {
-        let mut w = self.lock_writer();
-        self.commit_locked(&mut w)?;
-        let dir = self.packs_dir();
-        let committed = self.index.pack_lens()?.into_iter().map(|(n, _)| n);
-        let next = self
-            .pack_numbers()?
-            .into_iter()
-            .chain(committed)
-            .max()
-            .map_or(1, |n| n + 1);
-        w.pack = Some(PackWriter::create(&dir, next)?);
-        Ok(())
-    }
-
-    /// Number of the pack new chunks go to, if one is open.
-    pub(crate) fn current_pack(&self) -> Option<u32> {
-        self.lock_writer().pack.as_ref().map(|p| p.number)
-    }
-
-    /// Whether chunks were put that are not yet committed.
-    pub fn has_pending(&self) -> bool {
-        !self
-            .pending
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty()
-    }
-
-    /// Makes every chunk put so far durable, then indexes it. See the module doc.
+    /// See [`ChunkStore::commit`].
     pub fn commit(&self) -> Result<()> {
-        let mut w = self.lock_writer();
-        self.commit_locked(&mut w)
+        self.chunks.commit()
     }
 
-    fn commit_locked(&self, w: &mut Writer) -> Result<()> {
-        let Some(pack) = &w.pack else {
-            return Ok(());
-        };
-        // Only a holder of the writer lock changes `pending`, so this snapshot stays
-        // complete; entries stay visible there until the index has them.
-        let entries: Vec<(ChunkId, IndexEntry)> = {
-            let pending = self.pending.read().unwrap_or_else(|e| e.into_inner());
-            if pending.is_empty() {
-                return Ok(());
-            }
-            pending.iter().map(|(id, e)| (*id, *e)).collect()
-        };
-        pack.sync()?;
-        let mut batch = IndexBatch::default();
-        for (id, entry) in &entries {
-            batch.insert(*id, entry);
-        }
-        batch.set_pack_len(pack.number, pack.len());
-        self.index.apply(batch)?;
-        self.index.flush()?;
-        let mut pending = self.pending.write().unwrap_or_else(|e| e.into_inner());
-        for (id, _) in &entries {
-            pending.remove(id);
-        }
-        w.pending_bytes = 0;
-        Ok(())
+    /// See [`ChunkStore::has_pending`].
+    pub fn has_pending(&self) -> bool {
+        self.chunks.has_pending()
     }
 
-    fn reader(&self, pack: u32) -> Result<(std::sync::Arc<File>, PathBuf)> {
-        let path = self.packs_dir().join(pack::pack_file_name(pack));
-        let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(f) = readers.get(&pack) {
-            return Ok((f.clone(), path));
-        }
-        let f = std::sync::Arc::new(File::open(&path).map_err(Error::io(&path, "open pack"))?);
-        readers.insert(pack, f.clone());
-        Ok((f, path))
-    }
-
-    /// Reads a chunk and checks it against its id: only verified bytes leave the store.
+    /// See [`ChunkStore::get`].
     pub fn get(&self, id: &ChunkId) -> Result<VerifiedChunk> {
-        let entry = self.entry(id)?.ok_or(Error::MissingChunk(*id))?;
-        self.read_at(*id, &entry)
+        self.chunks.get(id)
     }
 
-    /// Reads the chunk that `entry` locates, verified against `id`.
+    /// See [`ChunkStore::read_at`].
     pub fn read_at(&self, id: ChunkId, entry: &IndexEntry) -> Result<VerifiedChunk> {
-        let (file, path) = self.reader(entry.at.pack)?;
-        pack::read_record(&file, &path, entry.at.offset, Some(entry.digests(id)))
+        self.chunks.read_at(id, entry)
     }
 
-    /// Forgets cached pack handles (after packs were rewritten or removed).
-    pub(crate) fn drop_readers(&self) {
-        self.readers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+    /// See [`ChunkStore::entry`].
+    pub fn entry(&self, id: &ChunkId) -> Result<Option<IndexEntry>> {
+        self.chunks.entry(id)
     }
 
-    /// Location of a committed chunk, for checks.
-    pub fn location(&self, id: &ChunkId) -> Result<Option<Location>> {
-        Ok(self.entry(id)?.map(|e| e.at))
+    /// See [`ChunkStore::contains`].
+    pub fn contains(&self, id: &ChunkId) -> Result<bool> {
+        self.chunks.contains(id)
     }
-}
 
-impl Drop for Store {
-    fn drop(&mut self) {
-        if let Err(e) = self.commit() {
-            tracing::error!("committing chunks on close: {e}");
-        }
+    /// See [`ChunkStore::find_by_sha1`].
+    pub fn find_by_sha1(&self, sha1: &PieceHash) -> Result<Vec<ChunkId>> {
+        self.chunks.find_by_sha1(sha1)
     }
-}
-
-/// What was just made durable: every sync point of the store reports here, so that
-/// the power-loss tests can see what a crash at that instant would leave.
-#[cfg_attr(not(test), allow(dead_code))]
-pub(crate) enum Synced<'a> {
-    /// A file's contents (`fsync`/`fdatasync`).
-    File(&'a Path),
-    /// A directory's entries.
-    Dir(&'a Path),
-    /// The sled index, whose files are in this directory.
-    Index(&'a Path),
-}
-
-#[inline]
-pub(crate) fn synced(_what: Synced<'_>) {
-    #[cfg(test)]
-    powerloss::record(_what);
-}
-
-/// fsyncs a directory so that entries created or renamed in it are durable.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(Error::io(dir, "sync directory"))?;
-    synced(Synced::Dir(dir));
-    Ok(())
-}
-
-/// Writes `bytes` to `path` atomically and durably: a temporary file, fsync, rename,
-/// fsync of the directory.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()
-    };
-    if let Err(e) = write() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(path, "write")(e));
-    }
-    synced(Synced::File(&tmp));
-    std::fs::rename(&tmp, path).map_err(Error::io(path, "rename into place"))?;
-    sync_dir(dir)
 }

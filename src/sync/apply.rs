@@ -270,7 +270,7 @@ pub fn apply(
     dirs.sort();
     dirs.dedup();
     for d in dirs {
-        crate::store::sync_dir(&d)?;
+        crate::chunks::sync_dir(&d)?;
     }
     ctx.ahead.discard();
     // Left only while in use (a file in it means a write was cut short).

@@ -112,7 +112,7 @@ impl Node {
     /// Sets a node up: the channel's torrent seeded, the update socket bound on the
     /// engine's port number.
     pub async fn start(engine: Arc<Engine>, opts: SyncOptions) -> anyhow::Result<Arc<Node>> {
-        let store = engine.store.clone();
+        let store = engine.store().clone();
         let channels = Channels::of(&store);
         let channel = channels.get(&opts.channel)?;
         let mut state = channels.state(&opts.channel)?;
@@ -126,9 +126,11 @@ impl Node {
         apply::clean(&opts.dir)?;
         let (rendezvous, metainfo) = rendezvous_torrent(&store, &channel)?;
         engine.add(Source::Torrent(metainfo), &opts.peers).await?;
-        let socket = UdpSocket::bind(engine.listen)
+        let socket = UdpSocket::bind(engine.listen_addr())
             .await
-            .with_context(|| format!("binding the update socket on UDP {}", engine.listen))?;
+            .with_context(|| {
+                format!("binding the update socket on UDP {}", engine.listen_addr())
+            })?;
         let mut id = [0u8; 8];
         getrandom::fill(&mut id)?;
         Ok(Arc::new(Node {
@@ -148,7 +150,7 @@ impl Node {
     }
 
     fn store(&self) -> &Store {
-        &self.engine.store
+        self.engine.store()
     }
 
     fn newest(&self) -> Option<SignedUpdate> {
@@ -187,7 +189,7 @@ impl Node {
             self.engine.peers(&self.rendezvous).into_iter().collect();
         all.extend(self.opts.peers.iter().copied());
         all.extend(self.heard.lock().unwrap_or_else(|e| e.into_inner()).iter());
-        all.remove(&self.engine.listen);
+        all.remove(&self.engine.listen_addr());
         let allow = &self.opts.allow;
         all.into_iter()
             .filter(|a| allow.is_empty() || allow.iter().any(|n| n.contains(&a.ip())))
@@ -215,7 +217,7 @@ impl Node {
 
     /// Imports the directory as it is now.
     async fn scan(&self) -> anyhow::Result<(TreeId, InfoHash, Manifest)> {
-        let store = self.engine.store.clone();
+        let store = self.engine.store().clone();
         let dir = self.opts.dir.clone();
         let cut = channel::cut_length(&store, &self.channel, self.state().applied.as_ref());
         // Files unchanged since the last scan are not read again (if cut the same way).
@@ -331,7 +333,7 @@ impl Node {
         let applied = self.state().applied;
         let mine = self.manifest_of(applied.as_ref().map(|a| a.tree))?;
         let writer = ahead::Writer::start(
-            self.engine.store.clone(),
+            self.engine.store().clone(),
             Ahead::new(&self.opts.dir, up.tree, &mine),
         );
         let fetch = get(&self.engine, &magnet, &opts, &progress);
@@ -393,7 +395,7 @@ impl Node {
             _ => (self.opts.node.clone(), when),
         };
         let plan = merge::plan(&base, &local, &remote, &origin);
-        let store = self.engine.store.clone();
+        let store = self.engine.store().clone();
         let dir = self.opts.dir.clone();
         let node = self.opts.node.clone();
         let mut ahead = ahead.unwrap_or_else(|| Ahead::none(&dir));

@@ -44,7 +44,7 @@ fn check_pair(piece_length: &str, a: &str, b: &str) {
 
     // The colliding pieces are flagged: never found by their SHA-1 alone.
     let store = cas::Store::open(&env.store(), None).unwrap();
-    use cas::store::chunk::{Collision, Digests};
+    use cas::chunks::chunk::{Collision, Digests};
     let piece_a = &da[..da.len().min(piece_bytes(piece_length))];
     let piece_b = &db[..db.len().min(piece_bytes(piece_length))];
     let (first_a, first_b) = (Digests::of(piece_a), Digests::of(piece_b));
@@ -57,8 +57,11 @@ fn check_pair(piece_length: &str, a: &str, b: &str) {
     assert_eq!(Collision::check(piece_b), Collision::Detected);
     assert!(store.contains(&first_a.id).unwrap() && store.contains(&first_b.id).unwrap());
     assert!(store.find_by_sha1(&first_a.sha1).unwrap().is_empty());
-    assert_eq!(store.index().by_sha1(&first_a.sha1).unwrap().len(), 2);
-    let entry = store.index().get(&first_a.id).unwrap().unwrap();
+    assert_eq!(
+        store.chunks().index().by_sha1(&first_a.sha1).unwrap().len(),
+        2
+    );
+    let entry = store.chunks().index().get(&first_a.id).unwrap().unwrap();
     assert_eq!(
         entry.collision,
         Collision::Detected,

@@ -163,7 +163,12 @@ fn victim_chunk_offset(env: &Env, victim: &serde_json::Value) -> u64 {
         .parse()
         .unwrap();
     let record = store.catalog().torrent(&ih).unwrap().unwrap();
-    store.location(&record.pieces[0]).unwrap().unwrap().offset
+    store
+        .chunks()
+        .location(&record.pieces[0])
+        .unwrap()
+        .unwrap()
+        .offset
 }
 
 const DAMAGES: &[(&str, Damage)] = &[

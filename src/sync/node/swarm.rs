@@ -160,11 +160,7 @@ impl Swarm for Node {
     }
 
     fn holding(&self, ih: &InfoHash, bitfield: &[u8], claims: &[u32]) {
-        let pieces = self
-            .engine
-            .factory
-            .counters(ih)
-            .map(|s| s.meta().pieces.len());
+        let pieces = self.engine.counts(ih).map(|c| c.pieces);
         let Some(pieces) = pieces else { return };
         self.gossip
             .lock()

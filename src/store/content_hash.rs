@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::store::chunk::VerifiedChunk;
+use crate::chunks::chunk::VerifiedChunk;
 use crate::{ChunkId, Store};
 
 /// Bytes of early pieces kept waiting for their turn.

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::index::{IndexBatch, IndexEntry};
 use super::pack::{self, Location, ScanItem};
-use super::Store;
+use super::ChunkStore;
 use crate::Result;
 
 /// What a rebuild found.
@@ -21,7 +21,7 @@ pub struct RebuildReport {
     pub unreadable_packs: Vec<String>,
 }
 
-pub fn rebuild(store: &mut Store) -> Result<RebuildReport> {
+pub fn rebuild(store: &mut ChunkStore) -> Result<RebuildReport> {
     store.commit()?;
     store.index().clear()?;
     let mut report = RebuildReport::default();
