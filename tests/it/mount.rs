@@ -347,7 +347,7 @@ fn colliding_files_read_through_the_mount_as_themselves() {
         return;
     }
     let env = Env::with_piece_length("512K");
-    let testdata = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/sha1-collisions");
+    let testdata = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sha1-collisions");
     let names = [
         "shattered-1.pdf",
         "shattered-2.pdf",
