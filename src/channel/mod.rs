@@ -11,7 +11,7 @@
 
 mod update;
 
-pub use update::{SignedUpdate, Update, UpdateError, MAX_NODE};
+pub use update::{check_node_name, SignedUpdate, Update, UpdateError, MAX_NODE};
 
 use std::path::{Path, PathBuf};
 

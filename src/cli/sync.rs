@@ -179,15 +179,7 @@ pub fn sync(cli: &Cli, args: &SyncArgs) -> Result<i32> {
     }
     anyhow::ensure!(dir.is_dir(), "{}: not a directory", dir.display());
     let node = args.node.clone().unwrap_or_else(host_name);
-    anyhow::ensure!(
-        !node.is_empty()
-            && node.len() <= cas::channel::MAX_NODE
-            && node
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)),
-        "--node {node:?}: use 1-{} letters, digits, '-', '_' or '.'",
-        cas::channel::MAX_NODE
-    );
+    cas::channel::check_node_name(&node).map_err(|e| anyhow::anyhow!("--node: {e}"))?;
     {
         // The channel must exist before the engine starts.
         let store = cli.open_or_create(None)?;

@@ -147,3 +147,113 @@ fn two_nodes_on_loopback_follow_each_others_changes() {
     let log = nb.log_text();
     assert!(log.contains("no secret key for channel team"), "{log}");
 }
+
+/// The manifest torrent's info-hash of `tree`, from its magnet link.
+fn manifest_of(env: &Env, tree: &str) -> cas::InfoHash {
+    let magnet = env.ok(&["magnet", "--manifest", tree]);
+    let hex = magnet
+        .trim()
+        .strip_prefix("magnet:?xt=urn:btih:")
+        .and_then(|r| r.split('&').next())
+        .unwrap_or_else(|| panic!("magnet: {magnet}"));
+    hex.parse().unwrap()
+}
+
+/// A holder of the channel's secret key signs updates whose node name is a path:
+/// the conflict copy of `f` would have been renamed to `DIR/f.conflict-x/../../out/
+/// pwn-<time>`, outside the follower's directory (`f.conflict-x/` is in the tree).
+#[test]
+fn an_update_whose_node_name_is_a_path_is_refused_and_nothing_outside_changes() {
+    use cas::channel::{PublicKey, SecretKey, SignedUpdate, Update};
+    let a = Env::with_piece_length("16K");
+    let public = a.json(&["channel", "new", "team"])["public"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let secret = SecretKey::parse(a.ok(&["channel", "export", "team"]).trim()).unwrap();
+    let b = Env::with_piece_length("16K");
+    b.ok(&["channel", "join", "team", &public]);
+    let (da, db) = (a.path("dir"), b.path("dir"));
+    write(&da.join("f"), b"base\n");
+    // What the follower's user keeps next to its synced directory.
+    const TIME: u64 = 1_700_000_000;
+    let victim = b.path(&format!("out/pwn-{TIME}"));
+    write(&victim, b"precious\n");
+    let (pa, pb) = (free_port(), free_port());
+    let mut na = start_sync(&a, &da, "a", pa, None);
+    let mut nb = start_sync(&b, &db, "b", pb, Some(pa));
+    wait_for("b to receive f", &[&na, &nb], || {
+        std::fs::read(db.join("f")).is_ok_and(|f| f == b"base\n")
+    });
+    let status = a.json(&["status"]);
+    let base: cas::TreeId = status["channels"][0]["applied_tree"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let seq = status["channels"][0]["applied_seq"].as_u64().unwrap();
+
+    // Two trees made on the publisher (its engine seeds them), both with a
+    // directory f.conflict-x/.
+    let tree = |name: &str, f: &[u8]| {
+        let src = a.path(name);
+        write(&src.join("f"), f);
+        std::fs::create_dir_all(src.join("f.conflict-x")).unwrap();
+        let t = a.import(&src, name)["tree"].as_str().unwrap().to_string();
+        (t.parse::<cas::TreeId>().unwrap(), manifest_of(&a, &t))
+    };
+    let (t1, m1) = tree("t1", b"the publisher's file\n");
+    let (t2, m2) = tree("t2", b"remote\n");
+    let send = |u: Update| {
+        let signed = SignedUpdate::sign(u, &secret);
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.send_to(
+            &cas::sync::wire::update_datagram(&signed),
+            ("127.0.0.1", pb),
+        )
+        .unwrap();
+    };
+    let channel = PublicKey::parse(&public).unwrap();
+    send(Update {
+        channel,
+        seq: seq + 1,
+        tree: t1,
+        manifest: m1,
+        parent: Some(base),
+        node: "x/../../out/pwn".into(),
+        time: TIME,
+    });
+    let refused = |log: &str| {
+        log.lines()
+            .any(|l| l.contains("refused") && l.contains("node name"))
+    };
+    wait_for(
+        "b to refuse or apply the hostile update",
+        &[&na, &nb],
+        || refused(&nb.log_text()) || db.join("f.conflict-x").exists(),
+    );
+    // The next update changes f: a conflict copy of f would be made if the last
+    // one had been applied.
+    send(Update {
+        channel,
+        seq: seq + 2,
+        tree: t2,
+        manifest: m2,
+        parent: Some(base),
+        node: "a".into(),
+        time: cas::sync::now(),
+    });
+    wait_for("b to apply the next update", &[&na, &nb], || {
+        std::fs::read(db.join("f")).is_ok_and(|f| f == b"remote\n")
+    });
+    assert_eq!(
+        std::fs::read(&victim).unwrap(),
+        b"precious\n",
+        "a file outside the synced directory was replaced"
+    );
+    assert_eq!(std::fs::read_dir(b.path("out")).unwrap().count(), 1);
+    na.assert_running("cas sync a");
+    nb.assert_running("cas sync b");
+    let log = nb.log_text();
+    assert!(refused(&log), "{log}");
+}
