@@ -39,7 +39,7 @@ fn channel_keys_are_made_joined_and_exported_with_clear_errors() {
     let err = b.fails(&["channel", "export", "team"]);
     assert!(err.contains("has no secret key here"), "{err}");
     let c = Env::with_piece_length("16K");
-    c.ok(&["channel", "join", "team", &secret]);
+    ok_with_stdin(&c, &["channel", "join", "team"], &secret);
     assert_eq!(c.ok(&["channel", "export", "team"]).trim(), secret);
     let listed = c.json(&["channel", "ls"]);
     assert_eq!(listed[0]["public"], public.as_str(), "{listed}");
@@ -56,6 +56,96 @@ fn channel_keys_are_made_joined_and_exported_with_clear_errors() {
             .permissions(),
     );
     assert_eq!(mode & 0o777, 0o600);
+}
+
+/// Runs a cas command with `input` on its standard input; requires success.
+fn ok_with_stdin(env: &Env, args: &[&str], input: &str) -> String {
+    use std::io::Write;
+    let mut child = env
+        .cmd()
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{input}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "cas {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn mode(p: &std::path::Path) -> u32 {
+    std::os::unix::fs::PermissionsExt::mode(&std::fs::symlink_metadata(p).unwrap().permissions())
+        & 0o777
+}
+
+#[test]
+fn a_secret_key_is_never_taken_from_the_command_line_nor_left_readable() {
+    let a = Env::with_piece_length("16K");
+    let public = a.json(&["channel", "new", "team"])["public"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let secret = a.ok(&["channel", "export", "team"]).trim().to_string();
+    let hex = &secret["cassec-".len()..];
+
+    // On the command line every local user sees it (ps, /proc/PID/cmdline), and the
+    // store's lock file recorded it: refused, with what to do instead.
+    let b = Env::with_piece_length("16K");
+    let err = b.fails(&["channel", "join", "team", &secret]);
+    assert!(
+        err.contains("standard input") && err.contains("--key-file"),
+        "{err}"
+    );
+    assert!(!err.contains(hex), "the error repeats the secret: {err}");
+    let lock = std::fs::read_to_string(b.store().join("lock")).unwrap();
+    assert!(
+        !lock.contains(hex),
+        "the lock file holds the secret: {lock}"
+    );
+
+    // From standard input, and from a file.
+    ok_with_stdin(&b, &["channel", "join", "team"], &secret);
+    assert_eq!(b.ok(&["channel", "export", "team"]).trim(), secret);
+    let c = Env::with_piece_length("16K");
+    let key_file = c.path("team.key");
+    write(&key_file, format!("{secret}\n").as_bytes());
+    c.ok(&[
+        "channel",
+        "join",
+        "team",
+        "--key-file",
+        key_file.to_str().unwrap(),
+    ]);
+    assert_eq!(c.json(&["channel", "ls"])[0]["can_publish"], true);
+    // A public key may still be given as an argument, or on standard input.
+    let d = Env::with_piece_length("16K");
+    ok_with_stdin(&d, &["channel", "join", "team"], &public);
+    assert_eq!(d.json(&["channel", "ls"])[0]["public"], public.as_str());
+
+    // What another local user could read of the stores: nothing.
+    for env in [&a, &b, &c] {
+        let lock = std::fs::read_to_string(env.store().join("lock")).unwrap();
+        assert!(!lock.contains(hex), "{lock}");
+        assert_eq!(mode(&env.store()), 0o700, "the store directory");
+        assert_eq!(mode(&env.store().join("lock")), 0o600, "the lock file");
+        assert_eq!(mode(&env.store().join("channels")), 0o700, "channels/");
+        assert_eq!(
+            mode(&env.store().join("channels/team")),
+            0o600,
+            "the key file"
+        );
+    }
 }
 
 /// Starts `cas sync` and returns it once it printed its first line.
