@@ -7,11 +7,16 @@
 //! reported and left for peers to send. A torrent whose every piece is stored becomes
 //! a torrent record at once; otherwise it is a download, which `cas serve` completes.
 //!
+//! The data is read from where `--data` points and nowhere else: below it no
+//! symlink is followed and only regular files are read (a FIFO or a device there is
+//! refused with an error naming it, never waited on).
+//!
 //! One thread reads, the others hash; the calling thread stores in piece order.
 
+use std::ffi::OsStr;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -19,6 +24,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::chunks::chunk::VerifiedChunk;
+use crate::export::{check_regular, Dir};
 use crate::meta::parse::Metainfo;
 use crate::{ChunkId, Error, InfoHash, Result, Store};
 
@@ -43,15 +49,80 @@ pub struct AdoptReport {
     pub seconds: f64,
 }
 
-/// Where each of the torrent's files is on disk.
-fn locate(meta: &Metainfo, data: &Path) -> Result<Vec<Option<PathBuf>>> {
+/// Whether an error only says a file is not there: a missing file is reported (and
+/// its pieces left for peers), not refused.
+fn absent(e: &Error) -> bool {
+    matches!(e, Error::Io { err, .. } if err.raw_os_error() == Some(libc::ENOENT))
+}
+
+/// Opens the file at `path` (components) below `dir`; `None` if it is not there.
+fn open_in(dir: &Dir, path: &[String]) -> Result<Option<File>> {
+    let Some((name, parents)) = path.split_last() else {
+        return Ok(None);
+    };
+    let opened = dir
+        .walk(parents.iter().map(OsStr::new))
+        .and_then(|d| d.open_file(OsStr::new(name)));
+    match opened {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if absent(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Opens `data` itself, a file the user named (so a symlink there is theirs):
+/// only a regular file is taken, and the open never blocks (a FIFO).
+fn open_given(data: &Path) -> Result<File> {
+    let m = std::fs::metadata(data).map_err(Error::io(data, "open the data"))?;
+    if !m.is_file() {
+        // Said before opening: opening a device can do things.
+        return Err(Error::BadInput {
+            path: data.to_path_buf(),
+            reason: format!("is {}, not a regular file", kind(&m)),
+        });
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(data)
+        .map_err(Error::io(data, "open the data"))?;
+    check_regular(&file, data)?;
+    Ok(file)
+}
+
+fn kind(m: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = m.file_type();
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "a file of an unknown type"
+    }
+}
+
+/// Opens each of the torrent's files as it lays them out under `data`: `None` for a
+/// pad file or a file that is not there. Below `data` nothing is followed: every
+/// component is opened relative to its directory's handle with `O_NOFOLLOW`, and a
+/// symlink, FIFO, socket or device where the torrent has a file or a directory is
+/// refused with an error that names it.
+fn open_files(meta: &Metainfo, data: &Path) -> Result<Vec<Option<File>>> {
     let meta_data = std::fs::metadata(data).map_err(Error::io(data, "open the data"))?;
-    let base: PathBuf = if meta.single_file {
+    let mut single: Option<File> = None;
+    let base = if meta.single_file {
         if meta_data.is_dir() {
-            data.join(&meta.name)
+            single = open_in(&Dir::open(data)?, std::slice::from_ref(&meta.name))?;
         } else {
-            data.to_path_buf()
+            single = Some(open_given(data)?);
         }
+        None
     } else {
         if !meta_data.is_dir() {
             return Err(Error::BadInput {
@@ -63,23 +134,29 @@ fn locate(meta: &Metainfo, data: &Path) -> Result<Vec<Option<PathBuf>>> {
             });
         }
         // The torrent's own directory, or the one holding it.
+        let root = Dir::open(data)?;
         let first = meta.files.iter().find(|f| !f.pad);
-        let inside = |base: &Path| first.is_some_and(|f| base.join(f.path.join("/")).exists());
-        if !inside(data) && inside(&data.join(&meta.name)) {
-            data.join(&meta.name)
+        let has_first = |d: &Dir| first.is_some_and(|f| matches!(open_in(d, &f.path), Ok(Some(_))));
+        if has_first(&root) {
+            Some(root)
         } else {
-            data.to_path_buf()
+            match root.dir(OsStr::new(&meta.name)) {
+                Ok(d) if has_first(&d) => Some(d),
+                Ok(_) => Some(root),
+                Err(e) if absent(&e) => Some(root),
+                Err(e) => return Err(e),
+            }
         }
     };
-    Ok(meta
-        .files
-        .iter()
-        .map(|f| match (f.pad, meta.single_file) {
-            (true, _) => None,
-            (false, true) => Some(base.clone()),
-            (false, false) => Some(base.join(f.path.join("/"))),
-        })
-        .collect())
+    let mut files = Vec::with_capacity(meta.files.len());
+    for f in &meta.files {
+        files.push(match (&base, f.pad) {
+            (_, true) => None,
+            (None, false) => single.take(),
+            (Some(dir), false) => open_in(dir, &f.path)?,
+        });
+    }
+    Ok(files)
 }
 
 /// Reads piece after piece of the torrent's content; `None` for a piece some of whose
@@ -148,7 +225,7 @@ pub fn adopt(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<(AdoptReport, Vec<Option<ChunkId>>)> {
     let start = Instant::now();
-    let paths = locate(meta, data)?;
+    let opened = open_files(meta, data)?;
     let mut report = AdoptReport {
         info_hash: meta.info_hash,
         name: meta.name.clone(),
@@ -161,17 +238,13 @@ pub fn adopt(
         complete: false,
         seconds: 0.0,
     };
-    let mut files = Vec::with_capacity(paths.len());
-    for (f, p) in meta.files.iter().zip(&paths) {
-        let opened = p.as_ref().and_then(|p| {
-            let file = File::open(p).ok()?;
-            let m = file.metadata().ok()?;
-            (m.is_file() && m.len() >= f.length).then_some(file)
-        });
-        if opened.is_none() && !f.pad {
+    let mut files = Vec::with_capacity(opened.len());
+    for (f, file) in meta.files.iter().zip(opened) {
+        let file = file.filter(|file| file.metadata().is_ok_and(|m| m.len() >= f.length));
+        if file.is_none() && !f.pad {
             report.missing_files.push(f.path.join("/"));
         }
-        files.push(opened);
+        files.push(file);
     }
     let reader = PieceReader { meta, files };
     let n = meta.pieces.len();

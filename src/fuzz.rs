@@ -203,8 +203,7 @@ fn fuzz(name: &str, corpus: Vec<Vec<u8>>, target: fn(&[u8])) {
 }
 
 fn torrent_corpus() -> Vec<Vec<u8>> {
-    let dir =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/libtorrent-test-torrents");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/libtorrent-test-torrents");
     let mut out: Vec<Vec<u8>> = std::fs::read_dir(dir)
         .map(|d| {
             d.flatten()

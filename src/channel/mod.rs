@@ -11,7 +11,7 @@
 
 mod update;
 
-pub use update::{SignedUpdate, Update, UpdateError, MAX_NODE};
+pub use update::{check_node_name, SignedUpdate, Update, UpdateError, MAX_NODE};
 
 use std::path::{Path, PathBuf};
 
@@ -26,8 +26,11 @@ const KEY_MAGIC: &[u8; 8] = b"CASCHAN\x02";
 /// Channel files written before channels had a piece length.
 const KEY_MAGIC_V1: &[u8; 8] = b"CASCHAN\x01";
 const STATE_MAGIC: &[u8; 8] = b"CASSTAT\x01";
-const PUBLIC_PREFIX: &str = "caspub-";
-const SECRET_PREFIX: &str = "cassec-";
+/// The text form of a public key starts with this.
+pub const PUBLIC_PREFIX: &str = "caspub-";
+/// The text form of a secret key starts with this: what is never written where
+/// others may read it (command lines, the lock file, error messages).
+pub const SECRET_PREFIX: &str = "cassec-";
 
 /// A channel's public key: what followers check updates against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -45,8 +48,14 @@ impl std::fmt::Debug for SecretKey {
 
 fn parse_hex32(s: &str, prefix: &str, what: &str) -> Result<[u8; 32]> {
     let bad = || {
+        // A mistyped secret key is still mostly a secret: not repeated.
+        let shown = if s.trim().starts_with(SECRET_PREFIX) {
+            format!("{SECRET_PREFIX}...")
+        } else {
+            format!("{s:?}")
+        };
         Error::Invalid(format!(
-            "{s:?} is not a channel {what} (expected {prefix}<64 hex digits>)"
+            "{shown} is not a channel {what} (expected {prefix}<64 hex digits>)"
         ))
     };
     let hex_part = s.trim().strip_prefix(prefix).ok_or_else(bad)?;
@@ -198,7 +207,7 @@ impl Channels {
                 path.display()
             )));
         }
-        std::fs::create_dir_all(&self.dir).map_err(Error::io(&self.dir, "create directory"))?;
+        private_dir(&self.dir)?;
         write_secret(&path, &encode(KEY_MAGIC, channel))
     }
 
@@ -270,16 +279,34 @@ impl Channels {
     }
 }
 
-/// Writes a file that holds a secret: readable by its owner only.
+/// Makes the folder of channel files, `0700`: it holds secret keys.
+fn private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(Error::io(dir, "create directory"))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(Error::io(dir, "make private"))
+}
+
+/// Writes a file that holds a secret: readable by its owner only, from its creation
+/// (a temporary file left by an earlier attempt is removed, not reused with its mode).
 fn write_secret(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("new");
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(&tmp, "remove")(e)),
+    }
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&tmp)
         .map_err(Error::io(&tmp, "create"))?;
     f.write_all(bytes)

@@ -49,8 +49,8 @@ pub enum UpdateError {
     Decode(String),
     #[error("update is {0} bytes, more than {MAX_ENCODED}")]
     TooLong(usize),
-    #[error("node name longer than {MAX_NODE} bytes")]
-    NodeName,
+    #[error("node name {0:?} is not 1-{MAX_NODE} letters, digits, '-', '_' or '.'")]
+    NodeName(String),
     #[error("bad signature: not signed with the channel's secret key")]
     Signature,
 }
@@ -59,6 +59,23 @@ pub enum UpdateError {
 struct Wire {
     update: Update,
     signature: Vec<u8>,
+}
+
+/// Whether `node` may name a node: 1 to [`MAX_NODE`] ASCII letters, digits, `-`, `_`
+/// or `.`. A node's name goes into file names (conflict copies), so a name with a
+/// `/`, a NUL or anything else is refused wherever one arrives: `cas sync --node`,
+/// and every update decoded or verified, whoever signed it.
+pub fn check_node_name(node: &str) -> Result<(), UpdateError> {
+    let ok = !node.is_empty()
+        && node.len() <= MAX_NODE
+        && node
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(UpdateError::NodeName(node.to_string()))
+    }
 }
 
 fn signed_bytes(update: &Update) -> Vec<u8> {
@@ -77,9 +94,7 @@ impl SignedUpdate {
 
     /// Checks the signature against the channel the update names.
     pub fn verify(&self) -> Result<(), UpdateError> {
-        if self.update.node.len() > MAX_NODE {
-            return Err(UpdateError::NodeName);
-        }
+        check_node_name(&self.update.node)?;
         if self
             .update
             .channel
@@ -99,7 +114,8 @@ impl SignedUpdate {
         crate::catalog::encode(MAGIC, &wire)
     }
 
-    /// Decodes (the signature is not checked here: see [`SignedUpdate::verify`]).
+    /// Decodes (the signature is not checked here: see [`SignedUpdate::verify`]; the
+    /// node name is, see [`check_node_name`]).
     pub fn decode(bytes: &[u8]) -> Result<SignedUpdate, UpdateError> {
         if bytes.len() > MAX_ENCODED {
             return Err(UpdateError::TooLong(bytes.len()));
@@ -121,6 +137,7 @@ impl SignedUpdate {
             .signature
             .try_into()
             .map_err(|_| UpdateError::Decode("signature is not 64 bytes".into()))?;
+        check_node_name(&wire.update.node)?;
         Ok(SignedUpdate {
             update: wire.update,
             signature,
@@ -160,6 +177,29 @@ mod tests {
         let back = SignedUpdate::decode(&bytes).unwrap();
         assert_eq!(back, s);
         back.verify().unwrap();
+    }
+
+    #[test]
+    fn an_update_whose_node_name_is_a_path_is_refused_though_signed() {
+        let key = SecretKey::generate();
+        for node in ["x/../../out/pwn", "../x", "/etc", "a\0b", "", "x y"] {
+            let mut u = update(key.public());
+            u.node = node.into();
+            let s = SignedUpdate::sign(u, &key);
+            let err = s.verify().expect_err(node).to_string();
+            assert!(err.contains("node name"), "{node:?}: {err}");
+            let err = SignedUpdate::decode(&s.encode())
+                .expect_err(node)
+                .to_string();
+            assert!(err.contains("node name"), "{node:?}: {err}");
+        }
+        for node in ["a", "node-1.lan", "A_b", &"n".repeat(MAX_NODE)] {
+            let mut u = update(key.public());
+            u.node = node.to_string();
+            let s = SignedUpdate::sign(u, &key);
+            s.verify().unwrap();
+            SignedUpdate::decode(&s.encode()).unwrap().verify().unwrap();
+        }
     }
 
     #[test]

@@ -30,10 +30,16 @@ pub enum ChannelCommand {
         json: bool,
     },
     /// Follow a channel (caspub-...), or publish to it too (cassec-..., from `channel export`)
+    ///
+    /// The key is read from standard input or --key-file when not given; a secret key
+    /// is never taken from the command line, where every local user can read it.
     Join {
         name: String,
-        /// The channel's public key, or its secret key
-        key: String,
+        /// The channel's public key (caspub-...)
+        key: Option<String>,
+        /// Read the key (caspub-... or cassec-...) from this file
+        #[arg(long, value_name = "FILE", conflicts_with = "key")]
+        key_file: Option<PathBuf>,
     },
     /// Print the channel's secret key, for another node that should publish
     Export { name: String },
@@ -83,7 +89,62 @@ struct NewChannel<'a> {
     public: String,
 }
 
+/// The longest key text read from standard input or a key file.
+const MAX_KEY_TEXT: u64 = 4096;
+
+/// The key `cas channel join` was given: from the command line (a public key only),
+/// a file, or standard input. Checked before the store is opened.
+fn join_key(cli: &Cli, key: Option<&str>, key_file: Option<&std::path::Path>) -> Result<String> {
+    use std::io::Read;
+    if let Some(key) = key {
+        anyhow::ensure!(
+            !key.trim().starts_with(cas::channel::SECRET_PREFIX),
+            "a secret key on the command line can be read by every local user (ps, /proc) \
+             and stays in shell history: give it on standard input \
+             (`cas channel join NAME < FILE`) or with --key-file FILE"
+        );
+        return Ok(key.to_string());
+    }
+    let mut text = String::new();
+    match key_file {
+        Some(path) => {
+            // Inside `cas serve` the daemon's working directory is not the client's.
+            anyhow::ensure!(
+                cli.daemon.is_none() || path.is_absolute(),
+                "{}: cas serve runs on this store; give --key-file an absolute path",
+                path.display()
+            );
+            std::fs::File::open(path)
+                .and_then(|f| f.take(MAX_KEY_TEXT).read_to_string(&mut text))
+                .with_context(|| format!("{}: cannot read the key", path.display()))?;
+        }
+        None => {
+            anyhow::ensure!(
+                cli.daemon.is_none(),
+                "cas serve runs on this store and cannot read this command's standard input: \
+                 give the key with --key-file FILE (an absolute path)"
+            );
+            std::io::stdin()
+                .take(MAX_KEY_TEXT)
+                .read_to_string(&mut text)
+                .context("reading the key from standard input")?;
+        }
+    }
+    let text = text.trim();
+    anyhow::ensure!(
+        !text.is_empty(),
+        "no key given: pass caspub-... as an argument, or a key on standard input or in --key-file"
+    );
+    Ok(text.to_string())
+}
+
 pub fn channel(cli: &Cli, cmd: &ChannelCommand) -> Result<i32> {
+    let joined = match cmd {
+        ChannelCommand::Join { key, key_file, .. } => {
+            Some(join_key(cli, key.as_deref(), key_file.as_deref())?)
+        }
+        _ => None,
+    };
     let store = cli.open_or_create(None)?;
     let channels = Channels::of(&store);
     match cmd {
@@ -112,8 +173,9 @@ pub fn channel(cli: &Cli, cmd: &ChannelCommand) -> Result<i32> {
                 outln!("followers run: cas channel join {name} {public}");
             }
         }
-        ChannelCommand::Join { name, key } => {
-            let channel = if key.trim().starts_with("cassec-") {
+        ChannelCommand::Join { name, .. } => {
+            let key = joined.as_deref().unwrap_or_default();
+            let channel = if key.starts_with(cas::channel::SECRET_PREFIX) {
                 let secret = SecretKey::parse(key)?;
                 Channel {
                     public: secret.public(),
@@ -179,15 +241,7 @@ pub fn sync(cli: &Cli, args: &SyncArgs) -> Result<i32> {
     }
     anyhow::ensure!(dir.is_dir(), "{}: not a directory", dir.display());
     let node = args.node.clone().unwrap_or_else(host_name);
-    anyhow::ensure!(
-        !node.is_empty()
-            && node.len() <= cas::channel::MAX_NODE
-            && node
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)),
-        "--node {node:?}: use 1-{} letters, digits, '-', '_' or '.'",
-        cas::channel::MAX_NODE
-    );
+    cas::channel::check_node_name(&node).map_err(|e| anyhow::anyhow!("--node: {e}"))?;
     {
         // The channel must exist before the engine starts.
         let store = cli.open_or_create(None)?;
@@ -265,7 +319,7 @@ pub fn status(cli: &Cli, json: bool) -> Result<i32> {
         return Ok(0);
     }
     if channels.is_empty() {
-        outln!("no channels: `cas channel new NAME` or `cas channel join NAME KEY`");
+        outln!("no channels: `cas channel new NAME` or `cas channel join NAME caspub-...`");
     }
     for c in channels {
         let seq = |s: Option<u64>| s.map_or("-".to_string(), |s| s.to_string());

@@ -23,11 +23,12 @@ use crate::export::{create_new, fill_file};
 use crate::manifest::{Entry, EntryKind, Manifest};
 use crate::read::load_manifest;
 use crate::store::Store;
-use crate::{ContentId, Error, InfoHash, Result, TreeId};
+use crate::{ContentId, InfoHash, Result, TreeId};
 
 /// The files written ahead for one update.
 pub struct Ahead {
-    /// The working folder they are written in.
+    /// The synchronised directory, and the working folder in it they are written in.
+    dir: PathBuf,
     work: PathBuf,
     tree: TreeId,
     /// The content at each path of what the directory was brought to last: files it
@@ -63,6 +64,7 @@ impl Ahead {
             .filter_map(|e| Some((e.path.clone(), file_content(e)?.0)))
             .collect();
         Ahead {
+            dir: dir.to_path_buf(),
             work: dir.join(super::apply::WORK_DIR),
             tree,
             mine,
@@ -128,7 +130,7 @@ impl Ahead {
         let Some((content, _)) = file_content(e) else {
             return Ok(());
         };
-        std::fs::create_dir_all(&self.work).map_err(Error::io(&self.work, "create directory"))?;
+        super::apply::work_dir(&self.dir)?;
         self.seq += 1;
         let tmp = self
             .work

@@ -46,8 +46,26 @@ struct Ctx<'a> {
     ahead: &'a mut Ahead,
 }
 
-fn at(dir: &Path, rel: &[u8]) -> PathBuf {
-    dir.join(OsStr::from_bytes(rel))
+fn at(dir: &Path, rel: &[u8]) -> Result<PathBuf> {
+    super::inside(dir, rel)
+}
+
+/// Makes the working folder of `dir` and checks it is one: a directory, not a
+/// symlink to one elsewhere.
+pub(crate) fn work_dir(dir: &Path) -> Result<PathBuf> {
+    let work = dir.join(WORK_DIR);
+    std::fs::create_dir_all(&work).map_err(Error::io(&work, "create directory"))?;
+    let meta = std::fs::symlink_metadata(&work).map_err(Error::io(&work, "read metadata"))?;
+    if meta.is_dir() {
+        Ok(work)
+    } else {
+        Err(Error::BadInput {
+            path: work,
+            reason: "the working folder of a sync is not a directory (a symbolic link?): \
+                     refused, as a sync writes nothing outside its directory"
+                .into(),
+        })
+    }
 }
 
 /// Whether the entry at `path` on disk is still what the scan saw.
@@ -84,7 +102,7 @@ impl Ctx<'_> {
     /// Moves what is at `rel` aside if it changed since the scan. Returns whether
     /// anything is still there.
     fn guard(&mut self, rel: &[u8]) -> Result<bool> {
-        let path = at(self.dir, rel);
+        let path = at(self.dir, rel)?;
         let seen = self.scanned.get(rel).copied();
         if unchanged(&path, seen) {
             return Ok(seen.is_some());
@@ -92,7 +110,7 @@ impl Ctx<'_> {
         if std::fs::symlink_metadata(&path).is_err() {
             return Ok(false);
         }
-        let to = at(self.dir, &conflict_name(rel, self.node, self.now));
+        let to = at(self.dir, &conflict_name(rel, self.node, self.now))?;
         std::fs::rename(&path, &to).map_err(Error::io(&path, "move aside (conflict copy)"))?;
         self.done.conflicts += 1;
         Ok(false)
@@ -101,8 +119,8 @@ impl Ctx<'_> {
     fn step(&mut self, step: &Step) -> Result<()> {
         match step {
             Step::Keep { path, to } => {
-                let from = at(self.dir, path);
-                let to = at(self.dir, to);
+                let from = at(self.dir, path)?;
+                let to = at(self.dir, to)?;
                 std::fs::rename(&from, &to)
                     .map_err(Error::io(&from, "move aside (conflict copy)"))?;
                 self.done.conflicts += 1;
@@ -111,7 +129,7 @@ impl Ctx<'_> {
                 if !self.guard(path)? {
                     return Ok(());
                 }
-                let p = at(self.dir, path);
+                let p = at(self.dir, path)?;
                 let meta = std::fs::symlink_metadata(&p).map_err(Error::io(&p, "read metadata"))?;
                 if meta.is_dir() {
                     match std::fs::remove_dir(&p) {
@@ -131,7 +149,7 @@ impl Ctx<'_> {
     }
 
     fn write(&mut self, e: &Entry) -> Result<()> {
-        let path = at(self.dir, &e.path);
+        let path = at(self.dir, &e.path)?;
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(Error::io(parent, "create directory"))?;
         }
@@ -209,6 +227,10 @@ fn finish_ahead(tmp: &Path, e: &Entry) -> Result<()> {
 /// that were never renamed into place).
 pub fn clean(dir: &Path) -> Result<()> {
     let work = dir.join(WORK_DIR);
+    if !std::fs::symlink_metadata(&work).is_ok_and(|m| m.is_dir()) {
+        // None, or not cas's (a symlink is not followed).
+        return Ok(());
+    }
     let entries = match std::fs::read_dir(&work) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -239,8 +261,7 @@ pub fn apply(
     now: u64,
     ahead: &mut Ahead,
 ) -> Result<Applied> {
-    let work = dir.join(WORK_DIR);
-    std::fs::create_dir_all(&work).map_err(Error::io(&work, "create directory"))?;
+    let work = work_dir(dir)?;
     let mut ctx = Ctx {
         store,
         dir,
@@ -263,7 +284,9 @@ pub fn apply(
         .steps
         .iter()
         .filter_map(|s| match s {
-            Step::Write { entry } => at(dir, &entry.path).parent().map(Path::to_path_buf),
+            Step::Write { entry } => at(dir, &entry.path)
+                .ok()
+                .and_then(|p| p.parent().map(Path::to_path_buf)),
             _ => None,
         })
         .collect();
@@ -335,5 +358,85 @@ mod tests {
         std::fs::write(dest.join(WORK_DIR).join("tmp-1-1"), b"partial").unwrap();
         clean(&dest).unwrap();
         assert!(!dest.join(WORK_DIR).exists());
+    }
+
+    /// A channel's update whose node name is a path (`x/../../out/pwn`), with a
+    /// directory `f.conflict-x/` in its tree: the conflict copy of `f` would be
+    /// renamed to `DIR/../out/pwn-7`. Nothing a plan says is written outside `DIR`.
+    #[test]
+    fn no_step_of_a_plan_reaches_outside_the_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("store"), Some(16 << 10)).unwrap();
+        let (src, dest) = (tmp.path().join("src"), tmp.path().join("dest"));
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("f"), b"base\n").unwrap();
+        let base = scan(&store, &src);
+        std::fs::create_dir_all(dest.join("f.conflict-x")).unwrap();
+        std::fs::write(dest.join("f"), b"the publisher's file\n").unwrap();
+        let local = scan(&store, &dest);
+        std::fs::create_dir_all(src.join("f.conflict-x")).unwrap();
+        std::fs::write(src.join("f"), b"remote\n").unwrap();
+        let remote = scan(&store, &src);
+        let out = tmp.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::write(out.join("pwn-7"), b"precious\n").unwrap();
+        let hostile = |_: &Entry| ("x/../../out/pwn".to_string(), 7);
+        let p = plan(&base, &local, &remote, &hostile);
+        let done = apply(&store, &dest, &p, &local, "n", 5, &mut Ahead::none(&dest));
+        assert_eq!(std::fs::read(out.join("pwn-7")).unwrap(), b"precious\n");
+        assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1);
+        // The local version is kept, inside.
+        done.unwrap();
+        assert_eq!(std::fs::read(dest.join("f")).unwrap(), b"remote\n");
+        let kept: Vec<_> = std::fs::read_dir(&dest)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.is_file()
+                    && p.file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .starts_with("f.conflict-")
+            })
+            .collect();
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert_eq!(std::fs::read(&kept[0]).unwrap(), b"the publisher's file\n");
+
+        // Steps naming paths outside, whoever made them, are refused.
+        let entry = remote.entries.iter().find(|e| e.path == b"f").unwrap();
+        for step in [
+            Step::Keep {
+                path: b"f".to_vec(),
+                to: b"f.conflict-x/../../out/pwn-7".to_vec(),
+            },
+            Step::Write {
+                entry: Entry {
+                    path: b"f.conflict-x/../../out/pwn-7".to_vec(),
+                    ..entry.clone()
+                },
+            },
+            Step::Remove {
+                path: b"../out/pwn-7".to_vec(),
+            },
+            Step::Write {
+                entry: Entry {
+                    path: out.join("abs").as_os_str().as_bytes().to_vec(),
+                    ..entry.clone()
+                },
+            },
+        ] {
+            let p = Plan {
+                steps: vec![step.clone()],
+                conflicts: 0,
+            };
+            let scanned = scan(&store, &dest);
+            let err = apply(&store, &dest, &p, &scanned, "n", 5, &mut Ahead::none(&dest))
+                .expect_err(&format!("{step:?}"))
+                .to_string();
+            assert!(err.contains("outside"), "{step:?}: {err}");
+            assert_eq!(std::fs::read(out.join("pwn-7")).unwrap(), b"precious\n");
+            assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1);
+            assert_eq!(std::fs::read(dest.join("f")).unwrap(), b"remote\n");
+        }
     }
 }

@@ -64,8 +64,17 @@ fn by_path(m: &Manifest) -> BTreeMap<&[u8], &Entry> {
     m.entries.iter().map(|e| (e.path.as_slice(), e)).collect()
 }
 
-/// The name of the conflict copy of `path`: `path.conflict-<node>-<time>`.
+/// The name of the conflict copy of `path`: `path.conflict-<node>-<time>`, in the
+/// same directory whatever `node` is: a byte of it that may not be in a node name
+/// ([`crate::channel::check_node_name`]), a `/` above all, becomes `_`.
 pub fn conflict_name(path: &[u8], node: &str, time: u64) -> Vec<u8> {
+    let node: String = node
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' | '.' => c,
+            _ => '_',
+        })
+        .collect();
     let mut p = path.to_vec();
     p.extend_from_slice(format!(".conflict-{node}-{time}").as_bytes());
     p

@@ -20,9 +20,67 @@ pub mod node;
 mod watch;
 pub mod wire;
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
 use serde::Serialize;
 
-use crate::TreeId;
+use crate::{Error, Result, TreeId};
+
+/// `dir` joined with `rel`, a path a sync is about to write, move or remove,
+/// proven inside `dir` whatever an update says: `rel` is relative, each of its
+/// components a plain name (not empty, `.` or `..`, no NUL), its first not the
+/// working folder, and no parent that exists inside `dir` is a symlink or anything
+/// but a directory. The one way [`apply`] turns a path into a place on disk.
+pub fn inside(dir: &Path, rel: &[u8]) -> Result<PathBuf> {
+    let refuse = |why: String| Error::BadInput {
+        path: dir.join(OsStr::from_bytes(rel)),
+        reason: format!(
+            "refused: {why}; a sync writes nothing outside {}",
+            dir.display()
+        ),
+    };
+    if rel.is_empty() || rel.starts_with(b"/") {
+        return Err(refuse("not a relative path".into()));
+    }
+    let parts: Vec<&[u8]> = rel.split(|&b| b == b'/').collect();
+    if let Some(bad) = parts
+        .iter()
+        .find(|c| c.is_empty() || **c == b"." || **c == b".." || c.contains(&0))
+    {
+        return Err(refuse(format!(
+            "its component {:?} is not a plain name",
+            String::from_utf8_lossy(bad)
+        )));
+    }
+    if parts[0] == apply::WORK_DIR.as_bytes() {
+        return Err(refuse(format!(
+            "{} is cas's working folder",
+            apply::WORK_DIR
+        )));
+    }
+    let mut path = dir.to_path_buf();
+    for (i, c) in parts.iter().enumerate() {
+        path.push(OsStr::from_bytes(c));
+        if i + 1 == parts.len() {
+            break;
+        }
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => {}
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(refuse(format!(
+                    "{} is a symbolic link, not written through",
+                    path.display()
+                )))
+            }
+            // A file where a parent should be: nothing below it is reached either.
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    Ok(path)
+}
 
 /// What `cas status` shows of a channel.
 #[derive(Clone, Debug, Default, Serialize)]

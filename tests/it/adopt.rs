@@ -377,3 +377,136 @@ fn a_torrent_dropped_in_the_watch_directory_is_fetched_and_seeded() {
     env.ok(&["export", &ih, out.to_str().unwrap()]);
     assert!(std::fs::read(out.join("release.tar")).unwrap() == data);
 }
+
+/// A torrent of `files` (path, bytes), made by another store: a multi-file
+/// directory torrent, and one single-file torrent per file (`REF:path`).
+fn torrent_of(files: &[(&str, &[u8])]) -> (Env, std::path::PathBuf) {
+    let maker = Env::with_piece_length("16K");
+    let src = maker.path("src");
+    for (p, b) in files {
+        write(&src.join(p), b);
+    }
+    maker.import(&src, "pack");
+    let t = maker.path("pack.torrent");
+    maker.ok(&["torrent", "pack", "-o", t.to_str().unwrap()]);
+    (maker, t)
+}
+
+/// Runs `cas add T --data DATA` on `env`, failing the test (not hanging it) if cas
+/// has not finished in 20 s; returns (success, stderr).
+fn add_within(env: &Env, torrent: &Path, data: &Path) -> (bool, String) {
+    let mut child = env
+        .cmd()
+        .arg("add")
+        .arg(torrent)
+        .arg("--data")
+        .arg(data)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "cas add --data {} hung (still running after 20 s)",
+                data.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
+}
+
+/// Nothing was stored: no chunk, no torrent, no download left behind.
+fn stored_nothing(env: &Env) {
+    let stats = env.json(&["stats"]);
+    assert_eq!(stats["chunks"].as_u64(), Some(0), "{stats}");
+    let downloads = std::fs::read_dir(env.store().join("downloads")).map_or(0, |d| d.count());
+    assert_eq!(downloads, 0, "a download was left behind");
+}
+
+#[test]
+fn a_symlink_in_the_data_directory_is_refused_not_followed() {
+    let secret = random_bytes(61, 40_000);
+    let (_maker, t) = torrent_of(&[("a.bin", b"public bytes\n"), ("b.bin", &secret)]);
+    let env = Env::with_piece_length("16K");
+    // Someone else's file, with the very bytes the torrent wants at b.bin.
+    write(&env.path("elsewhere/secret.bin"), &secret);
+    let data = env.path("data");
+    write(&data.join("a.bin"), b"public bytes\n");
+    std::os::unix::fs::symlink(env.path("elsewhere/secret.bin"), data.join("b.bin")).unwrap();
+    let (ok, err) = add_within(&env, &t, &data);
+    assert!(!ok, "cas add followed a symlink out of its data directory");
+    assert!(
+        err.contains(data.join("b.bin").to_str().unwrap()) && err.contains("symbolic link"),
+        "{err}"
+    );
+    stored_nothing(&env);
+}
+
+#[test]
+fn a_symlinked_subdirectory_of_the_data_is_refused_not_followed() {
+    let secret = random_bytes(62, 40_000);
+    let (_maker, t) = torrent_of(&[("a.bin", b"public bytes\n"), ("sub/b.bin", &secret)]);
+    let env = Env::with_piece_length("16K");
+    write(&env.path("elsewhere/b.bin"), &secret);
+    let data = env.path("data");
+    write(&data.join("a.bin"), b"public bytes\n");
+    std::os::unix::fs::symlink(env.path("elsewhere"), data.join("sub")).unwrap();
+    let (ok, err) = add_within(&env, &t, &data);
+    assert!(
+        !ok,
+        "cas add followed a symlinked directory out of its data"
+    );
+    assert!(
+        err.contains(data.join("sub").to_str().unwrap()) && err.contains("symbolic link"),
+        "{err}"
+    );
+    stored_nothing(&env);
+}
+
+#[test]
+fn a_fifo_in_the_data_or_as_the_data_is_refused_without_hanging() {
+    let (maker, t) = torrent_of(&[("a.bin", b"public bytes\n"), ("b.bin", b"more\n")]);
+    let env = Env::with_piece_length("16K");
+    let data = env.path("data");
+    write(&data.join("a.bin"), b"public bytes\n");
+    mkfifo(&data.join("b.bin"));
+    let (ok, err) = add_within(&env, &t, &data);
+    assert!(!ok, "a FIFO was taken as a data file");
+    assert!(
+        err.contains(data.join("b.bin").to_str().unwrap()) && err.contains("FIFO"),
+        "{err}"
+    );
+    stored_nothing(&env);
+
+    // A single-file torrent whose --data is a FIFO.
+    let single = env.path("a.torrent");
+    maker.ok(&["torrent", "pack:a.bin", "-o", single.to_str().unwrap()]);
+    let fifo = env.path("fifo");
+    mkfifo(&fifo);
+    let (ok, err) = add_within(&env, &single, &fifo);
+    assert!(!ok, "a FIFO was taken as --data");
+    assert!(
+        err.contains(fifo.to_str().unwrap()) && err.contains("FIFO"),
+        "{err}"
+    );
+    stored_nothing(&env);
+}

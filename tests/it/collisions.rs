@@ -6,7 +6,7 @@ use crate::common::*;
 
 fn testdata(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/testdata/sha1-collisions")
+        .join("tests/data/sha1-collisions")
         .join(name)
 }
 

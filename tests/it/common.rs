@@ -146,12 +146,28 @@ pub fn snapshot(root: &Path) -> Vec<(String, String)> {
     out
 }
 
-/// True (and says why) when a test that needs network namespaces cannot run.
+/// True (and says why) when a test that needs network namespaces cannot run. In CI
+/// (`CI` set) a missing capability fails the test instead: CI runs as root.
 pub fn skip_without_root() -> bool {
     if is_root() {
         return false;
     }
-    eprintln!("skipped: network namespaces need root (CI runs as root)");
+    lacks_capability("network namespaces need root")
+}
+
+/// Whether the tests run in CI: `CI` set, and not to `false` or `0`.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !matches!(v.trim(), "" | "false" | "0"))
+}
+
+/// For a test that cannot run here for want of `capability` (a sentence saying what
+/// is missing): in CI a failure naming it; elsewhere a line saying why the test is
+/// skipped, and `true`.
+pub fn lacks_capability(capability: &str) -> bool {
+    if in_ci() {
+        panic!("missing capability: {capability} (CI must provide it; the test cannot skip there)");
+    }
+    eprintln!("SKIPPED: {capability} (CI runs as root with it)");
     true
 }
 
@@ -212,7 +228,7 @@ pub fn have_tools(test: &str, tools: &[&str]) -> bool {
         "{test}: {} not found (bash tests/run.sh installs the Debian packages)",
         missing.join(", ")
     );
-    if std::env::var_os("CI").is_some() {
+    if in_ci() {
         panic!("{msg}");
     }
     eprintln!("SKIPPED {msg}");

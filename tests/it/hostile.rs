@@ -1,5 +1,5 @@
 //! Hostile and malformed .torrent files: libtorrent's test corpus
-//! (`../shared/testdata/libtorrent-test-torrents`). Every file is accepted or refused
+//! (`tests/data/libtorrent-test-torrents`). Every file is accepted or refused
 //! with an error naming it, never a panic; every file libtorrent refuses, cas refuses;
 //! no accepted file names a path outside the torrent's own directory.
 
@@ -10,7 +10,7 @@ use cas::meta::parse::Metainfo;
 use crate::common::*;
 
 fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/libtorrent-test-torrents")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/libtorrent-test-torrents")
 }
 
 /// The files libtorrent refuses, from the corpus's README.

@@ -22,5 +22,6 @@ mod mount;
 mod netns;
 mod private;
 mod serve;
+mod skips;
 mod sync;
 mod tracker;

@@ -204,7 +204,16 @@ impl Team {
             secret.starts_with("cassec-") && secret.len() == 7 + 64,
             "{secret}"
         );
-        nodes[B].env.ok(&["channel", "join", "team", &secret]);
+        // A secret key is given in a file (or on standard input), never as an argument.
+        let key_file = nodes[B].env.path("team.key");
+        write(&key_file, secret.as_bytes());
+        nodes[B].env.ok(&[
+            "channel",
+            "join",
+            "team",
+            "--key-file",
+            key_file.to_str().unwrap(),
+        ]);
         nodes[C].env.ok(&["channel", "join", "team", &public]);
         Team {
             nodes,
