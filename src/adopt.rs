@@ -218,6 +218,53 @@ fn hash(store: &Store, meta: &Metainfo, i: usize, bytes: Option<Vec<u8>>) -> Res
 
 /// Verifies `data` against the torrent and stores every piece that matches.
 /// `progress` gets the bytes checked so far.
+/// `cas add FILE.torrent --data PATH`: the torrent in `torrent` (read from
+/// `torrent_path`) adopted with its data. Its .torrent is kept as a download until
+/// every piece is stored, then recorded as the store's; a first adoption that fails
+/// leaves nothing behind. `label` names it for `cas stats`; `progress` is told the
+/// bytes checked and the torrent's length. An incomplete adoption
+/// stays a download, for the engine to fetch the bad pieces.
+pub fn add_with_data(
+    store: &Store,
+    torrent: &[u8],
+    torrent_path: &Path,
+    data: &Path,
+    label: Option<&str>,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<(Metainfo, AdoptReport)> {
+    let meta = Metainfo::parse(torrent).map_err(|e| Error::BadInput {
+        path: torrent_path.to_path_buf(),
+        reason: format!("not a usable torrent: {e}"),
+    })?;
+    let catalog = store.catalog();
+    let ih = meta.info_hash;
+    let new = !catalog.has_torrent(&ih) && !catalog.is_downloading(&ih);
+    if !catalog.has_torrent(&ih) {
+        // The .torrent as given (trackers, url-list and all) is what gets recorded.
+        catalog.put_download(&ih, torrent)?;
+    }
+    let total = meta.length;
+    let (report, held) = match adopt(store, &meta, data, &|n| progress(n, total)) {
+        Ok(r) => r,
+        Err(e) => {
+            if new {
+                catalog.remove_download(&ih)?;
+            }
+            return Err(e);
+        }
+    };
+    if report.complete && !catalog.has_torrent(&ih) {
+        let pieces = held.into_iter().flatten().collect();
+        crate::store::finish::record(store, &meta, pieces, None)?;
+    }
+    if let Some(name) = label {
+        catalog.set_label(&ih, name)?;
+    }
+    Ok((meta, report))
+}
+
+/// Checks a torrent's data piece by piece and stores the pieces that match; returns
+/// the report and the chunk of every piece now held.
 pub fn adopt(
     store: &Store,
     meta: &Metainfo,

@@ -32,6 +32,8 @@ pub mod manifest;
 pub mod meta;
 pub mod mount;
 pub mod read;
+pub mod remove;
+pub mod service;
 pub mod stats;
 pub mod store;
 pub mod sync;

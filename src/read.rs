@@ -67,6 +67,49 @@ pub fn resolve(store: &Store, spec: &str) -> Result<Target> {
     )))
 }
 
+/// The torrent a name stands for: an info-hash's; a tree's directory torrent (or its
+/// manifest's, with `manifest`); a file's (`REF:path`).
+pub fn torrent_for(store: &Store, spec: &str, manifest: bool) -> Result<(InfoHash, TorrentRecord)> {
+    let ih = match resolve(store, spec)? {
+        Target::Torrent(ih) => ih,
+        Target::Tree { id, .. } => {
+            let rec = store
+                .catalog()
+                .tree(&id)?
+                .ok_or_else(|| Error::NotFound(format!("tree {id} is not in the store")))?;
+            match (manifest, rec.directory) {
+                (false, Some(d)) => d,
+                (false, None) => {
+                    return Err(Error::NotFound(format!(
+                        "tree {id} has no file content, so no directory torrent; --manifest gives its manifest torrent"
+                    )))
+                }
+                (true, _) => rec.manifest,
+            }
+        }
+        Target::File { entry, .. } => match entry.kind {
+            EntryKind::File {
+                info_hash: Some(ih),
+                ..
+            } => ih,
+            EntryKind::File { .. } => {
+                return Err(Error::NotFound(format!(
+                    "{spec} is an empty file: it has no torrent"
+                )))
+            }
+            _ => return Err(Error::Invalid(format!("{spec} is not a regular file"))),
+        },
+    };
+    Ok((ih, torrent(store, &ih)?))
+}
+
+/// The magnet link of a stored torrent, with every tracker its .torrent names.
+pub fn magnet(record: &TorrentRecord) -> Result<String> {
+    let meta = crate::meta::parse::Metainfo::parse(&record.metainfo)
+        .map_err(|e| Error::Invalid(format!("a stored torrent does not parse: {e}")))?;
+    Ok(meta.magnet())
+}
+
 /// The torrent record of a file entry (`None` for an empty file).
 pub fn file_torrent(store: &Store, entry: &Entry) -> Result<Option<TorrentRecord>> {
     match &entry.kind {

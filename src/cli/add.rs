@@ -7,7 +7,6 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use cas::engine::Source;
-use cas::meta::parse::Metainfo;
 
 use super::{human, print_json, Cli};
 
@@ -55,36 +54,22 @@ pub fn add(cli: &Cli, args: &AddArgs) -> Result<i32> {
         );
     }
     let bytes = std::fs::read(&args.target).with_context(|| format!("reading {}", args.target))?;
-    let meta = Metainfo::parse(&bytes)
-        .with_context(|| format!("{}: not a usable torrent", args.target))?;
     let store = cli.open_or_create(None)?;
-    let catalog = store.catalog();
-    let ih = meta.info_hash;
-    let new = !catalog.has_torrent(&ih) && !catalog.is_downloading(&ih);
-    if !catalog.has_torrent(&ih) {
-        // The .torrent as given (trackers, url-list and all) is what gets recorded.
-        catalog.put_download(&ih, &bytes)?;
-    }
     let bar = super::bytes_bar("checking", args.json);
-    bar.set_length(meta.length);
-    let adopted = cas::adopt::adopt(&store, &meta, data, &|n| bar.set_position(n));
+    let adopted = cas::adopt::add_with_data(
+        &store,
+        &bytes,
+        std::path::Path::new(&args.target),
+        data,
+        args.name.as_deref(),
+        &|n, total| {
+            bar.set_length(total);
+            bar.set_position(n);
+        },
+    );
     bar.finish_and_clear();
-    let (report, held) = match adopted {
-        Ok(r) => r,
-        Err(e) => {
-            if new {
-                catalog.remove_download(&ih)?;
-            }
-            return Err(e.into());
-        }
-    };
-    if report.complete && !catalog.has_torrent(&ih) {
-        let pieces = held.into_iter().flatten().collect();
-        cas::store::finish::record(&store, &meta, pieces, None)?;
-    }
-    if let Some(name) = &args.name {
-        catalog.set_label(&ih, name)?;
-    }
+    let (meta, report) = adopted?;
+    let ih = meta.info_hash;
     let fetching = !report.complete && cli.daemon.is_some();
     if let (Some(d), false) = (&cli.daemon, report.complete) {
         d.rt.block_on(d.engine.add(Source::Torrent(bytes), &args.peers))?;

@@ -8,7 +8,6 @@ use serde::Serialize;
 
 use cas::catalog::TorrentRecord;
 use cas::manifest::EntryKind;
-use cas::meta::bencode;
 use cas::read::{load_manifest, resolve, write_file, Target, WriteSink};
 use cas::{InfoHash, Store};
 
@@ -17,28 +16,7 @@ use super::{human, print_json, Cli};
 /// The torrent a target means: a tree's directory (or manifest) torrent, a file's, or
 /// an info-hash.
 fn pick_torrent(store: &Store, target: &str, manifest: bool) -> Result<(InfoHash, TorrentRecord)> {
-    let ih = match resolve(store, target)? {
-        Target::Torrent(ih) => ih,
-        Target::Tree { id, .. } => {
-            let Some(rec) = store.catalog().tree(&id)? else {
-                bail!("tree {id} is not in the store");
-            };
-            match (manifest, rec.directory) {
-                (false, Some(d)) => d,
-                (false, None) => bail!("tree {id} has no file content, so no directory torrent; --manifest gives its manifest torrent"),
-                (true, _) => rec.manifest,
-            }
-        }
-        Target::File { entry, .. } => match entry.kind {
-            EntryKind::File {
-                info_hash: Some(ih),
-                ..
-            } => ih,
-            EntryKind::File { .. } => bail!("{target} is an empty file: it has no torrent"),
-            _ => bail!("{target} is not a regular file"),
-        },
-    };
-    Ok((ih, cas::read::torrent(store, &ih)?))
+    Ok(cas::read::torrent_for(store, target, manifest)?)
 }
 
 pub fn torrent(cli: &Cli, target: &str, output: Option<&Path>, manifest: bool) -> Result<i32> {
@@ -56,23 +34,8 @@ pub fn torrent(cli: &Cli, target: &str, output: Option<&Path>, manifest: bool) -
 
 pub fn magnet(cli: &Cli, target: &str, manifest: bool) -> Result<i32> {
     let store = cli.open()?;
-    let (ih, record) = pick_torrent(&store, target, manifest)?;
-    let meta = bencode::decode(&record.metainfo)?;
-    let name = meta
-        .get("info")
-        .and_then(|i| i.get("name"))
-        .and_then(|n| n.as_bytes())
-        .map(|n| String::from_utf8_lossy(n).into_owned())
-        .unwrap_or_default();
-    let trackers: Vec<String> = meta
-        .get("announce-list")
-        .and_then(|l| l.as_list())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|tier| tier.as_list()?.first()?.as_bytes())
-        .map(|t| String::from_utf8_lossy(t).into_owned())
-        .collect();
-    outln!("{}", cas::meta::torrent::magnet(&ih, &name, &trackers));
+    let (_, record) = pick_torrent(&store, target, manifest)?;
+    outln!("{}", cas::read::magnet(&record)?);
     Ok(0)
 }
 

@@ -5,6 +5,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 
 use cas::read::{resolve, Target};
+use cas::remove::Removed;
 
 use super::{human, print_json, Cli};
 
@@ -32,33 +33,19 @@ pub fn export(cli: &Cli, target: &str, dir: &Path, json: bool) -> Result<i32> {
 
 pub fn rm(cli: &Cli, target: &str) -> Result<i32> {
     let store = cli.open()?;
-    match resolve(&store, target)? {
-        Target::Tree {
-            via_ref: Some(name),
-            ..
-        } => {
-            store.catalog().remove_ref(&name)?;
-            outln!("removed ref {name}; `cas gc` frees what nothing else uses");
+    match cas::remove::remove(&store, target)? {
+        Removed::Ref(name) => {
+            outln!("removed ref {name}; `cas gc` frees what nothing else uses")
         }
-        Target::Tree { id, via_ref: None } => {
-            for (name, tree) in store.catalog().refs()? {
-                if tree == id {
-                    store.catalog().remove_ref(&name)?;
-                    outln!("removed ref {name}");
-                }
+        Removed::Tree { id, refs } => {
+            for name in refs {
+                outln!("removed ref {name}");
             }
-            store.catalog().remove_tree(&id)?;
             outln!("removed tree {id}; `cas gc` frees what nothing else uses");
         }
-        Target::Torrent(ih) => {
-            let pinned = store.catalog().unpin(&ih)?;
-            let downloading = store.catalog().remove_download(&ih)?;
-            if !pinned && !downloading {
-                bail!("torrent {ih} is not kept for its own sake: it belongs to a tree (remove the tree's ref)");
-            }
-            outln!("removed torrent {ih}; `cas gc` frees what nothing else uses");
+        Removed::Torrent(ih) => {
+            outln!("removed torrent {ih}; `cas gc` frees what nothing else uses")
         }
-        _ => bail!("{target}: cas rm takes a ref, a tree id or an info-hash"),
     }
     Ok(0)
 }

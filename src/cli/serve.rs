@@ -9,9 +9,10 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Args;
 
-use cas::engine::get::{get, GetOptions};
+use cas::engine::get::{fetch, GetOptions};
 use cas::engine::{Engine, EngineOptions};
-use cas::sync::node::{Node, SyncOptions};
+use cas::service::{MountOptions, Service, ServiceOptions};
+use cas::sync::node::SyncOptions;
 
 use super::{human, print_json, Cli};
 
@@ -197,25 +198,42 @@ pub(super) fn run_daemon(
     mut options: EngineOptions,
     sync: Option<SyncOptions>,
 ) -> Result<i32> {
-    if let Some(dir) = &args.watch {
-        anyhow::ensure!(dir.is_dir(), "{}: not a directory to watch", dir.display());
-    }
     let store = cli.open()?;
     let rt = runtime()?;
     rt.block_on(async move {
         options.peers = args.peers.clone();
         // Before the first line is printed: whoever reads it may stop us at once.
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let engine = Arc::new(Engine::start(store.clone(), options).await?);
-        let mut syncs = Vec::new();
-        if let Some(opts) = &sync {
-            syncs.push(Node::start(engine.clone(), opts.clone()).await?);
+        let mount = args.mount.as_ref().map(|at| MountOptions {
+            at: at.clone(),
+            read_timeout: Duration::from_secs(args.read_timeout),
+            direct_io: args.direct_io,
+        });
+        if let Some(at) = &args.mount {
+            if cas_fuse::is_stale_mount(at) {
+                errln!(
+                    "{}: a mount left by a process that died (transport endpoint is not connected); \
+                     unmounting it first",
+                    at.display()
+                );
+            }
         }
+        let mut service = Service::start(
+            store.clone(),
+            ServiceOptions {
+                engine: options,
+                sync: sync.clone(),
+                watch: args.watch.clone(),
+                mount,
+            },
+        )
+        .await?;
+        let engine = service.engine().clone();
         super::daemon::listen(Arc::new(super::daemon::Daemon {
             store,
             engine: engine.clone(),
             rt: tokio::runtime::Handle::current(),
-            syncs: syncs.clone(),
+            syncs: service.syncs().to_vec(),
         }))?;
         match &sync {
             Some(opts) => outln!(
@@ -230,44 +248,26 @@ pub(super) fn run_daemon(
                 engine.listen_addr()
             ),
         }
-        for node in syncs {
-            tokio::spawn(async move {
-                if let Err(e) = node.run().await {
-                    errln!("sync stopped: {e:#}");
-                    std::process::exit(1);
-                }
-            });
+        if let Some(at) = service.mounted_at() {
+            outln!(
+                "mounted {} on {} (read-only)",
+                engine.store().root().display(),
+                at.display()
+            );
         }
-        if let Some(dir) = &args.watch {
-            tokio::spawn(cas::engine::watch::watch(engine.clone(), dir.clone()));
-        }
-        let mounted = match &args.mount {
-            Some(at) => {
-                let m = super::mount::mount(
-                    &engine,
-                    at,
-                    Duration::from_secs(args.read_timeout),
-                    args.direct_io,
-                )?;
-                outln!(
-                    "mounted {} on {} (read-only)",
-                    engine.store().root().display(),
-                    at.display()
-                );
-                Some(m)
-            }
-            None => None,
-        };
         std::io::stdout().flush()?;
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
+            e = service.failed() => {
+                errln!("{e:#}");
+                std::process::exit(1);
+            }
         }
         errln!("stopping");
-        if let Some(m) = mounted {
-            super::mount::unmount(m);
+        if let Some(at) = service.stop().await {
+            errln!("unmounted {}", at.display());
         }
-        engine.stop().await;
         Ok(0)
     })
 }
@@ -289,27 +289,29 @@ pub fn get_cmd(cli: &Cli, args: &GetArgs) -> Result<i32> {
         bar.set_position(have);
     };
     let report = match &cli.daemon {
-        Some(d) => {
-            d.rt.block_on(get(&d.engine, &args.target, &opts, &progress))
-        }
+        Some(d) => d.rt.block_on(fetch(
+            &d.engine,
+            &args.target,
+            &opts,
+            args.name.as_deref(),
+            &progress,
+        )),
         None => runtime()?.block_on(async {
             let engine = Engine::start(store.clone(), args.net.options(false)).await?;
-            let r = get(&engine, &args.target, &opts, &progress).await;
+            let r = fetch(
+                &engine,
+                &args.target,
+                &opts,
+                args.name.as_deref(),
+                &progress,
+            )
+            .await;
             engine.stop().await;
             r
         }),
     };
     bar.finish_and_clear();
     let report = report?;
-    // A tree fetched is kept under a ref: the one asked for, else its id.
-    if let Some(tree) = &report.tree {
-        let name = args.name.clone().unwrap_or_else(|| tree.to_hex());
-        store.catalog().set_ref(&name, tree)?;
-        // The ref keeps the tree's torrents alive now; their pins are not needed.
-        for ih in &report.torrents {
-            store.catalog().unpin(ih)?;
-        }
-    }
     if let Some(dir) = &args.export {
         match &report.tree {
             Some(tree) => cas::export::export(&store, tree, dir)?,

@@ -296,6 +296,25 @@ async fn is_manifest(
 }
 
 /// Fetches `target` (and, for a tree, every file in it) into the store.
+/// [`get`], then what a user's fetch keeps: a tree under a ref (`name`, else its id),
+/// whose torrents then need no pins; a torrent alone stays pinned.
+pub async fn fetch(
+    engine: &Engine,
+    target: &str,
+    opts: &GetOptions,
+    name: Option<&str>,
+    progress: Progress<'_>,
+) -> anyhow::Result<GetReport> {
+    if let Some(name) = name {
+        crate::catalog::check_ref_name(name)?;
+    }
+    let report = get(engine, target, opts, progress).await?;
+    if let Some(tree) = &report.tree {
+        engine.store().keep_tree(tree, &report.torrents, name)?;
+    }
+    Ok(report)
+}
+
 pub async fn get(
     engine: &Engine,
     target: &str,

@@ -122,6 +122,14 @@ pub struct Metainfo {
     pub info: Vec<u8>,
 }
 
+impl Metainfo {
+    /// The torrent's magnet link: info-hash, name, and every tracker (`announce`
+    /// and `announce-list` alike).
+    pub fn magnet(&self) -> String {
+        super::torrent::magnet(&self.info_hash, &self.name, &self.trackers)
+    }
+}
+
 /// Why a torrent was refused.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -332,6 +340,16 @@ mod tests {
     fn torrent(files: &str) -> Vec<u8> {
         format!("d4:infod5:files{files}4:name1:x12:piece lengthi16384e6:pieces20:aaaaaaaaaaaaaaaaaaaaee")
             .into_bytes()
+    }
+
+    #[test]
+    fn a_magnet_carries_a_lone_announce() {
+        let t = b"d8:announce23:http://t.example/announce4:infod6:lengthi5e4:name1:x12:piece lengthi16384e6:pieces20:aaaaaaaaaaaaaaaaaaaaee";
+        let m = Metainfo::parse(t).unwrap().magnet();
+        assert!(
+            m.ends_with("&dn=x&tr=http%3A%2F%2Ft.example%2Fannounce"),
+            "{m}"
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::chunks::chunk::VerifiedChunk;
 use crate::chunks::index::IndexEntry;
 use crate::chunks::lock::StoreLock;
 use crate::chunks::{write_atomic, ChunkStore};
-use crate::{ChunkId, Error, PieceHash, Result};
+use crate::{ChunkId, Error, InfoHash, PieceHash, Result, TreeId};
 
 /// Piece length of a new store unless asked otherwise: 1 MiB.
 pub const DEFAULT_PIECE_LENGTH: u32 = 1 << 20;
@@ -114,6 +114,23 @@ impl Store {
     /// The chunk store to itself (index rebuild, sweep, repair).
     pub fn chunks_mut(&mut self) -> &mut ChunkStore {
         &mut self.chunks
+    }
+
+    /// Keeps a tree that was fetched under a ref, `name` or else the tree's id, and
+    /// drops the pins of its `torrents`: the ref keeps them alive now (see
+    /// [`gc::mark`]). Returns the ref's name.
+    pub fn keep_tree(
+        &self,
+        tree: &TreeId,
+        torrents: &[InfoHash],
+        name: Option<&str>,
+    ) -> Result<String> {
+        let name = name.map_or_else(|| tree.to_hex(), str::to_string);
+        self.catalog.set_ref(&name, tree)?;
+        for ih in torrents {
+            self.catalog.unpin(ih)?;
+        }
+        Ok(name)
     }
 
     /// See [`ChunkStore::put`].
