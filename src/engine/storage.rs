@@ -30,6 +30,7 @@ use librqbit::storage::filesystem::FilesystemStorageFactory;
 use librqbit::storage::{BoxStorageFactory, StorageFactory, StorageFactoryExt, TorrentStorage};
 use librqbit::{ManagedTorrentShared, TorrentMetadata};
 
+use super::staging::{self, Staging};
 use crate::chunks::chunk::VerifiedChunk;
 use crate::meta::parse::Metainfo;
 use crate::store::content_hash::InOrder;
@@ -142,12 +143,13 @@ impl StorageFactory for StoreStorageFactory {
             && finish::is_content_name(&meta.name)
             && !self.store.catalog().has_torrent(&ih))
         .then(|| Mutex::new(InOrder::new()));
+        let staged = Staging::new(staging::DEFAULT_LIMIT, u64::from(meta.piece_length));
         let inner = Arc::new(Inner {
             store: self.store.clone(),
             ih,
             meta,
             held: RwLock::new(held),
-            staged: Mutex::new(HashMap::new()),
+            staged: Mutex::new(staged),
             cache: Mutex::new(VecDeque::new()),
             finished: AtomicBool::new(false),
             counters,
@@ -178,34 +180,6 @@ impl StorageFactory for StoreStorageFactory {
     }
 }
 
-/// A piece being received.
-struct Staged {
-    bytes: Vec<u8>,
-    /// Byte ranges written so far (pad files count as written), sorted, disjoint.
-    covered: Vec<(u64, u64)>,
-    /// When a block last arrived.
-    last: std::time::Instant,
-}
-
-impl Staged {
-    fn cover(&mut self, start: u64, end: u64) {
-        self.covered.push((start, end));
-        self.covered.sort_unstable();
-        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(self.covered.len());
-        for &(s, e) in &self.covered {
-            match merged.last_mut() {
-                Some(last) if s <= last.1 => last.1 = last.1.max(e),
-                _ => merged.push((s, e)),
-            }
-        }
-        self.covered = merged;
-    }
-
-    fn complete(&self) -> bool {
-        self.covered == [(0, self.bytes.len() as u64)]
-    }
-}
-
 /// One torrent's view of the store.
 pub struct Inner {
     store: Arc<Store>,
@@ -213,7 +187,7 @@ pub struct Inner {
     meta: Metainfo,
     /// The chunk of each piece, once the store holds it.
     held: RwLock<Vec<Option<ChunkId>>>,
-    staged: Mutex<HashMap<usize, Staged>>,
+    staged: Mutex<Staging>,
     cache: Mutex<VecDeque<Arc<VerifiedChunk>>>,
     finished: AtomicBool,
     pub counters: Counters,
@@ -240,12 +214,10 @@ impl Inner {
 
     /// Pieces some of whose blocks arrived within `recent`, and not all.
     pub fn receiving(&self, recent: std::time::Duration) -> Vec<usize> {
-        let staged = self.staged.lock().unwrap_or_else(|e| e.into_inner());
-        staged
-            .iter()
-            .filter(|(_, s)| s.last.elapsed() < recent)
-            .map(|(p, _)| *p)
-            .collect()
+        self.staged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .receiving(recent)
     }
 
     pub fn meta(&self) -> &Metainfo {
@@ -289,7 +261,6 @@ impl Inner {
         chunk
     }
 
-    /// Pieces held and total.
     /// The torrent's figures, for callers outside the engine.
     pub fn counts(&self) -> super::PieceCounts {
         let (held, pieces) = self.progress();
@@ -302,6 +273,7 @@ impl Inner {
         }
     }
 
+    /// Pieces held and total.
     pub fn progress(&self) -> (usize, usize) {
         let held = self.held.read().unwrap_or_else(|e| e.into_inner());
         (held.iter().filter(|h| h.is_some()).count(), held.len())
@@ -336,21 +308,18 @@ impl Inner {
         r.map(drop).map_err(Into::into)
     }
 
-    fn new_staged(&self, piece: usize) -> Staged {
+    /// The ranges of piece `piece` that are pad files, relative to the piece.
+    fn pads(&self, piece: usize) -> Vec<(u64, u64)> {
         let len = self.meta.piece_len(piece);
         let start = piece as u64 * u64::from(self.meta.piece_length);
-        let mut s = Staged {
-            bytes: vec![0; len as usize],
-            covered: Vec::new(),
-            last: std::time::Instant::now(),
-        };
+        let mut out = Vec::new();
         for f in self.meta.files.iter().filter(|f| f.pad) {
             let (a, b) = (f.offset.max(start), (f.offset + f.length).min(start + len));
             if a < b {
-                s.cover(a - start, b - start);
+                out.push((a - start, b - start));
             }
         }
-        s
+        out
     }
 
     /// Takes `data` for bytes starting at `at` in the torrent; stores each piece that
@@ -369,26 +338,19 @@ impl Inner {
             if self.held.read().unwrap_or_else(|e| e.into_inner())[piece].is_some() {
                 continue;
             }
-            let done = {
-                let mut staged = self.staged.lock().unwrap_or_else(|e| e.into_inner());
-                let s = staged
-                    .entry(piece)
-                    .or_insert_with(|| self.new_staged(piece));
-                let end = within as usize + take;
-                if end > s.bytes.len() {
-                    bail!("write past the end of piece {piece}");
-                }
-                s.bytes[within as usize..end].copy_from_slice(now);
-                s.cover(within, end as u64);
-                s.last = std::time::Instant::now();
-                if s.complete() {
-                    staged.remove(&piece)
-                } else {
-                    None
-                }
-            };
-            if let Some(s) = done {
-                self.complete_piece(piece, s.bytes)?;
+            let done = self
+                .staged
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .write(
+                    piece,
+                    self.meta.piece_len(piece),
+                    || self.pads(piece),
+                    within,
+                    now,
+                )?;
+            if let Some(bytes) = done {
+                self.complete_piece(piece, bytes)?;
             }
         }
         Ok(())

@@ -344,7 +344,7 @@ mod tests {
 
     #[test]
     fn a_magnet_carries_a_lone_announce() {
-        let t = b"d8:announce23:http://t.example/announce4:infod6:lengthi5e4:name1:x12:piece lengthi16384e6:pieces20:aaaaaaaaaaaaaaaaaaaaee";
+        let t = b"d8:announce25:http://t.example/announce4:infod6:lengthi5e4:name1:x12:piece lengthi16384e6:pieces20:aaaaaaaaaaaaaaaaaaaaee";
         let m = Metainfo::parse(t).unwrap().magnet();
         assert!(
             m.ends_with("&dn=x&tr=http%3A%2F%2Ft.example%2Fannounce"),

@@ -1,0 +1,158 @@
+//! Starting the engine: the librqbit session (DHT and LSD off unless asked, TCP on
+//! one listen address, the announced port set explicitly), the committer, and every
+//! torrent of the catalog seeded and every unfinished download resumed.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use librqbit::{
+    DhtSessionConfig, ListenerMode, ListenerOptions, Session, SessionOptions,
+    SessionPersistenceConfig,
+};
+
+use super::{committer, order, storage, Engine, EngineOptions, Fetch, Source};
+use crate::Store;
+
+/// Removes librqbit's session records and bitfields.
+fn clear_resume(dir: &Path) -> anyhow::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("{}", dir.display())),
+    };
+    for e in entries {
+        let path = e?.path();
+        if path.is_file() {
+            std::fs::remove_file(&path).with_context(|| format!("remove {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// A free TCP port on `addr`'s interface, for a listener whose port must be known
+/// before it is bound (librqbit announces the port it is given).
+fn free_port(addr: SocketAddr) -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind(addr).with_context(|| format!("bind {addr}"))?;
+    Ok(l.local_addr()?.port())
+}
+
+impl Engine {
+    /// Starts a session, seeds every torrent in the store, resumes every download.
+    pub async fn start(store: Arc<Store>, opts: EngineOptions) -> anyhow::Result<Engine> {
+        let mut listen = opts.listen;
+        if listen.port() == 0 {
+            listen.set_port(free_port(listen)?);
+        }
+        // librqbit's own records are a cache: the store says what it holds. Start
+        // from none, and write each torrent's bitfield from the store as it is added.
+        let resume = store.root().join("engine").join("resume");
+        clear_resume(&resume)?;
+        let allowlist_url = if opts.allow.is_empty() {
+            None
+        } else {
+            // librqbit reads its allow-list from a URL of lines "name:first-last".
+            let path = store.root().join("engine").join("allow.txt");
+            let lines: String = opts
+                .allow
+                .iter()
+                .map(|net| format!("allow:{}-{}\n", net.network(), net.broadcast()))
+                .collect();
+            std::fs::create_dir_all(store.root().join("engine"))?;
+            std::fs::write(&path, lines).with_context(|| format!("write {}", path.display()))?;
+            Some(format!("file://{}", path.display()))
+        };
+        let session = Session::new_with_opts(
+            store.root().join("engine"),
+            SessionOptions {
+                persistence: Some(SessionPersistenceConfig::Json {
+                    folder: Some(resume.clone()),
+                }),
+                fastresume: true,
+                allowlist_url,
+                dht: opts.dht.then(|| DhtSessionConfig {
+                    bootstrap_addrs: (!opts.dht_bootstrap.is_empty())
+                        .then(|| opts.dht_bootstrap.clone()),
+                    port: None,
+                    // The routing table is kept with the store, not in the user's cache.
+                    persistence: Some(librqbit::dht::DhtPersistenceConfig {
+                        dump_interval: None,
+                        config_filename: Some(store.root().join("engine").join("dht.json")),
+                    }),
+                }),
+                disable_local_service_discovery: !opts.lsd,
+                // librqbit's default of 8 blocking-work permits, plus one for each
+                // stream that spreads a fetch's piece order (each holds one).
+                runtime_worker_threads: Some(8 + order::STREAMS),
+                listen: Some(ListenerOptions {
+                    mode: ListenerMode::TcpOnly,
+                    listen_addr: listen,
+                    announce_port: Some(listen.port()),
+                    ipv4_only: listen.is_ipv4(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .with_context(|| format!("starting the BitTorrent session on {listen}"))?;
+        let first_free = session
+            .with_torrents(|all| all.map(|(id, _)| id + 1).max())
+            .unwrap_or(0);
+        let engine = Engine {
+            session,
+            factory: storage::StoreStorageFactory::new(store.clone()),
+            store: store.clone(),
+            listen,
+            torrents: 0,
+            trackers: opts.trackers,
+            peers: opts.peers,
+            resume,
+            added: Default::default(),
+            next_id: first_free.into(),
+        };
+        tokio::spawn(committer(store.clone(), Arc::downgrade(&engine.session)));
+        let mut torrents = 0;
+        let mut handles = Vec::new();
+        if !opts.seed_all {
+            return Ok(engine);
+        }
+        for ih in store.catalog().torrents()? {
+            let Some(record) = store.catalog().torrent(&ih)? else {
+                continue;
+            };
+            handles.push(engine.add(Source::Torrent(record.metainfo), &[]).await?);
+            torrents += 1;
+        }
+        for ih in store.catalog().downloads()? {
+            let Some(torrent) = store.catalog().download(&ih)? else {
+                continue;
+            };
+            let fetch = match store.catalog().is_lazy(&ih) {
+                true => Fetch::Lazy,
+                false => Fetch::Whole,
+            };
+            let peers = store.catalog().lazy_peers(&ih)?;
+            match engine
+                .add_with(Source::Torrent(torrent), &peers, fetch)
+                .await
+            {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    tracing::warn!("resuming download {ih}: {e:#}");
+                    continue;
+                }
+            }
+            torrents += 1;
+        }
+        // Serving starts when every torrent is live: until then librqbit turns away
+        // the peers that its first announces bring.
+        for (ih, h) in &handles {
+            if let Err(e) = h.wait_until_initialized().await {
+                tracing::warn!("torrent {ih}: {e:#}");
+            }
+        }
+        Ok(Engine { torrents, ..engine })
+    }
+}
