@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::chunks::chunk::VerifiedChunk;
+use crate::chunks::chunk::{Hashed, VerifiedChunk};
 use crate::export::{check_regular, Dir};
 use crate::meta::parse::Metainfo;
 use crate::{ChunkId, Error, InfoHash, Result, Store};
@@ -189,31 +189,20 @@ impl PieceReader<'_> {
     }
 }
 
-enum Hashed {
-    /// Matches, and the store holds it already.
-    Known(ChunkId),
-    /// Matches; to be stored.
-    New(VerifiedChunk),
-    Bad,
-}
-
-fn hash(store: &Store, meta: &Metainfo, i: usize, bytes: Option<Vec<u8>>) -> Result<Hashed> {
+/// Piece `i` read from the data, hashed: `None` if it is missing or does not match
+/// the torrent. A chunk stored already carries its SHA-1: it is not computed again.
+fn hash(
+    store: &Store,
+    meta: &Metainfo,
+    i: usize,
+    bytes: Option<Vec<u8>>,
+) -> Result<Option<Hashed>> {
     let Some(bytes) = bytes else {
-        return Ok(Hashed::Bad);
+        return Ok(None);
     };
-    let id = ChunkId::of(&bytes);
-    // A chunk stored already carries its SHA-1: no need to compute it again.
-    if let Some(entry) = store.entry(&id)? {
-        return Ok(match entry.sha1 == meta.pieces[i] {
-            true => Hashed::Known(id),
-            false => Hashed::Bad,
-        });
-    }
-    let chunk = VerifiedChunk::with_id(bytes, id);
-    Ok(match chunk.sha1() == meta.pieces[i] {
-        true => Hashed::New(chunk),
-        false => Hashed::Bad,
-    })
+    let hashed =
+        VerifiedChunk::hash_unless_known(bytes, |id| Ok(store.entry(id)?.map(|e| e.sha1)))?;
+    Ok((hashed.sha1() == meta.pieces[i]).then_some(hashed))
 }
 
 /// Verifies `data` against the torrent and stores every piece that matches.
@@ -301,7 +290,7 @@ pub fn adopt(
     let result: Result<()> = std::thread::scope(|s| {
         // Workers take the next piece index, read it and hash it; results come back
         // tagged with their index and are stored in order.
-        let (tx, rx) = sync_channel::<(usize, Result<Hashed>)>(workers * 2);
+        let (tx, rx) = sync_channel::<(usize, Result<Option<Hashed>>)>(workers * 2);
         for _ in 0..workers {
             let tx = tx.clone();
             let (reader, next) = (&reader, &next);
@@ -335,7 +324,7 @@ pub fn adopt(
 fn collect(
     store: &Store,
     meta: &Metainfo,
-    rx: Receiver<(usize, Result<Hashed>)>,
+    rx: Receiver<(usize, Result<Option<Hashed>>)>,
     held: &mut [Option<ChunkId>],
     report: &mut AdoptReport,
     progress: &(dyn Fn(u64) + Sync),
@@ -346,16 +335,16 @@ fn collect(
         early.insert(i, r);
         while let Some(r) = early.remove(&want) {
             match r? {
-                Hashed::Known(id) => {
+                Some(Hashed::Known { id, .. }) => {
                     held[want] = Some(id);
                     report.pieces_known += 1;
                 }
-                Hashed::New(chunk) => {
+                Some(Hashed::New(chunk)) => {
                     report.new_bytes += store.put(&chunk)?;
                     held[want] = Some(chunk.id());
                     report.pieces_new += 1;
                 }
-                Hashed::Bad => report.bad_pieces.push(want),
+                None => report.bad_pieces.push(want),
             }
             done += meta.piece_len(want);
             progress(done);

@@ -263,7 +263,7 @@ impl Dir {
 
     /// Creates the new file `name`, never through a symlink and never over anything.
     pub(crate) fn create(&self, name: &OsStr) -> Result<File> {
-        let mode: libc::c_uint = 0o600;
+        let mode: libc::c_uint = 0o666;
         c_name(name)
             .and_then(|c| {
                 // SAFETY: a directory descriptor we own and a valid name.
@@ -541,12 +541,8 @@ fn write_torrent(
                 out.zeros(take as u64)
             } else {
                 let chunk = store.read_at(*id, &entry)?;
-                // Trailing zeros may be left out of a chunk's bytes.
-                let bytes = chunk.bytes();
-                let have = bytes.len().saturating_sub(within).min(take);
-                let from = within.min(bytes.len());
-                out.data(&bytes[from..from + have])
-                    .and_then(|()| out.zeros((take - have) as u64))
+                let (data, zeros) = crate::store::content::piece_bytes(chunk.bytes(), within, take);
+                out.data(data).and_then(|()| out.zeros(zeros as u64))
             };
             sent.map_err(Error::io(&path, "write"))?;
             at += take as u64;

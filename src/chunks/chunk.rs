@@ -68,6 +68,31 @@ pub struct VerifiedChunk {
     bytes: Vec<u8>,
 }
 
+/// Bytes hashed against what the store holds ([`VerifiedChunk::hash_unless_known`]).
+#[derive(Debug)]
+pub enum Hashed {
+    /// The store holds a chunk with these bytes' BLAKE3, indexed with this SHA-1.
+    Known { id: ChunkId, sha1: PieceHash },
+    /// Not held: the bytes, hashed and ready to store.
+    New(VerifiedChunk),
+}
+
+impl Hashed {
+    pub fn id(&self) -> ChunkId {
+        match self {
+            Hashed::Known { id, .. } => *id,
+            Hashed::New(c) => c.id(),
+        }
+    }
+
+    pub fn sha1(&self) -> PieceHash {
+        match self {
+            Hashed::Known { sha1, .. } => *sha1,
+            Hashed::New(c) => c.sha1(),
+        }
+    }
+}
+
 impl AsRef<[u8]> for VerifiedChunk {
     fn as_ref(&self) -> &[u8] {
         &self.bytes
@@ -83,14 +108,21 @@ impl VerifiedChunk {
         }
     }
 
-    /// Takes bytes whose BLAKE3 was computed by the caller from these very bytes
-    /// (`id == ChunkId::of(&bytes)`), computing only the SHA-1. Checked again in debug builds.
-    pub fn with_id(bytes: Vec<u8>, id: ChunkId) -> Self {
-        debug_assert_eq!(ChunkId::of(&bytes), id);
-        VerifiedChunk {
-            digests: Digests::sha1_of(&bytes, id),
-            bytes,
-        }
+    /// Hashes `bytes` (BLAKE3 once) and asks `known` whether the store holds a chunk
+    /// of that id, and with which SHA-1: only bytes it does not hold get their SHA-1
+    /// computed and become storable. An import and an adoption both start here.
+    pub fn hash_unless_known<E>(
+        bytes: Vec<u8>,
+        known: impl FnOnce(&ChunkId) -> Result<Option<PieceHash>, E>,
+    ) -> Result<Hashed, E> {
+        let id = ChunkId::of(&bytes);
+        Ok(match known(&id)? {
+            Some(sha1) => Hashed::Known { id, sha1 },
+            None => Hashed::New(VerifiedChunk {
+                digests: Digests::sha1_of(&bytes, id),
+                bytes,
+            }),
+        })
     }
 
     /// Checks bytes read back from storage against the digests they were stored under.

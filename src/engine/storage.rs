@@ -425,11 +425,12 @@ impl TorrentStorage for StoreStorage {
             let take = (buf.len() - done).min(plen as usize - within);
             let out = &mut buf[done..done + take];
             match inner.chunk(piece)? {
-                Some(c) => out.copy_from_slice(
-                    c.bytes()
-                        .get(within..within + take)
-                        .context("stored chunk is shorter than its piece")?,
-                ),
+                Some(c) => {
+                    let (data, zeros) = crate::store::content::piece_bytes(c.bytes(), within, take);
+                    out[..data.len()].copy_from_slice(data);
+                    out[data.len()..].fill(0);
+                    debug_assert_eq!(data.len() + zeros, take);
+                }
                 // Not held: zeros, which fail librqbit's hash check.
                 None => out.fill(0),
             }

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Mutex};
 
-use crate::chunks::chunk::VerifiedChunk;
+use crate::chunks::chunk::{Hashed, VerifiedChunk};
 use crate::chunks::index::Index;
 use crate::store::Store;
 use crate::{ChunkId, ContentId, Error, PieceHash, Result};
@@ -39,18 +39,8 @@ pub struct StoredFile {
     pub new_bytes: u64,
 }
 
-enum Hashed {
-    Known(ChunkId),
-    New(VerifiedChunk),
-}
-
 fn hash_piece(index: &Index, bytes: Vec<u8>) -> Result<Hashed> {
-    let id = ChunkId::of(&bytes);
-    Ok(if index.get(&id)?.is_some() {
-        Hashed::Known(id)
-    } else {
-        Hashed::New(VerifiedChunk::with_id(bytes, id))
-    })
+    VerifiedChunk::hash_unless_known(bytes, |id| Ok(index.get(id)?.map(|e| e.sha1)))
 }
 
 /// Reads `path` and stores its pieces. `expect` is the metadata seen by the walk: a
@@ -194,15 +184,12 @@ fn collect(
                         sha1: chunk.sha1(),
                     }
                 }
-                Hashed::Known(id) => {
+                Hashed::Known { id, sha1 } => {
                     let entry = store.entry(&id)?.ok_or(Error::MissingChunk(id))?;
                     if pieces.len() < count {
                         progress(u64::from(entry.len));
                     }
-                    Piece {
-                        id,
-                        sha1: entry.sha1,
-                    }
+                    Piece { id, sha1 }
                 }
             };
             pieces.push(piece);

@@ -262,12 +262,9 @@ impl Reader {
             let within = (at % plen) as usize;
             let take = ((end - at) as usize).min(plen as usize - within);
             let chunk = self.chunks.get(&self.store, &self.chunk_id(t, piece)?)?;
-            let bytes = chunk.bytes();
-            let from = within.min(bytes.len());
-            let have = (bytes.len() - from).min(take);
-            out.extend_from_slice(&bytes[from..from + have]);
-            // A chunk's trailing zeros may be left out of its bytes.
-            out.resize(out.len() + (take - have), 0);
+            let (data, zeros) = crate::store::content::piece_bytes(chunk.bytes(), within, take);
+            out.extend_from_slice(data);
+            out.resize(out.len() + zeros, 0);
             at += take as u64;
         }
         Ok(out)

@@ -42,6 +42,17 @@ impl<W: Write> Sink for WriteSink<W> {
     }
 }
 
+/// Bytes `within..within + take` of a piece, given the bytes of the chunk that holds
+/// it: the chunk's bytes, then the number of zeros that follow them. A chunk may be
+/// shorter than its piece, the rest of the piece being zeros (the piece was matched
+/// against its hash with them when it was recorded). Every reader of a piece
+/// (export, the mount, the engine, content read back) goes through here.
+pub fn piece_bytes(chunk: &[u8], within: usize, take: usize) -> (&[u8], usize) {
+    let from = within.min(chunk.len());
+    let have = (chunk.len() - from).min(take);
+    (&chunk[from..from + have], take - have)
+}
+
 /// Sends a torrent's content (pad files included) to `out`; all-zero pieces go as
 /// [`Sink::zeros`] without being read.
 pub fn write_content(store: &Store, record: &TorrentRecord, out: &mut dyn Sink) -> Result<u64> {
@@ -53,8 +64,11 @@ pub fn write_content(store: &Store, record: &TorrentRecord, out: &mut dyn Sink) 
             out.zeros(take)
         } else {
             let chunk = store.read_at(*id, &entry)?;
-            let bytes = chunk.bytes();
-            out.data(&bytes[..(take as usize).min(bytes.len())])
+            let (data, zeros) = piece_bytes(chunk.bytes(), 0, take as usize);
+            out.data(data).and_then(|()| match zeros {
+                0 => Ok(()),
+                n => out.zeros(n as u64),
+            })
         };
         sent.map_err(Error::io("<output>", "write"))?;
         left -= take;
@@ -107,4 +121,17 @@ pub fn held_pieces(store: &Store, meta: &Metainfo) -> Result<Vec<Option<ChunkId>
         }
     }
     Ok(held)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::piece_bytes;
+
+    #[test]
+    fn a_chunk_shorter_than_its_piece_reads_as_its_bytes_then_zeros() {
+        assert_eq!(piece_bytes(b"abcdef", 0, 6), (&b"abcdef"[..], 0));
+        assert_eq!(piece_bytes(b"abcdef", 2, 3), (&b"cde"[..], 0));
+        assert_eq!(piece_bytes(b"abcdef", 4, 5), (&b"ef"[..], 3));
+        assert_eq!(piece_bytes(b"abc", 5, 4), (&b""[..], 4));
+    }
 }
