@@ -20,7 +20,7 @@
 //! sent to a peer; it stops counting as held.
 
 use std::any::TypeId;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -33,6 +33,7 @@ use librqbit::{ManagedTorrentShared, TorrentMetadata};
 use super::staging::{self, Staging};
 use crate::chunks::chunk::VerifiedChunk;
 use crate::meta::parse::Metainfo;
+use crate::store::cache::ChunkCache;
 use crate::store::content_hash::InOrder;
 use crate::store::finish;
 use crate::{ChunkId, InfoHash, Store};
@@ -150,7 +151,7 @@ impl StorageFactory for StoreStorageFactory {
             meta,
             held: RwLock::new(held),
             staged: Mutex::new(staged),
-            cache: Mutex::new(VecDeque::new()),
+            cache: ChunkCache::new(CACHE_CHUNKS),
             finished: AtomicBool::new(false),
             counters,
             content,
@@ -188,7 +189,7 @@ pub struct Inner {
     /// The chunk of each piece, once the store holds it.
     held: RwLock<Vec<Option<ChunkId>>>,
     staged: Mutex<Staging>,
-    cache: Mutex<VecDeque<Arc<VerifiedChunk>>>,
+    cache: ChunkCache,
     finished: AtomicBool,
     pub counters: Counters,
     /// The content's BLAKE3 as pieces arrive, for torrents that may be cas's own.
@@ -237,28 +238,14 @@ impl Inner {
         let Some(id) = held else {
             return Ok(None);
         };
-        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = cache.iter().find(|c| c.id() == id) {
-            return Ok(Some(c.clone()));
-        }
-        drop(cache);
-        match self.store.get(&id) {
-            Ok(c) => Ok(Some(self.remember(Arc::new(c)))),
+        match self.cache.get(&self.store, &id) {
+            Ok(c) => Ok(Some(c)),
             Err(e) => {
                 tracing::error!("torrent {}: piece {piece}: {e}", self.ih);
                 self.held.write().unwrap_or_else(|e| e.into_inner())[piece] = None;
                 Err(anyhow::Error::new(e).context(format!("piece {piece}")))
             }
         }
-    }
-
-    fn remember(&self, chunk: Arc<VerifiedChunk>) -> Arc<VerifiedChunk> {
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= CACHE_CHUNKS {
-            cache.pop_front();
-        }
-        cache.push_back(chunk.clone());
-        chunk
     }
 
     /// The torrent's figures, for callers outside the engine.
@@ -370,7 +357,7 @@ impl Inner {
         // Readable at once; made durable by the engine's committer (see the module doc).
         self.store.put(&chunk).context("storing a received piece")?;
         let id = chunk.id();
-        let chunk = self.remember(Arc::new(chunk));
+        let chunk = self.cache.insert(Arc::new(chunk));
         self.held.write().unwrap_or_else(|e| e.into_inner())[piece] = Some(id);
         if let Some(c) = &self.content {
             let held = |i: usize| self.held.read().unwrap_or_else(|e| e.into_inner())[i];

@@ -4,15 +4,15 @@
 //! Only verified bytes come out: every chunk is read through the store, which checks
 //! it against its BLAKE3; a piece that cannot be had is an error, never zeros.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::sync::mpsc::{channel, Sender};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 
 use cas_fuse::TreeError;
 
 use crate::catalog::TorrentKind;
-use crate::chunks::chunk::VerifiedChunk;
 use crate::meta::parse::Metainfo;
+use crate::store::cache::ChunkCache;
 use crate::{ChunkId, InfoHash, Store};
 
 /// Chunks kept for reads: the kernel reads a piece in several requests.
@@ -73,83 +73,25 @@ impl TorrentView {
     }
 }
 
-/// Verified chunks, and the ones being loaded.
-#[derive(Default)]
-struct Chunks {
-    cache: Mutex<(VecDeque<Arc<VerifiedChunk>>, HashSet<ChunkId>)>,
-    loaded: Condvar,
-}
-
-impl Chunks {
-    fn cached(&self, id: &ChunkId) -> Option<Arc<VerifiedChunk>> {
-        let g = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        g.0.iter().find(|c| c.id() == *id).cloned()
-    }
-
-    /// Loads `id` unless it is cached or being loaded; returns it if loaded here.
-    fn load(&self, store: &Store, id: &ChunkId) -> Result<Option<Arc<VerifiedChunk>>, TreeError> {
-        {
-            let mut g = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            if g.0.iter().any(|c| c.id() == *id) || !g.1.insert(*id) {
-                return Ok(None);
-            }
-        }
-        let got = store.get(id).map(Arc::new);
-        let mut g = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        g.1.remove(id);
-        let r = match got {
-            Ok(c) => {
-                if g.0.len() >= CACHE_CHUNKS {
-                    g.0.pop_front();
-                }
-                g.0.push_back(c.clone());
-                Ok(Some(c))
-            }
-            Err(e) => Err(io(e)),
-        };
-        self.loaded.notify_all();
-        r
-    }
-
-    /// The chunk `id`: from the cache, from a load under way, or loaded here.
-    fn get(&self, store: &Store, id: &ChunkId) -> Result<Arc<VerifiedChunk>, TreeError> {
-        loop {
-            if let Some(c) = self.load(store, id)? {
-                return Ok(c);
-            }
-            let mut g = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            loop {
-                if let Some(c) = g.0.iter().find(|c| c.id() == *id) {
-                    return Ok(c.clone());
-                }
-                if !g.1.contains(id) {
-                    break; // its load failed or it left the cache: load it here
-                }
-                g = self.loaded.wait(g).unwrap_or_else(|e| e.into_inner());
-            }
-        }
-    }
-}
-
 /// Reads torrents' bytes through a small cache of verified chunks; the pieces after
 /// the one read are loaded and verified ahead on a thread of their own.
 pub(super) struct Reader {
     store: Arc<Store>,
     fetch: Option<Arc<dyn Fetch>>,
     views: Mutex<HashMap<InfoHash, Arc<TorrentView>>>,
-    chunks: Arc<Chunks>,
+    chunks: Arc<ChunkCache>,
     ahead: Mutex<Sender<ChunkId>>,
 }
 
 impl Reader {
     pub fn new(store: Arc<Store>, fetch: Option<Arc<dyn Fetch>>) -> Self {
-        let chunks = Arc::new(Chunks::default());
+        let chunks = Arc::new(ChunkCache::new(CACHE_CHUNKS));
         let (tx, rx) = channel::<ChunkId>();
         let (s, c) = (store.clone(), chunks.clone());
         // Ends when the reader (the sender) goes.
         std::thread::spawn(move || {
             for id in rx {
-                let _ = c.load(&s, &id);
+                let _ = c.get(&s, &id);
             }
         });
         Reader {
@@ -235,7 +177,10 @@ impl Reader {
         if start < end && start / plen == (end - 1) / plen {
             let piece = (start / plen) as usize;
             self.read_ahead(t, piece);
-            let chunk = self.chunks.get(&self.store, &self.chunk_id(t, piece)?)?;
+            let chunk = self
+                .chunks
+                .get(&self.store, &self.chunk_id(t, piece)?)
+                .map_err(io)?;
             let from = (start % plen) as usize;
             let to = from + (end - start) as usize;
             if to <= chunk.bytes().len() {
@@ -261,7 +206,10 @@ impl Reader {
             let piece = (at / plen) as usize;
             let within = (at % plen) as usize;
             let take = ((end - at) as usize).min(plen as usize - within);
-            let chunk = self.chunks.get(&self.store, &self.chunk_id(t, piece)?)?;
+            let chunk = self
+                .chunks
+                .get(&self.store, &self.chunk_id(t, piece)?)
+                .map_err(io)?;
             let (data, zeros) = crate::store::content::piece_bytes(chunk.bytes(), within, take);
             out.extend_from_slice(data);
             out.resize(out.len() + zeros, 0);

@@ -7,6 +7,7 @@
 //! nothing of packs. This layer owns both, the way a repository owns its blobs and
 //! its index.
 
+pub mod cache;
 pub mod content;
 pub mod content_hash;
 pub mod finish;
