@@ -70,9 +70,11 @@ pub fn check_ref_name(name: &str) -> Result<()> {
         || name.contains(['/', '\0', ':'])
         || name.chars().any(char::is_control)
     {
-        return Err(Error::Invalid(format!(
-            "{name:?} is not a valid ref name (1-255 bytes, no '/', ':' or control characters, not starting with '.')"
-        )));
+        return Err(Error::BadName {
+            what: "ref name",
+            name: name.to_string(),
+            rule: "1-255 bytes, no '/', ':' or control characters, not starting with '.'",
+        });
     }
     Ok(())
 }

@@ -57,6 +57,46 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 
+    /// A name (of a ref, a channel) that breaks its rule.
+    #[error("{name:?} is not a valid {what} ({rule})")]
+    BadName {
+        what: &'static str,
+        name: String,
+        rule: &'static str,
+    },
+
+    /// A piece length no torrent cas makes may have.
+    #[error("piece length {0} is not a power of two from 16 KiB to 64 MiB")]
+    PieceLength(u64),
+
+    /// An import asked for another piece length than the store's.
+    #[error("store {} uses {store_len}-byte pieces, not {asked}: one store has one piece length, so that pieces line up across files", store.display())]
+    PieceLengthMismatch {
+        store: PathBuf,
+        store_len: u32,
+        asked: u32,
+    },
+
+    /// A tree entry used as a file that is not one.
+    #[error("{0} is not a regular file")]
+    NotAFile(String),
+
+    /// `cas rm` of a torrent that only a tree keeps.
+    #[error(
+        "torrent {0} is not kept for its own sake: it belongs to a tree (remove the tree's ref)"
+    )]
+    NotKept(crate::InfoHash),
+
+    /// A channel this store neither made nor joined.
+    #[error("no channel named {0:?} here: make one (`cas channel new {0}`) or join one (`cas channel join {0} caspub-...`)")]
+    NoChannel(String),
+
+    /// gc asked to run while liveness is not fully known.
+    #[error(
+        "the store has broken references; run `cas fsck` (and `cas fsck --repair`) before `cas gc`"
+    )]
+    BrokenReferences,
+
     /// A serialised record that does not decode.
     #[error("{what}: {err}")]
     Decode { what: String, err: postcard::Error },

@@ -5,14 +5,18 @@
 //! give the same info-hash anywhere; a directory is a tree (a canonical manifest)
 //! published as a torrent too, and a ref names a tree.
 //!
-//! Where to start reading:
-//! - [`store`]: packs, the sled index, the verified-chunk type, fsck, gc, rebuild;
+//! Where to start reading, bottom up:
+//! - [`chunks`]: packs, the sled index, the verified-chunk type, rebuild; chunks only;
 //! - [`catalog`]: the torrents, trees and refs a store publishes;
-//! - [`import`]: a directory in; [`adopt`]: a torrent made elsewhere, with its data;
-//!   [`export`] and [`read`]: content out;
+//! - [`store`]: [`Store`], which owns both: gc, fsck, content read back;
 //! - [`meta`]: bencode and .torrent building; [`manifest`]: the tree format;
+//! - [`import`]: a directory in; [`adopt`]: a torrent made elsewhere, with its data;
+//!   [`export`] and [`read`]: content out; [`remove`]: `cas rm`; [`stats`]: figures;
+//! - [`engine`]: librqbit with the store as its storage, behind [`engine::Engine`];
+//! - [`mount`]: the store as a read-only tree for the FUSE crate;
 //! - [`channel`]: signing keys and signed updates; [`sync`]: a directory kept the same
 //!   on every node of a channel;
+//! - [`service`]: `cas serve` as a library;
 //! - the `cas` binary (`src/main.rs`, `src/cli/`) is a thin layer over these.
 //!
 //! docs/ARCHITECTURE.md is the map; docs/on-disk-format.md describes every byte.

@@ -97,7 +97,7 @@ pub fn torrent_for(store: &Store, spec: &str, manifest: bool) -> Result<(InfoHas
                     "{spec} is an empty file: it has no torrent"
                 )))
             }
-            _ => return Err(Error::Invalid(format!("{spec} is not a regular file"))),
+            _ => return Err(Error::NotAFile(spec.to_string())),
         },
     };
     Ok((ih, torrent(store, &ih)?))
@@ -118,20 +118,14 @@ pub fn file_torrent(store: &Store, entry: &Entry) -> Result<Option<TorrentRecord
             ..
         } => Ok(Some(torrent(store, ih)?)),
         EntryKind::File { .. } => Ok(None),
-        _ => Err(Error::Invalid(format!(
-            "{} is not a regular file",
-            entry.path_lossy()
-        ))),
+        _ => Err(Error::NotAFile(entry.path_lossy())),
     }
 }
 
 /// Sends a file entry's content to `out`, and checks it against the content hash.
 pub fn write_file(store: &Store, entry: &Entry, out: &mut dyn Sink) -> Result<()> {
     let EntryKind::File { content, .. } = &entry.kind else {
-        return Err(Error::Invalid(format!(
-            "{} is not a regular file",
-            entry.path_lossy()
-        )));
+        return Err(Error::NotAFile(entry.path_lossy()));
     };
     let Some(record) = file_torrent(store, entry)? else {
         return Ok(());

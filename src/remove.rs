@@ -43,9 +43,7 @@ pub fn remove(store: &Store, spec: &str) -> Result<Removed> {
             let pinned = catalog.unpin(&ih)?;
             let downloading = catalog.remove_download(&ih)?;
             if !pinned && !downloading {
-                return Err(Error::Invalid(format!(
-                    "torrent {ih} is not kept for its own sake: it belongs to a tree (remove the tree's ref)"
-                )));
+                return Err(Error::NotKept(ih));
             }
             Ok(Removed::Torrent(ih))
         }

@@ -217,9 +217,7 @@ impl Channels {
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::Invalid(format!(
-                    "no channel named {name:?} here: make one (`cas channel new {name}`) or join one (`cas channel join {name} caspub-...`)"
-                )))
+                return Err(Error::NoChannel(name.to_string()))
             }
             Err(e) => return Err(Error::io(&path, "read")(e)),
         };

@@ -153,6 +153,7 @@ impl StorageFactory for StoreStorageFactory {
             staged: Mutex::new(staged),
             cache: ChunkCache::new(CACHE_CHUNKS),
             finished: AtomicBool::new(false),
+            damaged: Mutex::default(),
             counters,
             content,
         });
@@ -191,6 +192,9 @@ pub struct Inner {
     staged: Mutex<Staging>,
     cache: ChunkCache,
     finished: AtomicBool,
+    /// Pieces whose chunk was found damaged while serving: never read as zeros (only
+    /// a piece the store never held is), until the piece is stored again.
+    damaged: Mutex<std::collections::HashSet<usize>>,
     pub counters: Counters,
     /// The content's BLAKE3 as pieces arrive, for torrents that may be cas's own.
     content: Option<Mutex<InOrder>>,
@@ -236,12 +240,24 @@ impl Inner {
             .get(piece)
             .context("no such piece")?;
         let Some(id) = held else {
+            if self
+                .damaged
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&piece)
+            {
+                bail!("piece {piece} was found damaged in the store: not served until it is fetched again");
+            }
             return Ok(None);
         };
         match self.cache.get(&self.store, &id) {
             Ok(c) => Ok(Some(c)),
             Err(e) => {
                 tracing::error!("torrent {}: piece {piece}: {e}", self.ih);
+                self.damaged
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(piece);
                 self.held.write().unwrap_or_else(|e| e.into_inner())[piece] = None;
                 Err(anyhow::Error::new(e).context(format!("piece {piece}")))
             }
@@ -359,6 +375,10 @@ impl Inner {
         let id = chunk.id();
         let chunk = self.cache.insert(Arc::new(chunk));
         self.held.write().unwrap_or_else(|e| e.into_inner())[piece] = Some(id);
+        self.damaged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&piece);
         if let Some(c) = &self.content {
             let held = |i: usize| self.held.read().unwrap_or_else(|e| e.into_inner())[i];
             let piece_len = |i: usize| self.meta.piece_len(i) as usize;

@@ -151,10 +151,11 @@ pub fn import(
 ) -> Result<ImportReport> {
     let piece_length = store.config().piece_length;
     if let Some(asked) = opts.piece_length.filter(|&p| p != piece_length) {
-        return Err(Error::Invalid(format!(
-            "store {} uses {piece_length}-byte pieces, not {asked}: one store has one piece length, so that pieces line up across files",
-            store.root().display()
-        )));
+        return Err(Error::PieceLengthMismatch {
+            store: store.root().to_path_buf(),
+            store_len: piece_length,
+            asked,
+        });
     }
     let piece_length = match opts.cut_with {
         Some(p) => crate::meta::check_piece_length(p.into())?,

@@ -10,8 +10,6 @@ pub fn check_piece_length(len: u64) -> crate::Result<u32> {
     if len.is_power_of_two() && (16 << 10..=parse::MAX_PIECE_LENGTH).contains(&len) {
         Ok(len as u32)
     } else {
-        Err(crate::Error::Invalid(format!(
-            "piece length {len} is not a power of two from 16 KiB to 64 MiB"
-        )))
+        Err(crate::Error::PieceLength(len))
     }
 }

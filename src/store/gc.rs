@@ -117,9 +117,7 @@ pub fn collect(store: &mut Store) -> Result<GcReport> {
         || !marked.missing_torrents.is_empty()
         || !marked.broken_trees.is_empty()
     {
-        return Err(Error::Invalid(
-            "the store has broken references; run `cas fsck` (and `cas fsck --repair`) before `cas gc`".into(),
-        ));
+        return Err(Error::BrokenReferences);
     }
     let mut report = GcReport::default();
     let catalog = store.catalog();

@@ -67,7 +67,7 @@ pub fn lt_download(torrent: &Path, save: &Path, peer_port: u16) -> serde_json::V
     lt_download_within(torrent, save, peer_port, 90)
 }
 
-fn lt_download_within(
+pub fn lt_download_within(
     torrent: &Path,
     save: &Path,
     peer_port: u16,

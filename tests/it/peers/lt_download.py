@@ -1,7 +1,8 @@
 """Downloads a torrent with libtorrent from one peer on loopback.
 
 usage: lt_download.py TORRENT SAVE_PATH LISTEN_PORT PEER_HOST PEER_PORT [TIMEOUT_S]
-Prints one JSON object: num_pieces, have, seeding, error. Settings that librqbit
+Prints one JSON object: num_pieces, have, seeding, error, downloaded, failed_bytes
+(bytes of pieces that failed their hash check: what a lying or broken seeder sent). Settings that librqbit
 needs: no MSE/PE encryption, no uTP, several connections per IP; no DHT/LSD/UPnP.
 """
 import json
@@ -34,4 +35,5 @@ while time.time() < deadline:
 st = h.status()
 print(json.dumps({"num_pieces": info.num_pieces(), "have": st.num_pieces,
                   "seeding": st.is_seeding, "error": error,
-                  "downloaded": st.total_payload_download}))
+                  "downloaded": st.total_payload_download,
+                  "failed_bytes": st.total_failed_bytes}))
