@@ -142,6 +142,28 @@ pub struct Channel {
     pub piece_length: Option<u32>,
 }
 
+impl Channel {
+    /// A channel joined with its key: a `caspub-` follows it, a `cassec-` also
+    /// publishes to it.
+    pub fn from_key(key: &str) -> Result<Channel> {
+        let key = key.trim();
+        Ok(if key.starts_with(SECRET_PREFIX) {
+            let secret = SecretKey::parse(key)?;
+            Channel {
+                public: secret.public(),
+                secret: Some(secret),
+                piece_length: None,
+            }
+        } else {
+            Channel {
+                public: PublicKey::parse(key)?,
+                secret: None,
+                piece_length: None,
+            }
+        })
+    }
+}
+
 /// [`Channel`] as files with [`KEY_MAGIC_V1`] hold it.
 #[derive(Deserialize)]
 #[cfg_attr(test, derive(Serialize))]

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use cas::channel::{Channel, Channels, PublicKey, SecretKey};
+use cas::channel::{Channel, Channels, SecretKey};
 use cas::engine::EngineOptions;
 use cas::sync::node::SyncOptions;
 use cas::sync::ChannelStatus;
@@ -175,20 +175,7 @@ pub fn channel(cli: &Cli, cmd: &ChannelCommand) -> Result<i32> {
         }
         ChannelCommand::Join { name, .. } => {
             let key = joined.as_deref().unwrap_or_default();
-            let channel = if key.starts_with(cas::channel::SECRET_PREFIX) {
-                let secret = SecretKey::parse(key)?;
-                Channel {
-                    public: secret.public(),
-                    secret: Some(secret),
-                    piece_length: None,
-                }
-            } else {
-                Channel {
-                    public: PublicKey::parse(key)?,
-                    secret: None,
-                    piece_length: None,
-                }
-            };
+            let channel = Channel::from_key(key)?;
             let can = if channel.secret.is_some() {
                 "follows and publishes"
             } else {
@@ -272,38 +259,12 @@ pub fn sync(cli: &Cli, args: &SyncArgs) -> Result<i32> {
 
 /// Every channel of the store; those `cas sync` runs for now with live figures.
 fn statuses(cli: &Cli, store: &cas::Store) -> Result<Vec<ChannelStatus>> {
-    let channels = Channels::of(store);
     let running: Vec<ChannelStatus> = cli
         .daemon
         .iter()
         .flat_map(|d| d.syncs.iter().map(|n| n.status()))
         .collect();
-    let mut out = Vec::new();
-    for name in channels.names()? {
-        if let Some(s) = running.iter().find(|s| s.name == name) {
-            out.push(s.clone());
-            continue;
-        }
-        let channel = channels.get(&name)?;
-        let state = channels.state(&name)?;
-        let newest = state
-            .newest
-            .as_deref()
-            .and_then(|b| cas::channel::SignedUpdate::decode(b).ok());
-        out.push(ChannelStatus {
-            name,
-            public: channel.public.to_string(),
-            can_publish: channel.secret.is_some(),
-            dir: state.dir.map(|d| d.display().to_string()),
-            node: state.node,
-            newest_seq: newest.map(|u| u.update.seq),
-            applied_seq: state.applied.as_ref().map(|a| a.seq),
-            applied_tree: state.applied.as_ref().map(|a| a.tree),
-            piece_length: cas::channel::cut_length(store, &channel, state.applied.as_ref()),
-            ..Default::default()
-        });
-    }
-    Ok(out)
+    Ok(cas::sync::statuses(store, &running)?)
 }
 
 #[derive(Serialize)]

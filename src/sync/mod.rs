@@ -82,6 +82,38 @@ pub fn inside(dir: &Path, rel: &[u8]) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// What `cas status` shows of every channel of the store: `running`'s figures for the
+/// channels a node keeps now, what the store records for the others.
+pub fn statuses(store: &crate::Store, running: &[ChannelStatus]) -> Result<Vec<ChannelStatus>> {
+    let channels = crate::channel::Channels::of(store);
+    let mut out = Vec::new();
+    for name in channels.names()? {
+        if let Some(s) = running.iter().find(|s| s.name == name) {
+            out.push(s.clone());
+            continue;
+        }
+        let channel = channels.get(&name)?;
+        let state = channels.state(&name)?;
+        let newest = state
+            .newest
+            .as_deref()
+            .and_then(|b| crate::channel::SignedUpdate::decode(b).ok());
+        out.push(ChannelStatus {
+            name,
+            public: channel.public.to_string(),
+            can_publish: channel.secret.is_some(),
+            dir: state.dir.map(|d| d.display().to_string()),
+            node: state.node,
+            newest_seq: newest.map(|u| u.update.seq),
+            applied_seq: state.applied.as_ref().map(|a| a.seq),
+            applied_tree: state.applied.as_ref().map(|a| a.tree),
+            piece_length: crate::channel::cut_length(store, &channel, state.applied.as_ref()),
+            ..Default::default()
+        });
+    }
+    Ok(out)
+}
+
 /// What `cas status` shows of a channel.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ChannelStatus {
