@@ -73,8 +73,20 @@ pub fn lt_download_within(
     peer_port: u16,
     seconds: u32,
 ) -> serde_json::Value {
+    lt_download_with(torrent, save, peer_port, seconds, "{}")
+}
+
+/// [`lt_download_within`] with more libtorrent settings (a JSON object).
+pub fn lt_download_with(
+    torrent: &Path,
+    save: &Path,
+    peer_port: u16,
+    seconds: u32,
+    settings: &str,
+) -> serde_json::Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/peers/lt_download.py");
     let out = Command::new("/usr/bin/python3")
+        .env("LT_SETTINGS", settings)
         .arg(script)
         .arg(torrent)
         .arg(save)
