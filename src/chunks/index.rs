@@ -124,11 +124,31 @@ impl Index {
         Error::index(path)
     }
 
+    /// Damage found in the index's own bytes: named, with the fix.
+    fn damaged(&self, what: impl std::fmt::Display) -> Error {
+        Error::Corrupt {
+            path: self.path.clone(),
+            reason: format!("{what}; `cas index rebuild` recreates it from the packs"),
+        }
+    }
+
     fn decode(&self, value: &[u8]) -> Result<IndexEntry> {
-        postcard::from_bytes(value).map_err(|err| Error::Decode {
-            what: format!("index entry in {}", self.path.display()),
-            err,
-        })
+        postcard::from_bytes(value)
+            .map_err(|e| self.damaged(format_args!("an index entry does not decode: {e}")))
+    }
+
+    /// The chunk id that ends an `s` key (`s` + SHA-1 + BLAKE3).
+    fn sha1_key_parts(&self, k: &[u8]) -> Result<(PieceHash, ChunkId)> {
+        match (
+            k.get(1..21).and_then(PieceHash::from_slice),
+            k.get(21..).and_then(ChunkId::from_slice),
+        ) {
+            (Some(s), Some(c)) if k.first() == Some(&b's') => Ok((s, c)),
+            _ => Err(self.damaged(format_args!(
+                "a SHA-1 lookup key of {} bytes (not 53)",
+                k.len()
+            ))),
+        }
     }
 
     pub fn get(&self, id: &ChunkId) -> Result<Option<IndexEntry>> {
@@ -148,7 +168,7 @@ impl Index {
             .keys()
             .map(|k| {
                 let k = k.map_err(self.err())?;
-                Ok(ChunkId::from_slice(&k[21..]).expect("key length fixed"))
+                Ok(self.sha1_key_parts(&k)?.1)
             })
             .collect()
     }
@@ -157,9 +177,8 @@ impl Index {
     pub fn entries(&self) -> impl Iterator<Item = Result<(ChunkId, IndexEntry)>> + '_ {
         self.tree.scan_prefix([b'c']).map(move |kv| {
             let (k, v) = kv.map_err(self.err())?;
-            let id = ChunkId::from_slice(&k[1..]).ok_or_else(|| Error::Corrupt {
-                path: self.path.clone(),
-                reason: "index key of wrong length".into(),
+            let id = ChunkId::from_slice(&k[1..]).ok_or_else(|| {
+                self.damaged(format_args!("a chunk key of {} bytes (not 33)", k.len()))
             })?;
             Ok((id, self.decode(&v)?))
         })
@@ -169,16 +188,7 @@ impl Index {
     pub fn sha1_keys(&self) -> impl Iterator<Item = Result<(PieceHash, ChunkId)>> + '_ {
         self.tree.scan_prefix([b's']).keys().map(move |k| {
             let k = k.map_err(self.err())?;
-            let (Some(s), Some(c)) = (
-                PieceHash::from_slice(&k[1..21]),
-                ChunkId::from_slice(&k[21..]),
-            ) else {
-                return Err(Error::Corrupt {
-                    path: self.path.clone(),
-                    reason: "index key of wrong length".into(),
-                });
-            };
-            Ok((s, c))
+            self.sha1_key_parts(&k)
         })
     }
 
@@ -201,12 +211,21 @@ impl Index {
             .scan_prefix([b'p'])
             .map(|kv| {
                 let (k, v) = kv.map_err(self.err())?;
-                let pack = u32::from_be_bytes(k[1..5].try_into().expect("key length fixed"));
-                let len =
-                    u64::from_le_bytes(v.as_ref().try_into().map_err(|_| Error::Corrupt {
-                        path: self.path.clone(),
-                        reason: "pack length of wrong size".into(),
-                    })?);
+                let pack = k
+                    .get(1..)
+                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                    .map(u32::from_be_bytes)
+                    .ok_or_else(|| {
+                        self.damaged(format_args!("a pack key of {} bytes (not 5)", k.len()))
+                    })?;
+                let len = <[u8; 8]>::try_from(v.as_ref())
+                    .map(u64::from_le_bytes)
+                    .map_err(|_| {
+                        self.damaged(format_args!(
+                            "the length of pack {pack} is {} bytes (not 8)",
+                            v.len()
+                        ))
+                    })?;
                 Ok((pack, len))
             })
             .collect()
@@ -234,5 +253,61 @@ impl Index {
     /// Removes every key (used before a rebuild).
     pub fn clear(&self) -> Result<()> {
         self.tree.clear().map_err(self.err())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each malformed key, written where a well-formed one of its kind goes, makes the
+    /// reads over that kind return an error naming the index and the fix; none panics.
+    #[test]
+    fn malformed_keys_are_errors_not_panics() {
+        let sha1 = PieceHash([7; 20]);
+        let cases: &[(&str, &[u8])] = &[
+            ("chunk key too short", b"c\x01\x02"),
+            ("sha1 key too short", b"s\x07\x07"),
+            ("sha1 key with a short chunk id", &{
+                let mut k = vec![b's'];
+                k.extend([7u8; 20]);
+                k.extend([1u8; 5]);
+                k
+            }),
+            ("pack key too short", b"p\x01"),
+        ];
+        let mut failures = Vec::new();
+        for (what, key) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("index");
+            let index = Index::open(&path).unwrap();
+            index.tree.insert(*key, &b"x"[..]).unwrap();
+            let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                [
+                    index.entries().find_map(Result::err),
+                    index.sha1_keys().find_map(Result::err),
+                    index.by_sha1(&sha1).err(),
+                    index.pack_lens().err(),
+                ]
+            }));
+            let Ok(results) = results else {
+                failures.push(format!("{what}: reading the index panicked"));
+                continue;
+            };
+            let errors: Vec<String> = results
+                .into_iter()
+                .flatten()
+                .map(|e| e.to_string())
+                .collect();
+            if errors.is_empty() {
+                failures.push(format!("{what}: no error"));
+            }
+            for e in errors {
+                if !(e.contains(&path.display().to_string()) && e.contains("`cas index rebuild`")) {
+                    failures.push(format!("{what}: {e}"));
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{failures:#?}");
     }
 }
