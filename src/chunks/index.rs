@@ -66,6 +66,38 @@ fn pack_key(pack: u32) -> [u8; 5] {
     k
 }
 
+/// Whether an error opening or reading the index says its bytes are damaged (rather
+/// than, say, the disk being full or the files unreadable), so that a rebuild may
+/// replace it.
+pub fn is_damage(e: &Error) -> bool {
+    match e {
+        Error::Index { err, .. } => !matches!(err, sled::Error::Io(_)),
+        Error::Corrupt { .. } | Error::Decode { .. } => true,
+        _ => false,
+    }
+}
+
+/// Moves a damaged index directory aside to `index.damaged-<unix seconds>` next to it
+/// (a number added if that is taken); returns the new path.
+pub fn move_aside(path: &Path) -> Result<PathBuf> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let name = path
+        .file_name()
+        .map_or_else(|| "index".into(), |n| n.to_string_lossy().into_owned());
+    let parent = path.parent().unwrap_or(Path::new("."));
+    let mut to = parent.join(format!("{name}.damaged-{secs}"));
+    let mut n = 1;
+    while to.exists() {
+        to = parent.join(format!("{name}.damaged-{secs}-{n}"));
+        n += 1;
+    }
+    std::fs::rename(path, &to).map_err(Error::io(path, "move the damaged index aside"))?;
+    super::sync_dir(parent)?;
+    Ok(to)
+}
+
 /// The sled-backed chunk index.
 #[derive(Clone)]
 pub struct Index {
@@ -117,6 +149,10 @@ impl Index {
             db,
             tree,
         })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     fn err(&self) -> impl FnOnce(sled::Error) -> Error + use<> {

@@ -268,3 +268,73 @@ fn every_kind_of_damage_is_found_with_a_hint_and_fixing_it_keeps_every_good_chun
         );
     }
 }
+
+/// Damage to the sled index itself, done to `STORE/index`.
+const INDEX_DAMAGES: &[(&str, fn(&std::path::Path))] = &[
+    ("a garbage db", |index| {
+        std::fs::write(index.join("db"), random_bytes(51, 10_000)).unwrap();
+    }),
+    ("a truncated db", |index| {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(index.join("db"))
+            .unwrap();
+        f.set_len(100).unwrap();
+    }),
+    ("a garbage conf", |index| {
+        std::fs::write(index.join("conf"), random_bytes(52, 100)).unwrap();
+    }),
+    ("zeroed snapshots", |index| {
+        let mut zeroed = 0;
+        for e in std::fs::read_dir(index).unwrap() {
+            let p = e.unwrap().path();
+            if p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("snap.")
+            {
+                let len = std::fs::metadata(&p).unwrap().len();
+                std::fs::write(&p, vec![0u8; len as usize]).unwrap();
+                zeroed += 1;
+            }
+        }
+        assert!(zeroed > 0, "no snapshot file in {}", index.display());
+    }),
+];
+
+#[test]
+fn a_damaged_index_is_recreated_by_the_rebuild_every_command_names() {
+    for (what, damage) in INDEX_DAMAGES {
+        let env = Env::with_piece_length("16K");
+        let bytes = imported(&env);
+        damage(&env.store().join("index"));
+        for args in [&["ls"][..], &["fsck"], &["cat", "docs:data.bin"]] {
+            let err = env.fails(args);
+            assert!(
+                err.contains("`cas index rebuild` recreates it from the packs"),
+                "{what}: cas {args:?}: {err}"
+            );
+        }
+        let r = env.json(&["index", "rebuild"]);
+        assert!(r["chunks"].as_u64().unwrap() >= 13, "{what}: {r}");
+        // The damaged index was moved aside, not deleted.
+        let aside = r["damaged_index_moved_to"].as_str().unwrap_or_default();
+        assert!(
+            aside.contains("index.damaged-") && std::path::Path::new(aside).is_dir(),
+            "{what}: {r}"
+        );
+        let out = env.run(&["fsck"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let cat = env.cmd().args(["cat", "docs:data.bin"]).output().unwrap();
+        assert!(cat.status.success() && cat.stdout == bytes, "{what}");
+        assert_eq!(env.ok(&["cat", "docs:other.txt"]), "other file\n", "{what}");
+        // A second rebuild, of a sound index, moves nothing aside.
+        let again = env.json(&["index", "rebuild"]);
+        assert!(again["damaged_index_moved_to"].is_null(), "{what}: {again}");
+    }
+}
