@@ -23,5 +23,6 @@ mod netns;
 mod private;
 mod serve;
 mod skips;
+mod socket;
 mod sync;
 mod tracker;
