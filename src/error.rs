@@ -26,7 +26,7 @@ pub enum Error {
     NotAStore { path: PathBuf, reason: String },
 
     /// The index (sled) failed.
-    #[error("index {}: {err}; `cas index rebuild` recreates it from the packs", path.display())]
+    #[error("index {}: {err}; {}", path.display(), index_fix(err))]
     Index { path: PathBuf, err: sled::Error },
 
     /// Input that cas refuses to store, with the file and the reason.
@@ -60,6 +60,16 @@ pub enum Error {
     /// A serialised record that does not decode.
     #[error("{what}: {err}")]
     Decode { what: String, err: postcard::Error },
+}
+
+/// What to do about an index error: make room if the disk is full, else rebuild.
+fn index_fix(err: &sled::Error) -> &'static str {
+    match err {
+        sled::Error::Io(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+            "sled writes to its index even to open it: free space on that file system (then `cas gc` frees more)"
+        }
+        _ => "`cas index rebuild` recreates it from the packs",
+    }
 }
 
 impl Error {

@@ -66,6 +66,28 @@ fn pack_key(pack: u32) -> [u8; 5] {
     k
 }
 
+/// Removes the `snap.<lsn>.generating` files a snapshot write that failed (a full
+/// disk, a crash) leaves: sled 0.34 writes a snapshot there on every open and renames it
+/// into place once synced, yet takes a leftover one for the newest snapshot and then
+/// finds the index corrupt.
+fn remove_unfinished_snapshots(path: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(path) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(path, "list the index")(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(Error::io(path, "list the index"))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            let p = entry.path();
+            std::fs::remove_file(&p).map_err(Error::io(&p, "remove an unfinished snapshot"))?;
+        }
+    }
+    Ok(())
+}
+
 /// Whether an error opening or reading the index says its bytes are damaged (rather
 /// than, say, the disk being full or the files unreadable), so that a rebuild may
 /// replace it.
@@ -138,6 +160,7 @@ impl IndexBatch {
 
 impl Index {
     pub fn open(path: &Path) -> Result<Self> {
+        remove_unfinished_snapshots(path)?;
         let db = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
