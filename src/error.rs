@@ -29,6 +29,15 @@ pub enum Error {
     #[error("index {}: {err}; {}", path.display(), index_fix(err))]
     Index { path: PathBuf, err: sled::Error },
 
+    /// A file system without the room an operation needs.
+    #[error("{what} needs {needed} bytes free on {} and {available} are; free space there and run it again", path.display())]
+    NoSpace {
+        path: PathBuf,
+        what: String,
+        needed: u64,
+        available: u64,
+    },
+
     /// Input that cas refuses to store, with the file and the reason.
     #[error("{}: {reason}", path.display())]
     BadInput { path: PathBuf, reason: String },

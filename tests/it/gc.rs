@@ -149,6 +149,90 @@ impl Drop for SmallDisk {
     }
 }
 
+/// What a full disk is left with here: less than one chunk of the tests' 64 KiB.
+const ROOM: u64 = 256 << 10;
+
+#[test]
+fn gc_on_a_full_disk_frees_dead_packs_first_and_loses_nothing() {
+    if !is_root() && lacks_capability("mounting a small tmpfs to fill needs root") {
+        return;
+    }
+    let env = Env::new();
+    let disk = SmallDisk::mount(&env, "16m");
+    disk.ok(&["init", "--piece-length", "64K"]);
+    write(&env.path("dead/f"), &random_bytes(61, 4 << 20));
+    disk.ok(&["import", env.path("dead").to_str().unwrap()]);
+    // A torn append (a crash) makes the next import start a pack of its own.
+    let first = disk.packs()[0].clone();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&first)
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"CASCHUNK torn").unwrap();
+    drop(f);
+    let keep = random_bytes(62, 1 << 20);
+    write(&env.path("keep/f"), &keep);
+    disk.ok(&["import", env.path("keep").to_str().unwrap()]);
+    write(&env.path("dead2/f"), &random_bytes(63, 2 << 20));
+    disk.ok(&["import", env.path("dead2").to_str().unwrap()]);
+    assert_eq!(disk.packs().len(), 2);
+    disk.fill(ROOM);
+    disk.ok(&["rm", "dead"]);
+    disk.ok(&["rm", "dead2"]);
+
+    let out = disk.cas(&["gc", "--json"]);
+    assert!(
+        out.status.success(),
+        "gc on a full disk: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let gc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        gc["bytes_after"].as_u64().unwrap() < (1 << 20) + (1 << 18),
+        "{gc}"
+    );
+    disk.intact("keep", &keep);
+}
+
+#[test]
+fn gc_that_cannot_make_room_says_how_much_it_needs_and_loses_nothing() {
+    if !is_root() && lacks_capability("mounting a small tmpfs to fill needs root") {
+        return;
+    }
+    let env = Env::new();
+    let disk = SmallDisk::mount(&env, "16m");
+    disk.ok(&["init", "--piece-length", "64K"]);
+    // One pack: the live tree, then the dead one.
+    let keep = random_bytes(64, 2 << 20);
+    write(&env.path("keep/f"), &keep);
+    disk.ok(&["import", env.path("keep").to_str().unwrap()]);
+    write(&env.path("dead/f"), &random_bytes(65, 2 << 20));
+    disk.ok(&["import", env.path("dead").to_str().unwrap()]);
+    assert_eq!(disk.packs().len(), 1);
+    disk.fill(ROOM);
+    disk.ok(&["rm", "dead"]);
+
+    let out = disk.cas(&["gc"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cas gc (compacting pack-00000001")
+            && err.contains(" bytes free on ")
+            && err.contains("free space there and run it again"),
+        "{err}"
+    );
+    disk.intact("keep", &keep);
+
+    // With room made, it completes.
+    std::fs::remove_file(disk.mnt.join("filler")).unwrap();
+    let gc: serde_json::Value = serde_json::from_str(&disk.ok(&["gc", "--json"])).unwrap();
+    assert!(
+        gc["bytes_after"].as_u64().unwrap() < (2 << 20) + (1 << 18),
+        "{gc}"
+    );
+    disk.intact("keep", &keep);
+}
+
 #[test]
 fn a_disk_too_full_to_open_the_index_says_to_free_space_not_to_rebuild() {
     if !is_root() && lacks_capability("mounting a small tmpfs to fill needs root") {
