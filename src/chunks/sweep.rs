@@ -178,7 +178,9 @@ fn free_bytes(path: &Path) -> Result<u64> {
     if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
         return Err(Error::io(path, "statvfs")(std::io::Error::last_os_error()));
     }
-    Ok(u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize)))
+    #[allow(clippy::useless_conversion)] // u32 on some targets
+    let (avail, frsize) = (u64::from(st.f_bavail), u64::from(st.f_frsize));
+    Ok(avail.saturating_mul(frsize))
 }
 
 /// Whether an error is the disk being full.

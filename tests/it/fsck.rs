@@ -270,7 +270,9 @@ fn every_kind_of_damage_is_found_with_a_hint_and_fixing_it_keeps_every_good_chun
 }
 
 /// Damage to the sled index itself, done to `STORE/index`.
-const INDEX_DAMAGES: &[(&str, fn(&std::path::Path))] = &[
+type IndexDamage = fn(&std::path::Path);
+
+const INDEX_DAMAGES: &[(&str, IndexDamage)] = &[
     ("a garbage db", |index| {
         std::fs::write(index.join("db"), random_bytes(51, 10_000)).unwrap();
     }),
