@@ -8,7 +8,10 @@
 //! - `refs/<name>`: the tree id a ref points at, as hex and a newline;
 //! - `downloads/<info-hash hex>`: the .torrent of a download not yet complete;
 //! - `pins/<info-hash hex>`: an empty file for each torrent kept for its own sake
-//!   (fetched or adopted by info-hash, not through a tree); `cas rm` unpins.
+//!   (fetched or adopted by info-hash, not through a tree); `cas rm` unpins;
+//! - `damaged/<refs|trees|torrents>/<name>-<unix seconds>`: records that did not
+//!   decode, moved aside by `cas fsck --repair` ([`Catalog::set_aside_ref`] and the
+//!   like); nothing reads them.
 
 use std::path::{Path, PathBuf};
 
@@ -56,6 +59,10 @@ pub struct TreeRecord {
     /// Name the directory had when imported (the directory torrent's name).
     pub name: String,
 }
+
+/// What a lenient listing returns: the records that read, and (by name) the errors
+/// of those that did not decode.
+pub type Unreadable<T, N> = (Vec<T>, Vec<(N, Error)>);
 
 /// Access to the catalog directories of a store.
 pub struct Catalog {
@@ -309,19 +316,74 @@ impl Catalog {
         })
     }
 
-    /// Every ref, sorted by name.
+    /// Every ref, sorted by name. A ref that does not hold a tree id is an error.
     pub fn refs(&self) -> Result<Vec<(String, TreeId)>> {
+        let (refs, mut unreadable) = self.refs_and_unreadable()?;
+        match unreadable.pop() {
+            Some((_, e)) => Err(e),
+            None => Ok(refs),
+        }
+    }
+
+    /// Every ref that holds a tree id, sorted by name, and apart from them each ref
+    /// whose file does not ([`Error::Corrupt`] naming the file); other errors are
+    /// returned as such.
+    pub fn refs_and_unreadable(&self) -> Result<Unreadable<(String, TreeId), String>> {
         let names = list(&self.root.join("refs"), |n| {
             check_ref_name(n).is_ok().then(|| n.to_string())
         })?;
-        let mut out = Vec::new();
+        let (mut out, mut bad) = (Vec::new(), Vec::new());
         for name in names {
-            if let Some(id) = self.get_ref(&name)? {
-                out.push((name, id));
+            match self.get_ref(&name) {
+                Ok(Some(id)) => out.push((name, id)),
+                Ok(None) => {}
+                Err(e @ Error::Corrupt { .. }) => bad.push((name, e)),
+                Err(e) => return Err(e),
             }
         }
         out.sort();
-        Ok(out)
+        bad.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok((out, bad))
+    }
+
+    /// Moves a ref whose file does not hold a tree id to `damaged/refs/`; returns
+    /// where it went.
+    pub fn set_aside_ref(&self, name: &str) -> Result<PathBuf> {
+        check_ref_name(name)?;
+        self.set_aside(&self.ref_path(name), "refs")
+    }
+
+    /// Moves a tree record that does not decode to `damaged/trees/`.
+    pub fn set_aside_tree(&self, id: &TreeId) -> Result<PathBuf> {
+        self.set_aside(&self.tree_path(id), "trees")
+    }
+
+    /// Moves a torrent record that does not decode to `damaged/torrents/`.
+    pub fn set_aside_torrent(&self, ih: &InfoHash) -> Result<PathBuf> {
+        self.set_aside(&self.torrent_path(ih), "torrents")
+    }
+
+    fn set_aside(&self, path: &Path, kind: &str) -> Result<PathBuf> {
+        let dir = self.root.join("damaged").join(kind);
+        std::fs::create_dir_all(&dir).map_err(Error::io(&dir, "create directory"))?;
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let name = path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let mut to = dir.join(format!("{name}-{secs}"));
+        let mut n = 1;
+        while to.exists() {
+            to = dir.join(format!("{name}-{secs}-{n}"));
+            n += 1;
+        }
+        std::fs::rename(path, &to).map_err(Error::io(path, "move aside"))?;
+        sync_dir(&dir)?;
+        if let Some(parent) = path.parent() {
+            sync_dir(parent)?;
+        }
+        Ok(to)
     }
 
     pub fn remove_ref(&self, name: &str) -> Result<bool> {

@@ -26,8 +26,17 @@ pub enum Error {
     NotAStore { path: PathBuf, reason: String },
 
     /// The index (sled) failed.
-    #[error("index {}: {err}; `cas index rebuild` recreates it from the packs", path.display())]
+    #[error("index {}: {err}; {}", path.display(), index_fix(err))]
     Index { path: PathBuf, err: sled::Error },
+
+    /// A file system without the room an operation needs.
+    #[error("{what} needs {needed} bytes free on {} and {available} are; free space there and run it again", path.display())]
+    NoSpace {
+        path: PathBuf,
+        what: String,
+        needed: u64,
+        available: u64,
+    },
 
     /// Input that cas refuses to store, with the file and the reason.
     #[error("{}: {reason}", path.display())]
@@ -100,6 +109,16 @@ pub enum Error {
     /// A serialised record that does not decode.
     #[error("{what}: {err}")]
     Decode { what: String, err: postcard::Error },
+}
+
+/// What to do about an index error: make room if the disk is full, else rebuild.
+fn index_fix(err: &sled::Error) -> &'static str {
+    match err {
+        sled::Error::Io(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+            "sled writes to its index even to open it: free space on that file system (then `cas gc` frees more)"
+        }
+        _ => "`cas index rebuild` recreates it from the packs",
+    }
 }
 
 impl Error {

@@ -66,6 +66,60 @@ fn pack_key(pack: u32) -> [u8; 5] {
     k
 }
 
+/// Removes the `snap.<lsn>.generating` files a snapshot write that failed (a full
+/// disk, a crash) leaves: sled 0.34 writes a snapshot there on every open and renames it
+/// into place once synced, yet takes a leftover one for the newest snapshot and then
+/// finds the index corrupt.
+fn remove_unfinished_snapshots(path: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(path) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(path, "list the index")(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(Error::io(path, "list the index"))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            let p = entry.path();
+            std::fs::remove_file(&p).map_err(Error::io(&p, "remove an unfinished snapshot"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether an error opening or reading the index says its bytes are damaged (rather
+/// than, say, the disk being full or the files unreadable), so that a rebuild may
+/// replace it.
+pub fn is_damage(e: &Error) -> bool {
+    match e {
+        Error::Index { err, .. } => !matches!(err, sled::Error::Io(_)),
+        Error::Corrupt { .. } | Error::Decode { .. } => true,
+        _ => false,
+    }
+}
+
+/// Moves a damaged index directory aside to `index.damaged-<unix seconds>` next to it
+/// (a number added if that is taken); returns the new path.
+pub fn move_aside(path: &Path) -> Result<PathBuf> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let name = path
+        .file_name()
+        .map_or_else(|| "index".into(), |n| n.to_string_lossy().into_owned());
+    let parent = path.parent().unwrap_or(Path::new("."));
+    let mut to = parent.join(format!("{name}.damaged-{secs}"));
+    let mut n = 1;
+    while to.exists() {
+        to = parent.join(format!("{name}.damaged-{secs}-{n}"));
+        n += 1;
+    }
+    std::fs::rename(path, &to).map_err(Error::io(path, "move the damaged index aside"))?;
+    super::sync_dir(parent)?;
+    Ok(to)
+}
+
 /// The sled-backed chunk index.
 #[derive(Clone)]
 pub struct Index {
@@ -106,6 +160,7 @@ impl IndexBatch {
 
 impl Index {
     pub fn open(path: &Path) -> Result<Self> {
+        remove_unfinished_snapshots(path)?;
         let db = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
@@ -119,16 +174,40 @@ impl Index {
         })
     }
 
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     fn err(&self) -> impl FnOnce(sled::Error) -> Error + use<> {
         let path = self.path.clone();
         Error::index(path)
     }
 
+    /// Damage found in the index's own bytes: named, with the fix.
+    fn damaged(&self, what: impl std::fmt::Display) -> Error {
+        Error::Corrupt {
+            path: self.path.clone(),
+            reason: format!("{what}; `cas index rebuild` recreates it from the packs"),
+        }
+    }
+
     fn decode(&self, value: &[u8]) -> Result<IndexEntry> {
-        postcard::from_bytes(value).map_err(|err| Error::Decode {
-            what: format!("index entry in {}", self.path.display()),
-            err,
-        })
+        postcard::from_bytes(value)
+            .map_err(|e| self.damaged(format_args!("an index entry does not decode: {e}")))
+    }
+
+    /// The chunk id that ends an `s` key (`s` + SHA-1 + BLAKE3).
+    fn sha1_key_parts(&self, k: &[u8]) -> Result<(PieceHash, ChunkId)> {
+        match (
+            k.get(1..21).and_then(PieceHash::from_slice),
+            k.get(21..).and_then(ChunkId::from_slice),
+        ) {
+            (Some(s), Some(c)) if k.first() == Some(&b's') => Ok((s, c)),
+            _ => Err(self.damaged(format_args!(
+                "a SHA-1 lookup key of {} bytes (not 53)",
+                k.len()
+            ))),
+        }
     }
 
     pub fn get(&self, id: &ChunkId) -> Result<Option<IndexEntry>> {
@@ -148,7 +227,7 @@ impl Index {
             .keys()
             .map(|k| {
                 let k = k.map_err(self.err())?;
-                Ok(ChunkId::from_slice(&k[21..]).expect("key length fixed"))
+                Ok(self.sha1_key_parts(&k)?.1)
             })
             .collect()
     }
@@ -157,9 +236,8 @@ impl Index {
     pub fn entries(&self) -> impl Iterator<Item = Result<(ChunkId, IndexEntry)>> + '_ {
         self.tree.scan_prefix([b'c']).map(move |kv| {
             let (k, v) = kv.map_err(self.err())?;
-            let id = ChunkId::from_slice(&k[1..]).ok_or_else(|| Error::Corrupt {
-                path: self.path.clone(),
-                reason: "index key of wrong length".into(),
+            let id = ChunkId::from_slice(&k[1..]).ok_or_else(|| {
+                self.damaged(format_args!("a chunk key of {} bytes (not 33)", k.len()))
             })?;
             Ok((id, self.decode(&v)?))
         })
@@ -169,16 +247,7 @@ impl Index {
     pub fn sha1_keys(&self) -> impl Iterator<Item = Result<(PieceHash, ChunkId)>> + '_ {
         self.tree.scan_prefix([b's']).keys().map(move |k| {
             let k = k.map_err(self.err())?;
-            let (Some(s), Some(c)) = (
-                PieceHash::from_slice(&k[1..21]),
-                ChunkId::from_slice(&k[21..]),
-            ) else {
-                return Err(Error::Corrupt {
-                    path: self.path.clone(),
-                    reason: "index key of wrong length".into(),
-                });
-            };
-            Ok((s, c))
+            self.sha1_key_parts(&k)
         })
     }
 
@@ -201,12 +270,21 @@ impl Index {
             .scan_prefix([b'p'])
             .map(|kv| {
                 let (k, v) = kv.map_err(self.err())?;
-                let pack = u32::from_be_bytes(k[1..5].try_into().expect("key length fixed"));
-                let len =
-                    u64::from_le_bytes(v.as_ref().try_into().map_err(|_| Error::Corrupt {
-                        path: self.path.clone(),
-                        reason: "pack length of wrong size".into(),
-                    })?);
+                let pack = k
+                    .get(1..)
+                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                    .map(u32::from_be_bytes)
+                    .ok_or_else(|| {
+                        self.damaged(format_args!("a pack key of {} bytes (not 5)", k.len()))
+                    })?;
+                let len = <[u8; 8]>::try_from(v.as_ref())
+                    .map(u64::from_le_bytes)
+                    .map_err(|_| {
+                        self.damaged(format_args!(
+                            "the length of pack {pack} is {} bytes (not 8)",
+                            v.len()
+                        ))
+                    })?;
                 Ok((pack, len))
             })
             .collect()
@@ -234,5 +312,61 @@ impl Index {
     /// Removes every key (used before a rebuild).
     pub fn clear(&self) -> Result<()> {
         self.tree.clear().map_err(self.err())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each malformed key, written where a well-formed one of its kind goes, makes the
+    /// reads over that kind return an error naming the index and the fix; none panics.
+    #[test]
+    fn malformed_keys_are_errors_not_panics() {
+        let sha1 = PieceHash([7; 20]);
+        let cases: &[(&str, &[u8])] = &[
+            ("chunk key too short", b"c\x01\x02"),
+            ("sha1 key too short", b"s\x07\x07"),
+            ("sha1 key with a short chunk id", &{
+                let mut k = vec![b's'];
+                k.extend([7u8; 20]);
+                k.extend([1u8; 5]);
+                k
+            }),
+            ("pack key too short", b"p\x01"),
+        ];
+        let mut failures = Vec::new();
+        for (what, key) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("index");
+            let index = Index::open(&path).unwrap();
+            index.tree.insert(*key, &b"x"[..]).unwrap();
+            let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                [
+                    index.entries().find_map(Result::err),
+                    index.sha1_keys().find_map(Result::err),
+                    index.by_sha1(&sha1).err(),
+                    index.pack_lens().err(),
+                ]
+            }));
+            let Ok(results) = results else {
+                failures.push(format!("{what}: reading the index panicked"));
+                continue;
+            };
+            let errors: Vec<String> = results
+                .into_iter()
+                .flatten()
+                .map(|e| e.to_string())
+                .collect();
+            if errors.is_empty() {
+                failures.push(format!("{what}: no error"));
+            }
+            for e in errors {
+                if !(e.contains(&path.display().to_string()) && e.contains("`cas index rebuild`")) {
+                    failures.push(format!("{what}: {e}"));
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{failures:#?}");
     }
 }

@@ -64,9 +64,33 @@ impl ChunkStore {
     /// Opens the packs and the index under `root`, creating them if absent. The caller
     /// holds the store's `lock`, which the chunk store keeps until it is dropped.
     pub fn open(root: &Path, lock: StoreLock) -> Result<Self> {
+        Self::open_with(root, lock, Index::open)
+    }
+
+    /// Opens the chunks for `cas index rebuild`, however damaged the index: one that
+    /// sled finds corrupt is moved aside to `index.damaged-<unix seconds>` (kept, never
+    /// read again) and an empty index made in its place. Returns where it went.
+    pub fn open_for_rebuild(root: &Path, lock: StoreLock) -> Result<(Self, Option<PathBuf>)> {
+        let mut aside = None;
+        let store = Self::open_with(root, lock, |path| match Index::open(path) {
+            Err(e) if index::is_damage(&e) => {
+                tracing::warn!("{e}");
+                aside = Some(index::move_aside(path)?);
+                Index::open(path)
+            }
+            opened => opened,
+        })?;
+        Ok((store, aside))
+    }
+
+    fn open_with(
+        root: &Path,
+        lock: StoreLock,
+        open_index: impl FnOnce(&Path) -> Result<Index>,
+    ) -> Result<Self> {
         let packs = root.join("packs");
         std::fs::create_dir_all(&packs).map_err(Error::io(&packs, "create packs directory"))?;
-        let index = Index::open(&root.join("index"))?;
+        let index = open_index(&root.join("index"))?;
         Ok(ChunkStore {
             root: root.to_path_buf(),
             index,

@@ -4,6 +4,7 @@
 //! re-indexed before its old pack is deleted.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
 
 use super::index::IndexBatch;
 use super::pack::{self, pack_file_name};
@@ -34,6 +35,12 @@ impl ChunkStore {
     }
 
     /// Forgets every chunk not in `live` and compacts the packs that held them.
+    ///
+    /// Space is freed before any is taken: packs that hold no live record are deleted
+    /// first; then the others are compacted one at a time, fewest live bytes first,
+    /// each old pack deleted as soon as its live records are durable and re-indexed
+    /// elsewhere. A pack whose live records do not fit in the free space is not
+    /// started: [`Error::NoSpace`] says how much it needs.
     pub fn sweep(&mut self, live: &HashSet<ChunkId>) -> Result<SweepReport> {
         self.commit()?;
         let mut report = SweepReport {
@@ -61,10 +68,10 @@ impl ChunkStore {
         self.index().apply(batch)?;
         self.index().flush()?;
 
-        // Compact every pack with dead bytes into a new pack.
+        // Packs with dead bytes: those with nothing live, and those to compact.
         let dir = self.packs_dir();
-        let mut to_delete = Vec::new();
-        let mut started = false;
+        let mut dead = Vec::new();
+        let mut compact = Vec::new();
         for n in self.pack_numbers()? {
             if Some(n) == self.current_pack() {
                 continue;
@@ -77,37 +84,113 @@ impl ChunkStore {
             if len <= pack::PACK_HEADER_LEN + live {
                 continue;
             }
-            if let Some(records) = live_by_pack.get_mut(&n) {
-                records.sort_unstable();
+            match live_by_pack.remove(&n) {
+                Some(records) => compact.push((live, n, records)),
+                None => dead.push(n),
+            }
+        }
+        self.delete_packs(&dead)?;
+        report.packs_rewritten += dead.len();
+
+        // Then one pack at a time, the cheapest first.
+        compact.sort_unstable_by_key(|(live, n, _)| (*live, *n));
+        let mut started = false;
+        for (live, n, mut records) in compact {
+            records.sort_unstable();
+            let needed = live
+                + pack::PACK_HEADER_LEN
+                + INDEX_ROOM_PER_RECORD * records.len() as u64
+                + INDEX_ROOM;
+            let available = free_bytes(&dir)?;
+            let no_space = |available| Error::NoSpace {
+                path: dir.clone(),
+                what: format!(
+                    "cas gc (compacting {}, {live} live bytes in {} records)",
+                    pack_file_name(n),
+                    records.len()
+                ),
+                needed,
+                available,
+            };
+            if available < needed {
+                return Err(no_space(available));
+            }
+            let moved = (|| {
                 if !started {
                     self.start_new_pack()?;
                     started = true;
                 }
-                for (_, id) in records.iter() {
+                for (_, id) in &records {
                     let chunk = self.get(id)?;
                     self.relocate(&chunk)?;
                 }
-                self.commit()?;
+                self.commit()
+            })();
+            match moved {
+                Ok(()) => {}
+                Err(e) if is_enospc(&e) => {
+                    return Err(no_space(free_bytes(&dir).unwrap_or(0)));
+                }
+                Err(e) => return Err(e),
             }
-            to_delete.push(n);
+            self.delete_packs(&[n])?;
+            report.packs_rewritten += 1;
         }
         self.commit()?;
+        report.bytes_after = self.pack_bytes()?;
+        Ok(report)
+    }
+
+    /// Deletes packs that no index entry names any more: their `p` keys first
+    /// (flushed), then the files, then `packs/` is fsynced. Open handles on them are
+    /// closed, so their space is freed at once.
+    fn delete_packs(&self, numbers: &[u32]) -> Result<()> {
+        if numbers.is_empty() {
+            return Ok(());
+        }
         let mut batch = IndexBatch::default();
-        for n in &to_delete {
+        for n in numbers {
             batch.remove_pack(*n);
         }
         self.index().apply(batch)?;
         self.index().flush()?;
-        for n in &to_delete {
+        self.drop_readers();
+        let dir = self.packs_dir();
+        for n in numbers {
             let path = dir.join(pack_file_name(*n));
             std::fs::remove_file(&path).map_err(Error::io(&path, "remove pack"))?;
-            report.packs_rewritten += 1;
         }
-        if !to_delete.is_empty() {
-            super::sync_dir(&dir)?;
-            self.drop_readers();
-        }
-        report.bytes_after = self.pack_bytes()?;
-        Ok(report)
+        super::sync_dir(&dir)
+    }
+}
+
+/// Room the index may take to record one moved chunk, and on top of all of them.
+const INDEX_ROOM_PER_RECORD: u64 = 256;
+const INDEX_ROOM: u64 = 64 << 10;
+
+/// Bytes an unprivileged writer may still use on the file system holding `path`.
+fn free_bytes(path: &Path) -> Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| Error::Invalid(format!("{}: path holds a NUL byte", path.display())))?;
+    // SAFETY: `c` is NUL-terminated; `st` is written by statvfs before it is read.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(Error::io(path, "statvfs")(std::io::Error::last_os_error()));
+    }
+    #[allow(clippy::useless_conversion)] // u32 on some targets
+    let (avail, frsize) = (u64::from(st.f_bavail), u64::from(st.f_frsize));
+    Ok(avail.saturating_mul(frsize))
+}
+
+/// Whether an error is the disk being full.
+fn is_enospc(e: &Error) -> bool {
+    match e {
+        Error::Io { err, .. } => err.raw_os_error() == Some(libc::ENOSPC),
+        Error::Index {
+            err: sled::Error::Io(err),
+            ..
+        } => err.raw_os_error() == Some(libc::ENOSPC),
+        _ => false,
     }
 }

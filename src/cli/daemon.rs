@@ -182,14 +182,50 @@ pub fn forward(store: &Path) -> Result<Option<i32>> {
 
 // ---- daemon ----
 
-/// Listens for commands until the process ends.
+/// The socket this process listens on, removed when it exits.
+static SOCKET: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Run by `exit`, after `cas serve` returns or a command ends it: the socket goes
+/// while the store lock (closed only after this) still says it is ours.
+extern "C" fn remove_socket() {
+    if let Some(path) = SOCKET.get() {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Binds the control socket of `store`: in a directory only this user may enter, made
+/// 0600 there and then renamed into place, so it is never reachable with other modes.
+fn bind(store: &Path) -> Result<UnixListener> {
+    use std::os::unix::fs::DirBuilderExt;
+    let path = socket_path(store);
+    let staging = store.join(format!(".cas.sock.{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&staging)
+        .with_context(|| format!("creating {}", staging.display()))?;
+    let tmp = staging.join("cas.sock");
+    let bound = UnixListener::bind(&tmp)
+        .and_then(|l| {
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+            std::fs::rename(&tmp, &path)?;
+            Ok(l)
+        })
+        .with_context(|| format!("listening on {}", path.display()));
+    let _ = std::fs::remove_dir_all(&staging);
+    bound
+}
+
+/// Listens for commands until the process ends; the socket is removed when it exits.
 pub fn listen(daemon: Arc<Daemon>) -> Result<()> {
     let path = socket_path(daemon.store.root());
     // The store lock is ours: a socket file left here is from a process that died.
     let _ = std::fs::remove_file(&path);
-    let listener =
-        UnixListener::bind(&path).with_context(|| format!("listening on {}", path.display()))?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    let listener = bind(daemon.store.root())?;
+    if SOCKET.set(path).is_ok() {
+        // SAFETY: registers a function that takes no arguments and cannot unwind.
+        unsafe { libc::atexit(remove_socket) };
+    }
     std::thread::Builder::new()
         .name("cas-control".into())
         .spawn(move || {

@@ -111,8 +111,14 @@ pub fn fsck(cli: &Cli, repair: bool, json: bool) -> Result<i32> {
 }
 
 pub fn rebuild(cli: &Cli, json: bool) -> Result<i32> {
-    let mut store = cli.open_exclusive()?;
-    let r = cas::chunks::rebuild::rebuild(store.chunks_mut())?;
+    let r = match cli.open_exclusive() {
+        Ok(mut store) => cas::chunks::rebuild::rebuild(store.chunks_mut())?,
+        // An index that does not open is what a rebuild is for.
+        Err(e) if e.downcast_ref().is_some_and(cas::chunks::index::is_damage) => {
+            cas::chunks::rebuild::rebuild_damaged(&cli.store_path()?)?
+        }
+        Err(e) => return Err(e),
+    };
     if json {
         print_json(&r)?;
     } else {
@@ -125,6 +131,9 @@ pub fn rebuild(cli: &Cli, json: bool) -> Result<i32> {
         );
         for p in &r.unreadable_packs {
             outln!("unreadable pack: {p}");
+        }
+        if let Some(p) = &r.damaged_index_moved_to {
+            outln!("moved the damaged index aside to {}", p.display());
         }
     }
     Ok(0)

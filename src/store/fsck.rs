@@ -4,17 +4,20 @@
 //! Findings: *damaged* chunks (the index points at bytes that are gone or do not hash
 //! to their id), *incomplete* torrents (a live torrent needs a chunk the index lacks),
 //! *dangling* refs and broken trees, and *orphaned* bytes (records nothing indexes,
-//! torn writes), which are harmless and which `cas gc` reclaims. With repair, bad
-//! index entries and dangling refs are dropped and the files that lost data are named.
+//! torn writes), which are harmless and which `cas gc` reclaims. Catalog records
+//! that do not decode (a ref, a tree or a torrent record) are reported as damaged,
+//! each naming its file, and the other checks go on. With repair, bad index entries
+//! and dangling refs are dropped, unreadable catalog records are moved to
+//! `STORE/damaged/`, and the files that lost data are named.
 
 use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
-use super::gc::mark;
+use super::gc::{mark, Marked, Record};
 use super::Store;
 use crate::manifest::EntryKind;
-use crate::{ChunkId, Result};
+use crate::{ChunkId, Error, InfoHash, Result};
 
 /// The findings of a check.
 #[derive(Debug, Default, Serialize)]
@@ -22,7 +25,8 @@ pub struct FsckReport {
     pub packs: usize,
     pub chunks: usize,
     pub bytes_checked: u64,
-    /// Index entries whose bytes are missing or do not match: "chunk: what is wrong".
+    /// Index entries whose bytes are missing or do not match: "chunk: what is wrong";
+    /// and catalog records that do not decode: "unreadable ref: file: what is wrong".
     pub damaged: Vec<String>,
     /// Live torrents lacking chunks: "torrent (who needs it): N pieces missing".
     pub incomplete: Vec<String>,
@@ -80,6 +84,12 @@ pub fn fsck(store: &mut Store, repair: bool) -> Result<FsckReport> {
 
     // The catalog against the index.
     let marked = mark(store)?;
+    let unreadable = unreadable_records(store, &marked)?;
+    for (record, why) in &unreadable {
+        report
+            .damaged
+            .push(format!("unreadable {}: {why}", record.kind()));
+    }
     for (name, tree) in &marked.dangling_refs {
         report.dangling.push(format!(
             "ref {name} names tree {tree}, which is not in the store"
@@ -93,10 +103,13 @@ pub fn fsck(store: &mut Store, repair: bool) -> Result<FsckReport> {
             .dangling
             .push(format!("torrent {ih} ({who}) is not in the store"));
     }
-    let mut lacking: HashMap<crate::InfoHash, usize> = HashMap::new();
+    let mut lacking: HashMap<InfoHash, usize> = HashMap::new();
     for ih in &marked.torrents {
-        let Some(record) = store.catalog().torrent(ih)? else {
-            continue;
+        let record = match store.catalog().torrent(ih) {
+            Ok(Some(record)) => record,
+            // Missing or unreadable: reported above.
+            Ok(None) | Err(Error::Corrupt { .. }) => continue,
+            Err(e) => return Err(e),
         };
         let mut missing = 0;
         for id in &record.pieces {
@@ -118,23 +131,76 @@ pub fn fsck(store: &mut Store, repair: bool) -> Result<FsckReport> {
 
     if repair {
         report.repaired = store.chunks_mut().repair(&check)?;
-        for (name, _) in &marked.dangling_refs {
-            store.catalog().remove_ref(name)?;
-            report.repaired.push(format!("removed dangling ref {name}"));
+        // Unreadable records are moved aside, never guessed at.
+        let mut lost_torrents = HashSet::new();
+        for (record, why) in &unreadable {
+            let catalog = store.catalog();
+            let to = match record {
+                Record::Ref(name) => catalog.set_aside_ref(name)?,
+                Record::Tree(id) => catalog.set_aside_tree(id)?,
+                Record::Torrent(ih) => {
+                    if marked.torrents.contains(ih) {
+                        lost_torrents.insert(*ih);
+                    }
+                    catalog.set_aside_torrent(ih)?
+                }
+            };
+            report.repaired.push(format!(
+                "moved the unreadable {} to {}: {why}",
+                record.kind(),
+                to.display()
+            ));
         }
-        report.lost_files = lost_files(store, &lacking)?;
+        // Refs naming no tree, including those whose tree record was just moved aside.
+        for (name, tree) in store.catalog().refs_and_unreadable()?.0 {
+            if store.catalog().tree(&tree)?.is_none() {
+                store.catalog().remove_ref(&name)?;
+                report.repaired.push(format!("removed dangling ref {name}"));
+            }
+        }
+        report.lost_files = lost_files(store, &lacking, &lost_torrents)?;
     }
     Ok(report)
 }
 
-/// "ref:path" of every file (in every tree a ref names) whose torrent lacks pieces.
-fn lost_files(store: &Store, lacking: &HashMap<crate::InfoHash, usize>) -> Result<Vec<String>> {
+/// Every catalog record that does not decode: those `mark` met, then any other tree
+/// or torrent record (dead ones too, which gc would remove unread).
+fn unreadable_records(store: &Store, marked: &Marked) -> Result<Vec<(Record, String)>> {
+    let mut out = marked.unreadable.clone();
+    let catalog = store.catalog();
+    let known: HashSet<Record> = out.iter().map(|(r, _)| r.clone()).collect();
+    let mut check = |record: Record, read: Result<()>| match read {
+        Ok(()) => Ok(()),
+        Err(e @ Error::Corrupt { .. }) => {
+            if !known.contains(&record) {
+                out.push((record, e.to_string()));
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
+    };
+    for id in catalog.trees()? {
+        check(Record::Tree(id), catalog.tree(&id).map(drop))?;
+    }
+    for ih in catalog.torrents()? {
+        check(Record::Torrent(ih), catalog.torrent(&ih).map(drop))?;
+    }
+    Ok(out)
+}
+
+/// "ref:path" of every file (in every tree a ref names) whose torrent lacks pieces or
+/// lost its record.
+fn lost_files(
+    store: &Store,
+    lacking: &HashMap<InfoHash, usize>,
+    lost: &HashSet<InfoHash>,
+) -> Result<Vec<String>> {
     let mut out = Vec::new();
-    for (name, tree) in store.catalog().refs()? {
+    for (name, tree) in store.catalog().refs_and_unreadable()?.0 {
         let Some(record) = store.catalog().tree(&tree)? else {
             continue;
         };
-        if lacking.contains_key(&record.manifest) {
+        if lacking.contains_key(&record.manifest) || lost.contains(&record.manifest) {
             out.push(format!("{name}: the tree's manifest"));
             continue;
         }
@@ -150,6 +216,11 @@ fn lost_files(store: &Store, lacking: &HashMap<crate::InfoHash, usize>) -> Resul
             {
                 if let Some(n) = lacking.get(ih) {
                     out.push(format!("{name}:{} ({n} pieces)", e.path_lossy()));
+                } else if lost.contains(ih) {
+                    out.push(format!(
+                        "{name}:{} (its torrent record was unreadable)",
+                        e.path_lossy()
+                    ));
                 }
             }
         }

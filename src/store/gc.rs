@@ -30,17 +30,50 @@ pub struct Marked {
     pub missing_torrents: Vec<(InfoHash, String)>,
     /// Trees whose manifest cannot be read, with the reason.
     pub broken_trees: Vec<(TreeId, String)>,
+    /// Catalog records met on the way that do not decode, each with what is wrong
+    /// (naming the file) and, for a torrent, who needs it.
+    pub unreadable: Vec<(Record, String)>,
+}
+
+/// A catalog record, by its name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Record {
+    Ref(String),
+    Tree(TreeId),
+    Torrent(InfoHash),
+}
+
+impl Record {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Record::Ref(_) => "ref",
+            Record::Tree(_) => "tree record",
+            Record::Torrent(_) => "torrent record",
+        }
+    }
 }
 
 /// Marks everything reachable from the refs.
 pub fn mark(store: &Store) -> Result<Marked> {
     let mut m = Marked::default();
     let catalog = store.catalog();
-    for (name, tree) in catalog.refs()? {
-        if catalog.tree(&tree)?.is_none() {
-            m.dangling_refs.push((name, tree));
-        } else {
-            m.trees.insert(tree);
+    let (refs, bad) = catalog.refs_and_unreadable()?;
+    for (name, e) in bad {
+        m.unreadable.push((Record::Ref(name), e.to_string()));
+    }
+    for (name, tree) in refs {
+        match catalog.tree(&tree) {
+            Ok(Some(_)) => {
+                m.trees.insert(tree);
+            }
+            Ok(None) => m.dangling_refs.push((name, tree)),
+            Err(e @ Error::Corrupt { .. }) => {
+                let e = format!("{e} (named by ref {name})");
+                if !m.unreadable.iter().any(|(r, _)| *r == Record::Tree(tree)) {
+                    m.unreadable.push((Record::Tree(tree), e));
+                }
+            }
+            Err(e) => return Err(e),
         }
     }
     let mut want: Vec<(InfoHash, String)> = Vec::new();
@@ -87,11 +120,15 @@ pub fn mark(store: &Store) -> Result<Marked> {
         if !m.torrents.insert(ih) {
             continue;
         }
-        match catalog.torrent(&ih)? {
-            Some(record) => m.chunks.extend(record.pieces),
+        match catalog.torrent(&ih) {
+            Ok(Some(record)) => m.chunks.extend(record.pieces),
             // Being fetched (a lazy tree's files, say): its pieces are live as a download's.
-            None if catalog.is_downloading(&ih) => {}
-            None => m.missing_torrents.push((ih, who)),
+            Ok(None) if catalog.is_downloading(&ih) => {}
+            Ok(None) => m.missing_torrents.push((ih, who)),
+            Err(e @ Error::Corrupt { .. }) => m
+                .unreadable
+                .push((Record::Torrent(ih), format!("{e} (needed by {who})"))),
+            Err(e) => return Err(e),
         }
     }
     Ok(m)
@@ -116,6 +153,7 @@ pub fn collect(store: &mut Store) -> Result<GcReport> {
     if !marked.dangling_refs.is_empty()
         || !marked.missing_torrents.is_empty()
         || !marked.broken_trees.is_empty()
+        || !marked.unreadable.is_empty()
     {
         return Err(Error::BrokenReferences);
     }

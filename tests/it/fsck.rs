@@ -268,3 +268,220 @@ fn every_kind_of_damage_is_found_with_a_hint_and_fixing_it_keeps_every_good_chun
         );
     }
 }
+
+/// Damage to the sled index itself, done to `STORE/index`.
+type IndexDamage = fn(&std::path::Path);
+
+const INDEX_DAMAGES: &[(&str, IndexDamage)] = &[
+    ("a garbage db", |index| {
+        std::fs::write(index.join("db"), random_bytes(51, 10_000)).unwrap();
+    }),
+    ("a truncated db", |index| {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(index.join("db"))
+            .unwrap();
+        f.set_len(100).unwrap();
+    }),
+    ("a garbage conf", |index| {
+        std::fs::write(index.join("conf"), random_bytes(52, 100)).unwrap();
+    }),
+    ("zeroed snapshots", |index| {
+        let mut zeroed = 0;
+        for e in std::fs::read_dir(index).unwrap() {
+            let p = e.unwrap().path();
+            if p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("snap.")
+            {
+                let len = std::fs::metadata(&p).unwrap().len();
+                std::fs::write(&p, vec![0u8; len as usize]).unwrap();
+                zeroed += 1;
+            }
+        }
+        assert!(zeroed > 0, "no snapshot file in {}", index.display());
+    }),
+];
+
+#[test]
+fn a_damaged_index_is_recreated_by_the_rebuild_every_command_names() {
+    for (what, damage) in INDEX_DAMAGES {
+        let env = Env::with_piece_length("16K");
+        let bytes = imported(&env);
+        damage(&env.store().join("index"));
+        for args in [&["ls"][..], &["fsck"], &["cat", "docs:data.bin"]] {
+            let err = env.fails(args);
+            assert!(
+                err.contains("`cas index rebuild` recreates it from the packs"),
+                "{what}: cas {args:?}: {err}"
+            );
+        }
+        let r = env.json(&["index", "rebuild"]);
+        assert!(r["chunks"].as_u64().unwrap() >= 13, "{what}: {r}");
+        // The damaged index was moved aside, not deleted.
+        let aside = r["damaged_index_moved_to"].as_str().unwrap_or_default();
+        assert!(
+            aside.contains("index.damaged-") && std::path::Path::new(aside).is_dir(),
+            "{what}: {r}"
+        );
+        let out = env.run(&["fsck"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let cat = env.cmd().args(["cat", "docs:data.bin"]).output().unwrap();
+        assert!(cat.status.success() && cat.stdout == bytes, "{what}");
+        assert_eq!(env.ok(&["cat", "docs:other.txt"]), "other file\n", "{what}");
+        // A second rebuild, of a sound index, moves nothing aside.
+        let again = env.json(&["index", "rebuild"]);
+        assert!(again["damaged_index_moved_to"].is_null(), "{what}: {again}");
+    }
+}
+
+/// Two trees: "docs" (data.bin, other.txt) and "keep" (k.bin). Returns docs' import
+/// report and k.bin's bytes.
+fn two_trees(env: &Env) -> (serde_json::Value, Vec<u8>) {
+    imported(env);
+    let docs = env.import(&env.path("src"), "docs");
+    let keep = random_bytes(53, 50_000);
+    write(&env.path("keep/k.bin"), &keep);
+    env.import(&env.path("keep"), "keep");
+    (docs, keep)
+}
+
+/// Garbage written over one catalog record (`rel`, under the store): fsck names the
+/// file and says what is wrong while its other checks still run; the repair moves the
+/// record to `STORE/damaged/` and goes on; what the record did not concern is intact.
+/// Returns the repair's report.
+fn garbage_record_is_reported_and_set_aside(
+    env: &Env,
+    rel: &str,
+    wrong: &str,
+    keep: &[u8],
+) -> serde_json::Value {
+    let path = env.store().join(rel);
+    assert!(path.is_file(), "{}", path.display());
+    std::fs::write(&path, b"\x00garbage, not a record\xff").unwrap();
+
+    let out = env.run(&["fsck"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!("{}: {wrong}", path.display())),
+        "{stdout}\n{stderr}"
+    );
+    // The rest of the check ran: every chunk was re-hashed.
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("checked ") && !l.starts_with("checked 0 ")),
+        "{stdout}"
+    );
+    assert!(stderr.contains("cas fsck --repair"), "{stderr}");
+    // gc does not guess what the record kept alive.
+    let err = env.fails(&["gc"]);
+    assert!(err.contains("cas fsck --repair"), "{err}");
+
+    let rep = repair(env);
+    let repaired = rep["repaired"].to_string();
+    assert!(
+        repaired.contains(&path.display().to_string()) && repaired.contains("damaged/"),
+        "{rep}"
+    );
+    assert!(!path.exists());
+    let kind = rel.split('/').next().unwrap();
+    let aside: Vec<_> = std::fs::read_dir(env.store().join("damaged").join(kind))
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    assert_eq!(aside, vec![b"\x00garbage, not a record\xff".to_vec()]);
+    let k = env.cmd().args(["cat", "keep:k.bin"]).output().unwrap();
+    assert!(k.status.success() && k.stdout == keep);
+    rep
+}
+
+#[test]
+fn a_garbage_ref_is_reported_and_repair_sets_it_aside() {
+    let env = Env::with_piece_length("16K");
+    let (_, keep) = two_trees(&env);
+    garbage_record_is_reported_and_set_aside(
+        &env,
+        "refs/docs",
+        "ref does not hold a tree id",
+        &keep,
+    );
+    let out = env.run(&["fsck"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    env.ok(&["gc"]);
+    let err = env.fails(&["ls", "docs"]);
+    assert!(err.contains("is not a ref"), "{err}");
+}
+
+#[test]
+fn a_garbage_tree_record_is_reported_and_repair_sets_it_aside() {
+    let env = Env::with_piece_length("16K");
+    let (docs, keep) = two_trees(&env);
+    let tree = docs["tree"].as_str().unwrap();
+    let rep = garbage_record_is_reported_and_set_aside(
+        &env,
+        &format!("trees/{tree}"),
+        "unknown record magic or version",
+        &keep,
+    );
+    // The ref naming it names nothing now: dropped too.
+    assert!(
+        rep["repaired"]
+            .to_string()
+            .contains("removed dangling ref docs"),
+        "{rep}"
+    );
+    let out = env.run(&["fsck"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Importing again restores it.
+    env.import(&env.path("src"), "docs");
+    assert_eq!(env.ok(&["cat", "docs:other.txt"]), "other file\n");
+    assert_eq!(env.run(&["fsck"]).status.code(), Some(0));
+}
+
+#[test]
+fn a_garbage_torrent_record_is_reported_and_repair_sets_it_aside() {
+    let env = Env::with_piece_length("16K");
+    let (docs, keep) = two_trees(&env);
+    let file = docs["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "data.bin")
+        .unwrap_or_else(|| panic!("{docs}"));
+    let ih = file["info_hash"].as_str().unwrap();
+    let rep = garbage_record_is_reported_and_set_aside(
+        &env,
+        &format!("torrents/{ih}"),
+        "unknown record magic or version",
+        &keep,
+    );
+    let lost: Vec<String> = serde_json::from_value(rep["lost_files"].clone()).unwrap();
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    assert!(lost[0].starts_with("docs:data.bin"), "{lost:?}");
+    assert_eq!(env.ok(&["cat", "docs:other.txt"]), "other file\n");
+    // Re-importing what it names as lost makes the store whole again.
+    let bytes = env.import(&env.path("src"), "docs");
+    drop(bytes);
+    assert_eq!(env.run(&["fsck"]).status.code(), Some(0));
+    let cat = env.cmd().args(["cat", "docs:data.bin"]).output().unwrap();
+    assert!(cat.stdout == random_bytes(31, 200_000));
+}

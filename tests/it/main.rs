@@ -25,5 +25,6 @@ mod netns;
 mod private;
 mod serve;
 mod skips;
+mod socket;
 mod sync;
 mod tracker;
