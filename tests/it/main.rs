@@ -17,6 +17,7 @@ mod hostile;
 mod import;
 mod interop;
 mod liar;
+mod listener;
 pub mod lsd;
 mod mount;
 mod netns;

@@ -56,6 +56,10 @@ pub struct ListenerOptions {
     pub utp_opts: Option<librqbit_utp::SocketOpts>,
     pub announce_port: Option<u16>,
     pub ipv4_only: bool,
+    /// How many incoming connections may be waiting for their handshake at once
+    /// (each for at most the peer read/write timeout, 10 s by default). When a new
+    /// connection arrives with this many pending, the oldest pending one is dropped to
+    /// make room, so that idle or slow connections can't keep new ones unread.
     pub max_pending_incoming_handshake_checks: usize,
 }
 

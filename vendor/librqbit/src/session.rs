@@ -1,6 +1,6 @@
 use std::{
     borrow::Cow,
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, VecDeque},
     io::Read,
     net::SocketAddr,
     path::{Component, Path, PathBuf},
@@ -979,43 +979,86 @@ impl Session {
         l: A,
         max_pending_incoming_handshake_checks: usize,
     ) -> anyhow::Result<()> {
+        use futures::future::{AbortHandle, Abortable};
+
+        let max_pending = max_pending_incoming_handshake_checks.max(1);
         let mut futs = FuturesUnordered::new();
+        // The checks in flight, oldest first, so that when there are too many the oldest
+        // one can be dropped to make room. Kept in step with "futs" by id.
+        let mut pending: VecDeque<(u64, AbortHandle)> = VecDeque::new();
+        let mut next_id: u64 = 0;
+        // After an accept error (e.g. out of file descriptors), accepting pauses for a
+        // while, but the handshakes already pending keep being read.
+        let mut accept_paused_until: Option<tokio::time::Instant> = None;
         let session = Arc::downgrade(&self);
         drop(self);
 
         loop {
             tokio::select! {
-                r = l.accept(), if futs.len() < max_pending_incoming_handshake_checks => {
+                r = l.accept(), if accept_paused_until.is_none() => {
                     match r {
                         Ok((addr, (read, write))) => {
                             trace!("accepted connection from {addr}");
                             let session = session.upgrade().context("session is dead")?;
+                            if pending.len() >= max_pending
+                                && let Some((_, oldest)) = pending.pop_front()
+                            {
+                                debug!(
+                                    "{max_pending} incoming handshakes pending, dropping the oldest"
+                                );
+                                oldest.abort();
+                            }
                             let span = debug_span!(parent: session.rs(), "incoming", addr=%addr);
-                            futs.push(
-                                session.check_incoming_connection(addr, A::KIND, Box::new(read), Box::new(write))
-                                    .map_err(|e| {
-                                        debug!("error checking incoming connection: {e:#}");
-                                        e
-                                    })
-                                    .instrument(span)
-                            );
+                            let (abort_handle, abort_reg) = AbortHandle::new_pair();
+                            let id = next_id;
+                            next_id = next_id.wrapping_add(1);
+                            pending.push_back((id, abort_handle));
+                            let check = session
+                                .check_incoming_connection(addr, A::KIND, Box::new(read), Box::new(write))
+                                .map_err(|e| {
+                                    debug!("error checking incoming connection: {e:#}");
+                                    e
+                                })
+                                .instrument(span);
+                            futs.push(Abortable::new(check, abort_reg).map(move |r| (id, r)));
                         }
                         Err(e) => {
                             warn!("error accepting: {e:#}");
                             // Whatever is the reason, ensure we are not stuck trying to
                             // accept indefinitely.
-                            tokio::time::sleep(Duration::from_secs(10)).await;
-                            continue
+                            accept_paused_until =
+                                Some(tokio::time::Instant::now() + Duration::from_secs(10));
                         }
                     }
                 },
-                Some(Ok((live, checked))) = futs.next(), if !futs.is_empty() => {
-                    let (addr, kind) = (checked.addr, checked.kind);
-                    if let Err(e) = live.add_incoming_peer(checked) {
-                        warn!(?addr, ?kind, "error handing over incoming connection: {e:#}");
+                () = async {
+                    if let Some(t) = accept_paused_until {
+                        tokio::time::sleep_until(t).await
+                    }
+                }, if accept_paused_until.is_some() => {
+                    accept_paused_until = None;
+                },
+                // Every outcome has to be matched here: a pattern that doesn't match disables
+                // the branch until the next accept, and every other pending handshake would
+                // go unanswered until then.
+                Some((id, r)) = futs.next(), if !futs.is_empty() => {
+                    if let Some(pos) = pending.iter().position(|(i, _)| *i == id) {
+                        pending.remove(pos);
+                    }
+                    match r {
+                        Ok(Ok((live, checked))) => {
+                            let (addr, kind) = (checked.addr, checked.kind);
+                            if let Err(e) = live.add_incoming_peer(checked) {
+                                warn!(?addr, ?kind, "error handing over incoming connection: {e:#}");
+                            }
+                        }
+                        // Already logged above.
+                        Ok(Err(_)) => {}
+                        Err(_aborted) => {
+                            trace!("dropped a pending incoming handshake to make room");
+                        }
                     }
                 },
-                else => continue,
             }
         }
     }
