@@ -46,6 +46,11 @@ pub trait PeerConnectionHandler {
     fn should_transmit_have(&self, id: ValidPieceIndex) -> bool;
     fn on_uploaded_bytes(&self, bytes: u32);
     fn read_chunk(&self, chunk: &ChunkInfo, buf: &mut [u8]) -> anyhow::Result<()>;
+    /// Whether read_chunk() returns quickly enough to be called inline on the writer's
+    /// task rather than through block_in_place (see [`crate::storage::TorrentStorage::is_fast`]).
+    fn read_chunk_is_fast(&self) -> bool {
+        false
+    }
     fn update_my_extended_handshake(
         &self,
         _handshake: &mut ExtendedHandshake<ByteBuf>,
@@ -437,13 +442,17 @@ impl<H: PeerConnectionHandler> PeerConnection<H> {
                         let preamble_len = serialize_piece_preamble(&chunk, &mut *write_buf);
                         let full_len = preamble_len + chunk.size as usize;
                         if !skip_reading_for_e2e_tests {
-                            self.spawner
-                                .block_in_place_with_semaphore(|| {
-                                    self.handler
-                                        .read_chunk(&chunk, &mut write_buf[preamble_len..full_len])
-                                })
-                                .await
-                                .map_err(Error::ReadChunk)?;
+                            let buf = &mut write_buf[preamble_len..full_len];
+                            if self.handler.read_chunk_is_fast() {
+                                self.handler.read_chunk(&chunk, buf)
+                            } else {
+                                self.spawner
+                                    .block_in_place_with_semaphore(|| {
+                                        self.handler.read_chunk(&chunk, buf)
+                                    })
+                                    .await
+                            }
+                            .map_err(Error::ReadChunk)?;
                         }
 
                         uploaded_add = Some(chunk.size);

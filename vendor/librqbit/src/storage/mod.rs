@@ -180,6 +180,18 @@ pub trait TorrentStorage: Send + Sync {
     fn on_piece_completed(&self, _piece_index: ValidPieceIndex) -> anyhow::Result<()> {
         Ok(())
     }
+
+    /// Whether every call into this storage returns quickly (memory, page cache, light
+    /// CPU work), so that librqbit may make the calls of the peer read and write paths
+    /// inline on the peer's task instead of through
+    /// [`tokio::task::block_in_place`], whose hand-over of the worker thread costs more
+    /// than such a call.
+    ///
+    /// The default, false, keeps every call off the async worker. A storage that may
+    /// wait on a disk or the network must keep it.
+    fn is_fast(&self) -> bool {
+        false
+    }
 }
 
 impl<U: TorrentStorage + ?Sized> TorrentStorage for Box<U> {
@@ -227,6 +239,10 @@ impl<U: TorrentStorage + ?Sized> TorrentStorage for Box<U> {
     fn on_piece_completed(&self, piece_id: ValidPieceIndex) -> anyhow::Result<()> {
         (**self).on_piece_completed(piece_id)
     }
+
+    fn is_fast(&self) -> bool {
+        (**self).is_fast()
+    }
 }
 
 #[cfg(test)]
@@ -236,7 +252,7 @@ mod tests {
     use super::{
         BoxStorageFactory, StorageFactory, StorageFactoryExt,
         filesystem::FilesystemStorageFactory,
-        test_util::{Probe, assert_forwards_defaults},
+        test_util::{Probe, assert_forwards_defaults, assert_forwards_is_fast},
     };
     use crate::torrent_state::{ManagedTorrentShared, TorrentMetadata};
 
@@ -300,5 +316,6 @@ mod tests {
     fn test_the_defaulted_methods_survive_boxing() {
         let boxed: Box<Probe> = Box::default();
         assert_forwards_defaults(&boxed, &boxed);
+        assert_forwards_is_fast(&boxed);
     }
 }

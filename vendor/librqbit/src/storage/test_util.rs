@@ -69,6 +69,11 @@ impl TorrentStorage for Probe {
         self.completed.lock().push(piece_index.get());
         Ok(())
     }
+
+    // Not the default, so that a wrapper that forgets to forward it is seen.
+    fn is_fast(&self) -> bool {
+        true
+    }
 }
 
 // Everything a wrapper has to pass through to the storage it wraps and can't decide on
@@ -80,5 +85,13 @@ pub(crate) fn assert_forwards_defaults<S: TorrentStorage>(storage: &S, probe: &P
         vec![1],
         "on_piece_completed() didn't reach the storage: a store that makes a piece \
          visible there never gets told"
+    );
+}
+
+// A wrapper that adds no waiting of its own answers is_fast() as what it wraps does.
+pub(crate) fn assert_forwards_is_fast<S: TorrentStorage>(storage: &S) {
+    assert!(
+        storage.is_fast(),
+        "is_fast() didn't reach the storage: its calls go through block_in_place"
     );
 }

@@ -133,6 +133,11 @@ impl<U: TorrentStorage> TorrentStorage for SlowStorage<U> {
     fn on_piece_completed(&self, piece_index: ValidPieceIndex) -> anyhow::Result<()> {
         self.underlying.on_piece_completed(piece_index)
     }
+
+    // It sleeps on purpose: whatever the storage underneath says, never fast.
+    fn is_fast(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]
@@ -148,5 +153,6 @@ mod tests {
             pread_exact_bufread: Mutex::new(Box::new(std::iter::empty())),
         };
         assert_forwards_defaults(&storage, &storage.underlying);
+        assert!(!storage.is_fast(), "a storage that sleeps on purpose is never fast");
     }
 }

@@ -122,12 +122,16 @@ impl<U: TorrentStorage> TorrentStorage for TimingStorage<U> {
     fn on_piece_completed(&self, piece_index: ValidPieceIndex) -> anyhow::Result<()> {
         self.underlying.on_piece_completed(piece_index)
     }
+
+    fn is_fast(&self) -> bool {
+        self.underlying.is_fast()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::test_util::{Probe, assert_forwards_defaults};
+    use crate::storage::test_util::{Probe, assert_forwards_defaults, assert_forwards_is_fast};
 
     #[test]
     fn test_the_defaulted_methods_reach_the_underlying_storage() {
@@ -136,5 +140,6 @@ mod tests {
             underlying: Probe::default(),
         };
         assert_forwards_defaults(&storage, &storage.underlying);
+        assert_forwards_is_fast(&storage);
     }
 }

@@ -141,13 +141,17 @@ impl<U: TorrentStorage> TorrentStorage for WriteThroughCacheStorage<U> {
     fn on_piece_completed(&self, piece_index: ValidPieceIndex) -> anyhow::Result<()> {
         self.underlying.on_piece_completed(piece_index)
     }
+
+    fn is_fast(&self) -> bool {
+        self.underlying.is_fast()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::storage::test_util::{
-        NUM_PIECES, PIECE_LEN, Probe, assert_forwards_defaults, lengths,
+        NUM_PIECES, PIECE_LEN, Probe, assert_forwards_defaults, assert_forwards_is_fast, lengths,
     };
 
     #[test]
@@ -165,5 +169,6 @@ mod tests {
             underlying: Probe::default(),
         };
         assert_forwards_defaults(&storage, &storage.underlying);
+        assert_forwards_is_fast(&storage);
     }
 }

@@ -1164,6 +1164,10 @@ impl PeerConnectionHandler for &'_ PeerHandler {
         self.state.file_ops().read_chunk(self.addr, chunk, buf)
     }
 
+    fn read_chunk_is_fast(&self) -> bool {
+        self.state.files.is_fast()
+    }
+
     fn on_extended_handshake(&self, hs: &ExtendedHandshake<ByteBuf>) -> anyhow::Result<()> {
         if let Some(client_name) = hs.v.as_ref().and_then(format_peer_client_name) {
             self.state
@@ -1992,14 +1996,17 @@ impl PeerHandler {
             Ok(())
         }
 
-        self.state
-            .shared
-            .spawner
-            .block_in_place_with_semaphore(|| {
-                write_to_disk(&self.state, self.addr, &self.counters, &piece, &chunk_info)
-            })
-            .await
-            .with_context(|| format!("error processing received chunk {chunk_info:?}"))?;
+        let write = || write_to_disk(&self.state, self.addr, &self.counters, &piece, &chunk_info);
+        if self.state.files.is_fast() {
+            write()
+        } else {
+            self.state
+                .shared
+                .spawner
+                .block_in_place_with_semaphore(write)
+                .await
+        }
+        .with_context(|| format!("error processing received chunk {chunk_info:?}"))?;
 
         Ok(())
     }
