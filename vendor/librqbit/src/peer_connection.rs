@@ -383,7 +383,9 @@ impl<H: PeerConnectionHandler> PeerConnection<H> {
                     };
                 };
 
-                tokio::task::yield_now().await;
+                // Lets other tasks run once this one has used its share, without giving
+                // the worker away on every message as yield_now() would.
+                tokio::task::consume_budget().await;
 
                 let mut uploaded_add = None;
 
@@ -489,7 +491,7 @@ impl<H: PeerConnectionHandler> PeerConnection<H> {
                 let message = read_buf.read_message(&mut read, rwtimeout).await?;
                 trace!("received: {:?}", &message);
 
-                tokio::task::yield_now().await;
+                tokio::task::consume_budget().await;
 
                 if let Message::Extended(ExtendedMessage::Handshake(h)) = &message {
                     *extended_handshake_ref.write() = Some(h.peer_extended_messages());
