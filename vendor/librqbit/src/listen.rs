@@ -194,6 +194,10 @@ impl Accept for TcpListener {
         ),
     )> {
         let (stream, addr) = self.accept().await.context("error accepting TCP")?;
+        // As for outgoing connections: the writer coalesces, Nagle would only delay.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(?addr, "error setting TCP_NODELAY: {e:#}");
+        }
         let (read, write) = stream.into_split();
         Ok((addr, (read, write)))
     }

@@ -62,6 +62,11 @@ pub trait PeerConnectionHandler {
     }
 }
 
+/// The most queued messages the writer sends with one write: they are taken from the
+/// queue as long as there are some, so one peer's requests for 16 KiB blocks cost one
+/// write for up to this many blocks, not one each.
+const WRITE_BATCH_MESSAGES: usize = 16;
+
 #[derive(Debug)]
 pub enum WriterRequest {
     Message(Message<'static>),
@@ -352,7 +357,11 @@ impl<H: PeerConnectionHandler> PeerConnection<H> {
             )
             .await?;
             trace!("sent unchoke");
+            drop(write_buf);
 
+            // Up to WRITE_BATCH_MESSAGES messages, each at most MAX_MSG_LEN long, go out
+            // in one write.
+            let mut batch_buf = vec![0u8; WRITE_BATCH_MESSAGES * MAX_MSG_LEN].into_boxed_slice();
             let mut broadcast_closed = false;
 
             loop {
@@ -387,8 +396,6 @@ impl<H: PeerConnectionHandler> PeerConnection<H> {
                 // the worker away on every message as yield_now() would.
                 tokio::task::consume_budget().await;
 
-                let mut uploaded_add = None;
-
                 trace!("about to send: {:?}", &req);
                 let ext_msg_ids = &|| {
                     extended_handshake_ref
@@ -398,86 +405,118 @@ impl<H: PeerConnectionHandler> PeerConnection<H> {
                         .unwrap_or_default()
                 };
 
-                let len = match req {
-                    WriterRequest::Message(msg) => msg.serialize(&mut *write_buf, ext_msg_ids)?,
-                    WriterRequest::UtMetadata(utm) => {
-                        Message::Extended(ExtendedMessage::UtMetadata(utm.as_borrowed()))
-                            .serialize(&mut *write_buf, ext_msg_ids)?
-                    }
-                    WriterRequest::UtPex(ut_pex) => {
-                        Message::Extended(ExtendedMessage::UtPex(ut_pex.as_borrowed()))
-                            .serialize(&mut *write_buf, ext_msg_ids)?
-                    }
-                    WriterRequest::ReadChunkRequest(chunk) => {
-                        #[allow(unused_mut)]
-                        let mut skip_reading_for_e2e_tests = false;
+                // What is already queued goes out with this request, in one write.
+                let mut next = Some(req);
+                let mut batch_len = 0;
+                let mut batch_messages = 0;
+                let mut uploaded_add = 0u32;
+                let mut disconnect = None;
 
-                        #[cfg(test)]
-                        {
-                            use tracing::warn;
-                            // This is poor-mans fault injection for running e2e tests.
-                            use crate::tests::test_util::TestPeerMetadata;
-                            let tpm = TestPeerMetadata::from_peer_id(self.peer_id);
-                            use rand::RngExt;
-                            if rand::rng().random_bool(tpm.disconnect_probability()) {
-                                return Err(Error::TestDisconnect);
-                            }
-
-                            #[allow(clippy::cast_possible_truncation)]
-                            let sleep_ms = (rand::rng().random::<f64>()
-                                * (tpm.max_random_sleep_ms as f64))
-                                as u64;
-                            if sleep_ms > 0 {
-                                tokio::time::sleep(Duration::from_millis(sleep_ms)).await;
-                            }
-
-                            if rand::rng().random_bool(tpm.bad_data_probability()) {
-                                warn!(
-                                    "will NOT actually read the data to simulate a malicious peer that sends garbage"
-                                );
-                                write_buf.fill(0);
-                                skip_reading_for_e2e_tests = true;
-                            }
+                while let Some(req) = next.take() {
+                    let write_buf = &mut batch_buf[batch_len..batch_len + MAX_MSG_LEN];
+                    let len = match req {
+                        WriterRequest::Message(msg) => msg.serialize(write_buf, ext_msg_ids)?,
+                        WriterRequest::UtMetadata(utm) => {
+                            Message::Extended(ExtendedMessage::UtMetadata(utm.as_borrowed()))
+                                .serialize(write_buf, ext_msg_ids)?
                         }
+                        WriterRequest::UtPex(ut_pex) => {
+                            Message::Extended(ExtendedMessage::UtPex(ut_pex.as_borrowed()))
+                                .serialize(write_buf, ext_msg_ids)?
+                        }
+                        WriterRequest::ReadChunkRequest(chunk) => {
+                            #[allow(unused_mut)]
+                            let mut skip_reading_for_e2e_tests = false;
 
-                        // this whole section is an optimization
-                        let preamble_len = serialize_piece_preamble(&chunk, &mut *write_buf);
-                        let full_len = preamble_len + chunk.size as usize;
-                        if !skip_reading_for_e2e_tests {
-                            let buf = &mut write_buf[preamble_len..full_len];
-                            if self.handler.read_chunk_is_fast() {
-                                self.handler.read_chunk(&chunk, buf)
-                            } else {
-                                self.spawner
-                                    .block_in_place_with_semaphore(|| {
-                                        self.handler.read_chunk(&chunk, buf)
-                                    })
-                                    .await
+                            #[cfg(test)]
+                            {
+                                use tracing::warn;
+                                // This is poor-mans fault injection for running e2e tests.
+                                use crate::tests::test_util::TestPeerMetadata;
+                                let tpm = TestPeerMetadata::from_peer_id(self.peer_id);
+                                use rand::RngExt;
+                                if rand::rng().random_bool(tpm.disconnect_probability()) {
+                                    return Err(Error::TestDisconnect);
+                                }
+
+                                #[allow(clippy::cast_possible_truncation)]
+                                let sleep_ms = (rand::rng().random::<f64>()
+                                    * (tpm.max_random_sleep_ms as f64))
+                                    as u64;
+                                if sleep_ms > 0 {
+                                    tokio::time::sleep(Duration::from_millis(sleep_ms)).await;
+                                }
+
+                                if rand::rng().random_bool(tpm.bad_data_probability()) {
+                                    warn!(
+                                        "will NOT actually read the data to simulate a malicious peer that sends garbage"
+                                    );
+                                    write_buf.fill(0);
+                                    skip_reading_for_e2e_tests = true;
+                                }
                             }
-                            .map_err(Error::ReadChunk)?;
+
+                            // this whole section is an optimization
+                            let preamble_len = serialize_piece_preamble(&chunk, write_buf);
+                            let full_len = preamble_len + chunk.size as usize;
+                            if !skip_reading_for_e2e_tests {
+                                let buf = &mut write_buf[preamble_len..full_len];
+                                if self.handler.read_chunk_is_fast() {
+                                    self.handler.read_chunk(&chunk, buf)
+                                } else {
+                                    self.spawner
+                                        .block_in_place_with_semaphore(|| {
+                                            self.handler.read_chunk(&chunk, buf)
+                                        })
+                                        .await
+                                }
+                                .map_err(Error::ReadChunk)?;
+                            }
+
+                            uploaded_add += chunk.size;
+                            full_len
                         }
-
-                        uploaded_add = Some(chunk.size);
-                        full_len
-                    }
-                    WriterRequest::Disconnect(res) => {
-                        trace!("disconnect requested, closing writer");
-                        match res {
-                            Ok(()) => return Err(Error::Disconnect),
-                            Err(e) => return Err(Error::DisconnectWithSource(e)),
+                        WriterRequest::Disconnect(res) => {
+                            trace!("disconnect requested, closing writer");
+                            disconnect = Some(res);
+                            break;
                         }
+                    };
+                    batch_len += len;
+                    batch_messages += 1;
+                    if batch_messages < WRITE_BATCH_MESSAGES {
+                        next = outgoing_chan.try_recv().ok();
                     }
-                };
+                }
 
-                with_timeout(
-                    "writing",
-                    rwtimeout,
-                    write.write_all(&write_buf[..len]).map_err(Error::Write),
-                )
-                .await?;
+                // What was queued before a disconnect request still goes out.
+                if batch_len > 0 {
+                    with_timeout(
+                        "writing",
+                        rwtimeout,
+                        write.write_all(&batch_buf[..batch_len]).map_err(Error::Write),
+                    )
+                    .await?;
+                }
 
-                if let Some(uploaded_add) = uploaded_add {
+                if uploaded_add > 0 {
                     self.handler.on_uploaded_bytes(uploaded_add)
+                }
+
+                if let Some(res) = disconnect {
+                    if batch_len > 0 {
+                        // Best effort: the connection is closed right after.
+                        let _ = with_timeout(
+                            "flushing",
+                            rwtimeout,
+                            write.flush().map_err(Error::Write),
+                        )
+                        .await;
+                    }
+                    match res {
+                        Ok(()) => return Err(Error::Disconnect),
+                        Err(e) => return Err(Error::DisconnectWithSource(e)),
+                    }
                 }
             }
 

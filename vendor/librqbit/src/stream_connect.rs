@@ -295,6 +295,11 @@ impl StreamConnector {
                 tcp_res = &mut tcp_connect, if tcp_err.is_none() => {
                     match tcp_res {
                         Ok(Some(stream)) => {
+                            // The writer coalesces what is queued into one write: Nagle
+                            // would only hold the last of it back.
+                            if let Err(e) = stream.set_nodelay(true) {
+                                debug!(?addr, "error setting TCP_NODELAY: {e:#}");
+                            }
                             let (r, w) = stream.into_split();
                             return Ok((ConnectionKind::Tcp, Box::new(r), Box::new(w)));
                         },
