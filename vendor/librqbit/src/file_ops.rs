@@ -188,6 +188,11 @@ impl<'a> FileOps<'a> {
             return Ok(true);
         }
 
+        if let Some(verified) = self.files.verify_piece(piece_index) {
+            trace!(piece = %piece_index, ?verified, "the storage answered the piece check");
+            return verified;
+        }
+
         let mut h = Sha1::new();
         let piece_length = self.torrent.lengths().piece_length(piece_index);
         let mut absolute_offset = self.torrent.lengths().piece_offset(piece_index);

@@ -192,6 +192,19 @@ pub trait TorrentStorage: Send + Sync {
     fn is_fast(&self) -> bool {
         false
     }
+
+    /// Answers librqbit's hash check of a piece, if this storage can, so that librqbit
+    /// doesn't read the piece back and hash it itself. A storage that hashes what is
+    /// written to it (e.g. to store pieces by their hash) knows already.
+    ///
+    /// `Some(Ok(true))`: the piece is held and its SHA-1 is the torrent's.
+    /// `Some(Ok(false))`: it is not, or its hash differs (the piece is asked for again and
+    /// the peer that sent it is dropped). `Some(Err(..))`: it could not be checked.
+    /// `None`, the default: librqbit reads the piece back through
+    /// [`Self::pread_exact`] and hashes it.
+    fn verify_piece(&self, _piece_index: ValidPieceIndex) -> Option<anyhow::Result<bool>> {
+        None
+    }
 }
 
 impl<U: TorrentStorage + ?Sized> TorrentStorage for Box<U> {
@@ -242,6 +255,10 @@ impl<U: TorrentStorage + ?Sized> TorrentStorage for Box<U> {
 
     fn is_fast(&self) -> bool {
         (**self).is_fast()
+    }
+
+    fn verify_piece(&self, piece_index: ValidPieceIndex) -> Option<anyhow::Result<bool>> {
+        (**self).verify_piece(piece_index)
     }
 }
 

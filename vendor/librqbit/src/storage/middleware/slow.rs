@@ -134,6 +134,10 @@ impl<U: TorrentStorage> TorrentStorage for SlowStorage<U> {
         self.underlying.on_piece_completed(piece_index)
     }
 
+    fn verify_piece(&self, piece_index: ValidPieceIndex) -> Option<anyhow::Result<bool>> {
+        self.underlying.verify_piece(piece_index)
+    }
+
     // It sleeps on purpose: whatever the storage underneath says, never fast.
     fn is_fast(&self) -> bool {
         false

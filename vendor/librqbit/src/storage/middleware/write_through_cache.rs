@@ -142,6 +142,10 @@ impl<U: TorrentStorage> TorrentStorage for WriteThroughCacheStorage<U> {
         self.underlying.on_piece_completed(piece_index)
     }
 
+    fn verify_piece(&self, piece_index: ValidPieceIndex) -> Option<anyhow::Result<bool>> {
+        self.underlying.verify_piece(piece_index)
+    }
+
     fn is_fast(&self) -> bool {
         self.underlying.is_fast()
     }
