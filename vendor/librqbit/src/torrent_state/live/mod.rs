@@ -1932,11 +1932,20 @@ impl PeerHandler {
                 None => return Ok(()),
             };
 
-            match state
-                .file_ops()
-                .check_piece(chunk_info.piece_index)
-                .with_context(|| format!("error checking piece={index}"))?
-            {
+            let checked = match state.file_ops().check_piece(chunk_info.piece_index) {
+                Ok(checked) => checked,
+                Err(e) => {
+                    // The piece left the in-flight set above: unless it goes back in the
+                    // queue, no peer is ever asked for it again and the download stalls.
+                    state
+                        .lock_write("mark_piece_check_failed")
+                        .get_pieces_mut()?
+                        .mark_piece_hash_failed(chunk_info.piece_index);
+                    state.new_pieces_notify.notify_waiters();
+                    return Err(e.context(format!("error checking piece={index}")));
+                }
+            };
+            match checked {
                 true => {
                     {
                         let mut g = state.lock_write("mark_piece_downloaded");
