@@ -1530,6 +1530,22 @@ impl PeerHandler {
             );
         }
 
+        // With no upload limit, the upload scheduler would only pass the request on:
+        // hand it to this peer's writer directly, saving two task hops per block.
+        let unlimited = self.state.ratelimits.get_upload_bps().is_none()
+            && self
+                .state
+                .shared
+                .session
+                .upgrade()
+                .is_some_and(|s| s.ratelimits.get_upload_bps().is_none());
+        if unlimited {
+            self.tx
+                .send(WriterRequest::ReadChunkRequest(chunk_info))
+                .context("peer writer is gone")?;
+            return Ok(());
+        }
+
         self.state
             .ratelimit_upload_tx
             .send((self.tx.clone(), chunk_info))?;
