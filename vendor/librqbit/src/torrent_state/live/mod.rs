@@ -1006,6 +1006,9 @@ impl TorrentStateLive {
 
 const DEFAULT_PEER_REQUEST_WINDOW: usize = 128;
 
+/// The "reqq" of our extended handshake.
+const ADVERTISED_REQQ: u32 = 500;
+
 struct PeerFlowControl {
     i_am_choked: bool,
     request_window: usize,
@@ -1257,6 +1260,21 @@ impl PeerConnectionHandler for &'_ PeerHandler {
         {
             handshake.metadata_size = Some(len);
         }
+
+        // BEP 10: the port we listen on, so that a peer that we dialed (whose view of
+        // our address has an ephemeral port) can tell others, e.g. through PEX.
+        if let Some(session) = self.state.shared.session.upgrade()
+            && let Some(port) = session
+                .announce_port()
+                .or_else(|| session.listen_addr().map(|a| a.port()))
+        {
+            handshake.p = Some(u32::from(port));
+        }
+
+        // BEP 10: how many requests we take queued. Requests to us are only limited by
+        // the upload rate limit, so this is what libtorrent asks of itself by default,
+        // rather than the small default a peer assumes when it is missing.
+        handshake.reqq = Some(ADVERTISED_REQQ);
 
         Ok(())
     }
