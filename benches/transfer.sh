@@ -14,6 +14,8 @@
 # librqbit and libtorrent are told the seeder's address; aria2 has no such option and finds its seeder
 # through an opentracker on loopback. DHT, LSD and PEX are off everywhere. The source file
 # stays in the page cache. Scratch space: $BENCH_DIR or target/bench-transfer.
+# $RQBIT_PAIR_OPTS goes to both rqbit_pair processes, e.g. "--fast --verify" for the
+# storage hooks of the vendored librqbit (see benches/rqbit_pair.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mib=${1:-2048}
@@ -98,7 +100,7 @@ cas_port=$(sed -n 's/^seeding .* on .*:\([0-9]*\)$/\1/p' "$work/serve.out")
 [[ -n $cas_port ]] || die "cannot read the port from: $(cat "$work/serve.out")"
 
 # librqbit checks the file it is given before it seeds it.
-"$rqbit" seed "$work/file.torrent" "$work/seed-rq" > "$work/rq_seed.out" 2> "$work/rq_seed.err" &
+"$rqbit" ${RQBIT_PAIR_OPTS:-} seed "$work/file.torrent" "$work/seed-rq" > "$work/rq_seed.out" 2> "$work/rq_seed.err" &
 pids+=($!)
 wait_for 300 "'seeding' line from rqbit_pair (see $work/rq_seed.err)" grep -qs '^seeding' "$work/rq_seed.out"
 rq_port=$(sed -n 's/^seeding on \([0-9]*\)$/\1/p' "$work/rq_seed.out")
@@ -196,7 +198,7 @@ print(j["bytes_from_wire"], j["seconds"])' "$work/get.json")
     rm -rf "$work/leech" && mkdir -p "$work/leech"
     warm
     t=$(now)
-    "$rqbit" get "$work/file.torrent" "$work/leech" "127.0.0.1:$rq_port" > "$work/rq.json" \
+    "$rqbit" ${RQBIT_PAIR_OPTS:-} get "$work/file.torrent" "$work/leech" "127.0.0.1:$rq_port" > "$work/rq.json" \
         2> "$work/rq.err" || die "rqbit_pair get failed: $(tail -5 "$work/rq.err")"
     s=$(elapsed "$t")
     [[ $(stat -c %s "$work/leech/$name") == "$size" ]] || die "rqbit_pair wrote a file of the wrong size"

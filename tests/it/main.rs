@@ -19,6 +19,7 @@ mod import;
 mod interop;
 mod layers;
 mod liar;
+mod listener;
 pub mod lsd;
 mod mount;
 mod netns;
