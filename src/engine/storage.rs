@@ -450,6 +450,22 @@ impl TorrentStorage for StoreStorage {
         self.0.write(self.offset(file_id, offset)?, buf)
     }
 
+    /// Calls are memory copies and reads of pack files (mostly from the page cache);
+    /// a received piece is hashed and appended, made durable by the committer.
+    fn is_fast(&self) -> bool {
+        true
+    }
+
+    /// The store is the authority on what it holds: a piece counts only once it was
+    /// hashed and put (`Inner::complete_piece`), so librqbit need not read it back and
+    /// hash it again.
+    fn verify_piece(
+        &self,
+        piece: librqbit_core::lengths::ValidPieceIndex,
+    ) -> Option<anyhow::Result<bool>> {
+        Some(Ok(self.0.held(piece.get() as usize).is_some()))
+    }
+
     fn on_piece_completed(&self, _: librqbit_core::lengths::ValidPieceIndex) -> anyhow::Result<()> {
         self.0.finish_if_complete()
     }
