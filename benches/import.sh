@@ -10,7 +10,7 @@ size_mib=${1:-2048}
 rounds=${2:-3}
 work=${BENCH_DIR:-$PWD/target/bench}
 cargo build --release --quiet
-cas=$PWD/target/release/cas
+cas=${CARGO_TARGET_DIR:-$PWD/target}/release/cas
 rm -rf "$work" && mkdir -p "$work/src"
 trap 'rm -rf "$work"' EXIT
 echo "making $size_mib MiB of random data in $work" >&2

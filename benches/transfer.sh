@@ -7,6 +7,11 @@
 #   librqbit -> librqbit       benches/rqbit_pair.rs: the engine cas is built on, with its
 #                              own file storage and no store (how much of cas's time is
 #                              the engine's)
+#   cas -> libtorrent          `cas serve` seeding a stock libtorrent client
+#   libtorrent -> cas          `cas get --peer` from the libtorrent seeder
+# Besides seconds, each pair's CPU seconds per GiB, seeder plus leecher (user + system:
+# the leecher's from the shell's `times`, the seeder's from /proc/PID/stat before and
+# after the transfer).
 # Goal: cas -> cas at least 1.5 x as fast as libtorrent -> libtorrent.
 # Usage: benches/transfer.sh [SIZE_MIB] [ROUNDS]   (default 2048 MiB, 3 rounds; medians)
 # Every pair moves the same torrent (the file's own, written by `cas torrent`), with
@@ -41,7 +46,7 @@ if ((${#missing[@]})); then
 fi
 
 cargo build --release --quiet
-cas=$PWD/target/release/cas
+cas=${CARGO_TARGET_DIR:-$PWD/target}/release/cas
 rqbit=$(cargo build --release --bench rqbit_pair --message-format=json-render-diagnostics |
     grep '"reason":"compiler-artifact"' | grep '"name":"rqbit_pair"' |
     sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
@@ -65,6 +70,22 @@ elapsed() { echo "$(now) - $1" | bc -l; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 free_port() { "$py" -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 die() { echo "transfer.sh: $*" >&2; exit 1; }
+# cpu_of PID: user + system CPU seconds a process has used so far.
+cpu_of() { awk -v t="$(getconf CLK_TCK)" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
+# timed NAME SEEDER_PID CMD...: runs CMD (the leecher); appends its wall seconds to
+# t.NAME and the CPU seconds per GiB of leecher plus seeder to c.NAME.
+timed() {
+    local name=$1 seeder=$2; shift 2
+    local s0 t rc
+    s0=$(cpu_of "$seeder")
+    t=$(now)
+    ( "$@"; rc=$?; times > "$work/times"; exit $rc ) || return 1
+    echo "$(elapsed "$t")" >> "$work/t.$name"
+    local leech seed
+    leech=$(sed -n 2p "$work/times" | awk '{gsub(/s/,""); split($1,a,"m"); split($2,b,"m"); print a[1]*60+a[2]+b[1]*60+b[2]}')
+    seed=$(echo "$(cpu_of "$seeder") - $s0" | bc -l)
+    echo "($leech + $seed) * 1024 / $size_mib" | bc -l >> "$work/c.$name"
+}
 # wait_for SECONDS WHAT COMMAND...: polls COMMAND until it succeeds.
 wait_for() {
     local limit=$1 what=$2; shift 2
@@ -94,21 +115,21 @@ cat "$work/src/disk.img" > /dev/null   # warm the page cache for every contender
 
 # --- seeders, started once --------------------------------------------------------------
 "$cas" --store "$work/seeder" serve --listen 127.0.0.1:0 > "$work/serve.out" 2> "$work/serve.err" &
-pids+=($!)
+cas_pid=$!; pids+=($!)
 wait_for 300 "'seeding' line from cas serve (see $work/serve.err)" grep -qs '^seeding' "$work/serve.out"
 cas_port=$(sed -n 's/^seeding .* on .*:\([0-9]*\)$/\1/p' "$work/serve.out")
 [[ -n $cas_port ]] || die "cannot read the port from: $(cat "$work/serve.out")"
 
 # librqbit checks the file it is given before it seeds it.
 "$rqbit" ${RQBIT_PAIR_OPTS:-} seed "$work/file.torrent" "$work/seed-rq" > "$work/rq_seed.out" 2> "$work/rq_seed.err" &
-pids+=($!)
+rq_pid=$!; pids+=($!)
 wait_for 300 "'seeding' line from rqbit_pair (see $work/rq_seed.err)" grep -qs '^seeding' "$work/rq_seed.out"
 rq_port=$(sed -n 's/^seeding on \([0-9]*\)$/\1/p' "$work/rq_seed.out")
 
 lt_port=$(free_port)
 "$py" "$peers/lt_seed.py" "$work/file.torrent" "$work/seed-lt" "$lt_port" "$work/lt_seed.json" \
     > "$work/lt_seed.log" 2>&1 &
-pids+=($!)
+lt_pid=$!; pids+=($!)
 lt_seeding() { [[ -f $work/lt_seed.json ]] && grep -q '"seeding": true' "$work/lt_seed.json"; }
 wait_for 300 "libtorrent seeder (see $work/lt_seed.json)" lt_seeding
 
@@ -125,7 +146,7 @@ aria2_common=(--enable-dht=false --enable-dht6=false --bt-enable-lpd=false
 aria2_port=$(free_port)
 aria2c "${aria2_common[@]}" --listen-port="$aria2_port" -d "$work/seed-aria2" \
     --seed-ratio=0.0 --bt-seed-unverified=true "$work/file.torrent" > "$work/aria2_seed.log" 2>&1 &
-pids+=($!)
+aria2_pid=$!; pids+=($!)
 # Seeding once the tracker counts one complete peer (a scrape).
 seeders() {
     "$py" - "$tracker_port" "$info_hash" <<'EOF'
@@ -158,65 +179,81 @@ for r in $(seq "$rounds"); do
     rm -rf "$work/leech"
     "$cas" --store "$work/leech" init --piece-length 1M >/dev/null
     warm
-    t=$(now)
-    "$cas" --store "$work/leech" get "$work/file.torrent" --peer "127.0.0.1:$cas_port" \
-        --listen 127.0.0.1:0 --json --timeout 600 > "$work/get.json" \
+    timed cas "$cas_pid" sh -c "exec \"$cas\" --store \"$work/leech\" get \"$work/file.torrent\" \
+        --peer 127.0.0.1:$cas_port --listen 127.0.0.1:0 --json --timeout 600 > \"$work/get.json\"" \
         || die "cas get failed (round $r)"
-    s=$(elapsed "$t")
+    s=$(tail -1 "$work/t.cas")
     read -r wire own < <("$py" -c 'import json,sys; j=json.load(open(sys.argv[1]))
 print(j["bytes_from_wire"], j["seconds"])' "$work/get.json")
     ((wire == size)) || die "cas get fetched $wire bytes, not $size: $(cat "$work/get.json")"
-    echo "$s" >> "$work/t.cas"; echo "$own" >> "$work/t.cas_own"
+    echo "$own" >> "$work/t.cas_own"
+    "$cas" --store "$work/leech" fsck > "$work/fsck.out" || die "fsck after cas -> cas: $(cat "$work/fsck.out")"
     echo "round $r: cas -> cas $s s (cas get's own seconds: $own)" >&2
 
     # libtorrent -> libtorrent
     rm -rf "$work/leech" && mkdir -p "$work/leech"
     port=$(free_port)
     warm
-    t=$(now)
-    "$py" "$peers/lt_download.py" "$work/file.torrent" "$work/leech" "$port" 127.0.0.1 "$lt_port" 600 \
-        > "$work/lt.json"
-    s=$(elapsed "$t")
+    timed lt "$lt_pid" sh -c "exec \"$py\" \"$peers/lt_download.py\" \"$work/file.torrent\" \"$work/leech\" \
+        $port 127.0.0.1 $lt_port 600 > \"$work/lt.json\""
     grep -q '"seeding": true' "$work/lt.json" || die "libtorrent download failed: $(cat "$work/lt.json")"
-    echo "$s" >> "$work/t.lt"
-    echo "round $r: libtorrent -> libtorrent $s s" >&2
+    echo "round $r: libtorrent -> libtorrent $(tail -1 "$work/t.lt") s" >&2
+
+    # cas -> libtorrent
+    rm -rf "$work/leech" && mkdir -p "$work/leech"
+    port=$(free_port)
+    warm
+    timed cas_lt "$cas_pid" sh -c "exec \"$py\" \"$peers/lt_download.py\" \"$work/file.torrent\" \"$work/leech\" \
+        $port 127.0.0.1 $cas_port 600 > \"$work/lt.json\""
+    grep -q '"seeding": true' "$work/lt.json" || die "libtorrent download from cas failed: $(cat "$work/lt.json")"
+    echo "round $r: cas -> libtorrent $(tail -1 "$work/t.cas_lt") s" >&2
+
+    # libtorrent -> cas
+    rm -rf "$work/leech"
+    "$cas" --store "$work/leech" init --piece-length 1M >/dev/null
+    warm
+    timed lt_cas "$lt_pid" sh -c "exec \"$cas\" --store \"$work/leech\" get \"$work/file.torrent\" \
+        --peer 127.0.0.1:$lt_port --listen 127.0.0.1:0 --json --timeout 600 > \"$work/get.json\"" \
+        || die "cas get from libtorrent failed (round $r)"
+    "$cas" --store "$work/leech" fsck > "$work/fsck.out" || die "fsck after libtorrent -> cas: $(cat "$work/fsck.out")"
+    echo "round $r: libtorrent -> cas $(tail -1 "$work/t.lt_cas") s" >&2
 
     # aria2 -> aria2
     rm -rf "$work/leech" && mkdir -p "$work/leech"
     port=$(free_port)
     warm
-    t=$(now)
-    aria2c "${aria2_common[@]}" --listen-port="$port" -d "$work/leech" --seed-time=0 \
+    timed aria2 "$aria2_pid" aria2c "${aria2_common[@]}" --listen-port="$port" -d "$work/leech" --seed-time=0 \
         --file-allocation=none --bt-stop-timeout=600 "$work/file.torrent" > "$work/aria2.log" 2>&1 \
         || die "aria2c download failed: $(tail -5 "$work/aria2.log")"
-    s=$(elapsed "$t")
     [[ $(stat -c %s "$work/leech/$name") == "$size" ]] || die "aria2c wrote a file of the wrong size"
-    echo "$s" >> "$work/t.aria2"
-    echo "round $r: aria2 -> aria2 $s s" >&2
+    echo "round $r: aria2 -> aria2 $(tail -1 "$work/t.aria2") s" >&2
 
     # librqbit -> librqbit
     rm -rf "$work/leech" && mkdir -p "$work/leech"
     warm
-    t=$(now)
-    "$rqbit" ${RQBIT_PAIR_OPTS:-} get "$work/file.torrent" "$work/leech" "127.0.0.1:$rq_port" > "$work/rq.json" \
+    timed rq "$rq_pid" "$rqbit" ${RQBIT_PAIR_OPTS:-} get "$work/file.torrent" "$work/leech" "127.0.0.1:$rq_port" > "$work/rq.json" \
         2> "$work/rq.err" || die "rqbit_pair get failed: $(tail -5 "$work/rq.err")"
-    s=$(elapsed "$t")
     [[ $(stat -c %s "$work/leech/$name") == "$size" ]] || die "rqbit_pair wrote a file of the wrong size"
-    echo "$s" >> "$work/t.rq"
-    echo "round $r: librqbit -> librqbit $s s" >&2
+    echo "round $r: librqbit -> librqbit $(tail -1 "$work/t.rq") s" >&2
 done
 rm -rf "$work/leech"
 
 cas_s=$(median < "$work/t.cas"); own_s=$(median < "$work/t.cas_own")
 lt_s=$(median < "$work/t.lt"); aria2_s=$(median < "$work/t.aria2"); rq_s=$(median < "$work/t.rq")
+caslt_s=$(median < "$work/t.cas_lt"); ltcas_s=$(median < "$work/t.lt_cas")
+cpu() { median < "$work/c.$1"; }
 mibs() { echo "scale=0; $size_mib / $1" | bc -l; }
-printf '%-40s %8s %9s\n' "pair ($size_mib MiB, median of $rounds)" seconds MiB/s
-printf '%-40s %8.2f %9s\n' "cas -> cas" "$cas_s" "$(mibs "$cas_s")"
-printf '%-40s %8.2f %9s\n' "libtorrent -> libtorrent" "$lt_s" "$(mibs "$lt_s")"
-printf '%-40s %8.2f %9s\n' "aria2 -> aria2 (via opentracker)" "$aria2_s" "$(mibs "$aria2_s")"
-printf '%-40s %8.2f %9s\n' "librqbit -> librqbit (own file storage)" "$rq_s" "$(mibs "$rq_s")"
+printf '%-40s %8s %9s %12s\n' "pair ($size_mib MiB, median of $rounds)" seconds MiB/s "CPU-s/GiB"
+row() { printf '%-40s %8.2f %9s %12.2f\n' "$1" "$2" "$(mibs "$2")" "$3"; }
+row "cas -> cas" "$cas_s" "$(cpu cas)"
+row "libtorrent -> libtorrent" "$lt_s" "$(cpu lt)"
+row "cas -> libtorrent" "$caslt_s" "$(cpu cas_lt)"
+row "libtorrent -> cas" "$ltcas_s" "$(cpu lt_cas)"
+row "aria2 -> aria2 (via opentracker)" "$aria2_s" "$(cpu aria2)"
+row "librqbit -> librqbit (own file storage)" "$rq_s" "$(cpu rq)"
 printf '%-40s %8.2f %9s\n' "(cas get's own \"seconds\", in-process)" "$own_s" "$(mibs "$own_s")"
-printf 'speed cas->cas / libtorrent->libtorrent: %.2f (goal >= 1.5)\n' "$(echo "$lt_s / $cas_s" | bc -l)"
-printf 'speed cas->cas / aria2->aria2:           %.2f\n' "$(echo "$aria2_s / $cas_s" | bc -l)"
-printf 'speed librqbit->librqbit / libtorrent:    %.2f\n' "$(echo "$lt_s / $rq_s" | bc -l)"
-printf 'speed cas->cas / librqbit->librqbit:      %.2f\n' "$(echo "$rq_s / $cas_s" | bc -l)"
+printf 'speed cas->cas / libtorrent->libtorrent:        %.2f (goal >= 1.5)\n' "$(echo "$lt_s / $cas_s" | bc -l)"
+printf 'speed cas->libtorrent / libtorrent->libtorrent: %.2f (goal >= 1.0)\n' "$(echo "$lt_s / $caslt_s" | bc -l)"
+printf 'speed librqbit->librqbit / libtorrent:          %.2f\n' "$(echo "$lt_s / $rq_s" | bc -l)"
+printf 'speed cas->cas / librqbit->librqbit:            %.2f\n' "$(echo "$rq_s / $cas_s" | bc -l)"
+printf 'speed cas->cas / aria2->aria2:                  %.2f\n' "$(echo "$aria2_s / $cas_s" | bc -l)"
