@@ -113,6 +113,8 @@ pub fn fsck(cli: &Cli, repair: bool, json: bool) -> Result<i32> {
 pub fn rebuild(cli: &Cli, json: bool) -> Result<i32> {
     let mut store = cli.open_exclusive()?;
     let r = cas::chunks::rebuild::rebuild(store.chunks_mut())?;
+    // The packs alone do not say which pieces are padded: the directory torrents do.
+    cas::store::migrate::padded_pieces(&store)?;
     if json {
         print_json(&r)?;
     } else {

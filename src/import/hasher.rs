@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Mutex};
 
-use crate::chunks::chunk::{Hashed, VerifiedChunk};
+use crate::chunks::chunk::{Hashed, Padded, VerifiedChunk};
 use crate::chunks::index::Index;
 use crate::store::Store;
 use crate::{ChunkId, ContentId, Error, PieceHash, Result};
@@ -33,7 +33,9 @@ pub struct StoredFile {
     pub size: u64,
     pub pieces: Vec<Piece>,
     /// The last piece padded with zeros to the piece length (for a BEP 47 directory
-    /// torrent), when asked for and the file does not end on a piece boundary.
+    /// torrent), when asked for and the file does not end on a piece boundary: the
+    /// file's last chunk (`id`, the same as the last of `pieces`) and the padded
+    /// piece's SHA-1. No chunk is stored for it: a padded lookup finds the short one.
     pub padded_tail: Option<Piece>,
     /// Pack bytes written for this file.
     pub new_bytes: u64,
@@ -72,14 +74,13 @@ pub fn store_file(
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let index = store.chunks().index().clone();
 
-    let (work_tx, work_rx) = sync_channel::<(usize, Vec<u8>)>(threads * 8);
+    let (work_tx, work_rx) = sync_channel::<Job>(threads * 8);
     let work_rx = Arc::new(Mutex::new(work_rx));
-    let (done_tx, done_rx) = sync_channel::<Result<(usize, Hashed)>>(threads * 8);
+    let (done_tx, done_rx) = sync_channel::<Result<Done>>(threads * 8);
 
     std::thread::scope(|s| {
-        let reader = s.spawn(move || -> Result<(ContentId, Option<usize>)> {
+        let reader = s.spawn(move || -> Result<ContentId> {
             let mut hasher = blake3::Hasher::new();
-            let mut tail_job = None;
             for i in 0..count {
                 let len = (size - i as u64 * pl).min(pl) as usize;
                 let mut buf = vec![0u8; len];
@@ -88,26 +89,16 @@ pub fn store_file(
                     _ => Error::io(path, "read")(e),
                 })?;
                 hasher.update(&buf);
-                let padded = (pad_tail && i + 1 == count && len < pl as usize).then(|| {
-                    let mut p = buf.clone();
-                    p.resize(pl as usize, 0);
-                    p
-                });
-                if work_tx.send((i, buf)).is_err() {
-                    return Ok((ContentId([0; 32]), None));
-                }
-                if let Some(p) = padded {
-                    tail_job = Some(count);
-                    if work_tx.send((count, p)).is_err() {
-                        return Ok((ContentId([0; 32]), None));
-                    }
+                let pad = (pad_tail && i + 1 == count && len < pl as usize).then_some(piece_length);
+                if work_tx.send((i, buf, pad)).is_err() {
+                    return Ok(ContentId([0; 32]));
                 }
             }
             let mut probe = [0u8; 1];
             if file.read(&mut probe).map_err(Error::io(path, "read"))? != 0 {
                 return Err(changed());
             }
-            Ok((ContentId(*hasher.finalize().as_bytes()), tail_job))
+            Ok(ContentId(*hasher.finalize().as_bytes()))
         });
         for _ in 0..threads {
             let (rx, tx, index) = (work_rx.clone(), done_tx.clone(), index.clone());
@@ -119,11 +110,10 @@ pub fn store_file(
         drop(work_rx);
 
         let result = collect(store, done_rx, count, progress);
-        let (content, tail) = reader
+        let content = reader
             .join()
             .map_err(|_| Error::Invalid(format!("reader of {} panicked", path.display())))??;
-        let (mut pieces, new_bytes) = result?;
-        let padded_tail = tail.map(|_| pieces.pop().expect("tail piece collected"));
+        let (pieces, padded_tail, new_bytes) = result?;
         if pieces.len() != count {
             return Err(changed());
         }
@@ -144,41 +134,51 @@ pub fn store_file(
     })
 }
 
+/// A piece to hash: its index, its bytes, and the length to pad it to for the
+/// directory torrent (the file's last piece, when it is short).
+type Job = (usize, Vec<u8>, Option<u32>);
+/// A hashed piece, and its padded form.
+type Done = (usize, Hashed, Option<Padded>);
+
 fn worker(
-    rx: &Mutex<Receiver<(usize, Vec<u8>)>>,
-    tx: &std::sync::mpsc::SyncSender<Result<(usize, Hashed)>>,
+    rx: &Mutex<Receiver<Job>>,
+    tx: &std::sync::mpsc::SyncSender<Result<Done>>,
     index: &Index,
 ) {
     loop {
         let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-        let Ok((i, bytes)) = job else { return };
-        if tx.send(hash_piece(index, bytes).map(|h| (i, h))).is_err() {
+        let Ok((i, bytes, pad)) = job else { return };
+        let padded = pad.and_then(|len| Padded::hash(&bytes, len));
+        if tx
+            .send(hash_piece(index, bytes).map(|h| (i, h, padded)))
+            .is_err()
+        {
             return;
         }
     }
 }
 
-/// Receives hashed pieces, stores new ones in piece order, and returns the pieces
-/// (with the padded tail last, if any) and the pack bytes written.
+/// Receives hashed pieces, stores new ones in piece order, and returns the pieces,
+/// the padded tail (its padded lookup to be indexed at the next commit) and the pack
+/// bytes written.
 fn collect(
     store: &Store,
-    done: Receiver<Result<(usize, Hashed)>>,
+    done: Receiver<Result<Done>>,
     count: usize,
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<(Vec<Piece>, u64)> {
+) -> Result<(Vec<Piece>, Option<Piece>, u64)> {
     let mut waiting = std::collections::BTreeMap::new();
-    let mut pieces = Vec::with_capacity(count + 1);
+    let mut pieces = Vec::with_capacity(count);
+    let mut tail = None;
     let mut new_bytes = 0;
     for msg in done {
-        let (i, hashed) = msg?;
-        waiting.insert(i, hashed);
-        while let Some(h) = waiting.remove(&pieces.len()) {
+        let (i, hashed, padded) = msg?;
+        waiting.insert(i, (hashed, padded));
+        while let Some((h, padded)) = waiting.remove(&pieces.len()) {
             let piece = match h {
                 Hashed::New(chunk) => {
                     new_bytes += store.put(&chunk)?;
-                    if pieces.len() < count {
-                        progress(chunk.len() as u64);
-                    }
+                    progress(chunk.len() as u64);
                     Piece {
                         id: chunk.id(),
                         sha1: chunk.sha1(),
@@ -186,14 +186,19 @@ fn collect(
                 }
                 Hashed::Known { id, sha1 } => {
                     let entry = store.entry(&id)?.ok_or(Error::MissingChunk(id))?;
-                    if pieces.len() < count {
-                        progress(u64::from(entry.len));
-                    }
+                    progress(u64::from(entry.len));
                     Piece { id, sha1 }
                 }
             };
+            if let Some(p) = padded {
+                store.chunks().put_padded(p)?;
+                tail = Some(Piece {
+                    id: p.id(),
+                    sha1: p.sha1(),
+                });
+            }
             pieces.push(piece);
         }
     }
-    Ok((pieces, new_bytes))
+    Ok((pieces, tail, new_bytes))
 }
