@@ -33,26 +33,6 @@ pub struct PaddedReport {
     pub lookups_added: usize,
 }
 
-/// Where a piece of a multi-file torrent ends in pad files: the length of its data
-/// before them, when it has some and everything after is padding.
-fn data_before_pad(meta: &Metainfo, i: usize) -> Option<u64> {
-    let start = i as u64 * u64::from(meta.piece_length);
-    let end = start + meta.piece_len(i);
-    let mut data_end = None;
-    for f in &meta.files {
-        let (fs, fe) = (f.offset, f.offset + f.length);
-        if f.length == 0 || fe <= start || fs >= end {
-            continue;
-        }
-        if f.pad {
-            data_end.get_or_insert(fs.max(start));
-        } else {
-            data_end = None; // data after a pad: not a padded tail
-        }
-    }
-    data_end.filter(|&e| e > start).map(|e| e - start)
-}
-
 /// Makes every directory torrent of the store use its files' short chunks for its
 /// padded pieces, and indexes a padded lookup for each (see the module doc).
 pub fn padded_pieces(store: &Store) -> Result<PaddedReport> {
@@ -74,7 +54,7 @@ pub fn padded_pieces(store: &Store) -> Result<PaddedReport> {
         }
         let mut changed = false;
         for i in 0..meta.pieces.len() {
-            let Some(data) = data_before_pad(&meta, i) else {
+            let Some(data) = meta.data_before_pad(i) else {
                 continue;
             };
             let id = record.pieces[i];
