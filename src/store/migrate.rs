@@ -321,4 +321,33 @@ mod tests {
             .unwrap();
         assert_eq!(entry.collision, crate::chunks::chunk::Collision::Detected);
     }
+
+    #[test]
+    fn a_download_held_through_a_padded_lookup_reads_and_records_as_its_bytes() {
+        use crate::meta::torrent::{metainfo, single_file_info, Publish};
+        let tmp = tempfile::tempdir().unwrap();
+        let (root, src) = (tmp.path().join("store"), tmp.path().join("src"));
+        tree(&src);
+        let store = Store::open(&root, Some(PIECE)).unwrap();
+        import_tree(&store, &src);
+        // Another file's one piece is a.txt then zeros: the store holds it already.
+        let mut content = bytes(1, 5000);
+        content.resize(PIECE as usize, 0);
+        let sha1s = [Digests::of(&content).sha1];
+        let name = blake3::hash(&content).to_hex().to_string();
+        let info = single_file_info(&name, PIECE.into(), PIECE, &sha1s, &Publish::default());
+        let meta = Metainfo::parse(&metainfo(info, &Publish::default())).unwrap();
+        let held = crate::store::content::held_pieces(&store, &meta).unwrap();
+        let short = crate::ChunkId::of(&bytes(1, 5000));
+        assert_eq!(held, vec![Some(short)]);
+        let kind = crate::store::finish::record(&store, &meta, vec![short], None).unwrap();
+        assert_eq!(
+            kind,
+            TorrentKind::File {
+                content: crate::ContentId(*blake3::hash(&content).as_bytes())
+            }
+        );
+        let record = torrent(&store, &meta.info_hash).unwrap();
+        assert_eq!(content_bytes(&store, &record).unwrap(), content);
+    }
 }
