@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::chunks::chunk::{Hashed, VerifiedChunk};
+use crate::chunks::chunk::{Hashed, Padded, VerifiedChunk};
 use crate::export::{check_regular, Dir};
 use crate::meta::parse::Metainfo;
 use crate::{ChunkId, Error, InfoHash, Result, Store};
@@ -189,20 +189,39 @@ impl PieceReader<'_> {
     }
 }
 
+/// A piece that matched: the chunk that holds it and, for a piece that ends in pad
+/// files, the padded lookup that finds that (shorter) chunk by the piece's SHA-1.
+type Matched = (Hashed, Option<Padded>);
+
 /// Piece `i` read from the data, hashed: `None` if it is missing or does not match
 /// the torrent. A chunk stored already carries its SHA-1: it is not computed again.
+/// A piece that ends in pad files (BEP 47) and is not stored as it is becomes its data
+/// without the zeros: the chunk a file torrent of the same file has for its last
+/// piece, so the padding is stored once for both.
 fn hash(
     store: &Store,
     meta: &Metainfo,
     i: usize,
     bytes: Option<Vec<u8>>,
-) -> Result<Option<Hashed>> {
+) -> Result<Option<Matched>> {
     let Some(bytes) = bytes else {
         return Ok(None);
     };
-    let hashed =
-        VerifiedChunk::hash_unless_known(bytes, |id| Ok(store.entry(id)?.map(|e| e.sha1)))?;
-    Ok((hashed.sha1() == meta.pieces[i]).then_some(hashed))
+    let known = |id: &ChunkId| Ok(store.entry(id)?.map(|e| e.sha1));
+    let hashed = VerifiedChunk::hash_unless_known(bytes, known)?;
+    if hashed.sha1() != meta.pieces[i] {
+        return Ok(None);
+    }
+    if let (Hashed::New(chunk), Some(data)) = (&hashed, meta.data_before_pad(i)) {
+        let (data, zeros) = chunk.bytes().split_at((data as usize).min(chunk.len()));
+        if zeros.iter().all(|&b| b == 0) {
+            if let Some(padded) = Padded::hash(data, chunk.len() as u32) {
+                let short = VerifiedChunk::hash_unless_known(data.to_vec(), known)?;
+                return Ok(Some((short, Some(padded))));
+            }
+        }
+    }
+    Ok(Some((hashed, None)))
 }
 
 /// Verifies `data` against the torrent and stores every piece that matches.
@@ -290,7 +309,7 @@ pub fn adopt(
     let result: Result<()> = std::thread::scope(|s| {
         // Workers take the next piece index, read it and hash it; results come back
         // tagged with their index and are stored in order.
-        let (tx, rx) = sync_channel::<(usize, Result<Option<Hashed>>)>(workers * 2);
+        let (tx, rx) = sync_channel::<(usize, Result<Option<Matched>>)>(workers * 2);
         for _ in 0..workers {
             let tx = tx.clone();
             let (reader, next) = (&reader, &next);
@@ -324,7 +343,7 @@ pub fn adopt(
 fn collect(
     store: &Store,
     meta: &Metainfo,
-    rx: Receiver<(usize, Result<Option<Hashed>>)>,
+    rx: Receiver<(usize, Result<Option<Matched>>)>,
     held: &mut [Option<ChunkId>],
     report: &mut AdoptReport,
     progress: &(dyn Fn(u64) + Sync),
@@ -335,14 +354,21 @@ fn collect(
         early.insert(i, r);
         while let Some(r) = early.remove(&want) {
             match r? {
-                Some(Hashed::Known { id, .. }) => {
-                    held[want] = Some(id);
-                    report.pieces_known += 1;
-                }
-                Some(Hashed::New(chunk)) => {
-                    report.new_bytes += store.put(&chunk)?;
-                    held[want] = Some(chunk.id());
-                    report.pieces_new += 1;
+                Some((hashed, padded)) => {
+                    match hashed {
+                        Hashed::Known { id, .. } => {
+                            held[want] = Some(id);
+                            report.pieces_known += 1;
+                        }
+                        Hashed::New(chunk) => {
+                            report.new_bytes += store.put(&chunk)?;
+                            held[want] = Some(chunk.id());
+                            report.pieces_new += 1;
+                        }
+                    }
+                    if let Some(p) = padded {
+                        store.chunks().put_padded(p)?;
+                    }
                 }
                 None => report.bad_pieces.push(want),
             }

@@ -35,6 +35,41 @@ impl Collision {
             _ => Collision::Detected,
         }
     }
+
+    /// Runs SHA-1 collision detection over `bytes` followed by zeros up to `len`
+    /// bytes (a padded piece), and returns the SHA-1 of those padded bytes too.
+    pub fn check_padded(bytes: &[u8], len: usize) -> (Self, PieceHash) {
+        let mut hasher = sha1_checked::Sha1::builder().safe_hash(false).build();
+        sha1_checked::Digest::update(&mut hasher, bytes);
+        feed_zeros(len.saturating_sub(bytes.len()), |z| {
+            sha1_checked::Digest::update(&mut hasher, z)
+        });
+        let result = hasher.try_finalize();
+        let sha1 = PieceHash((*result.hash()).into());
+        match result {
+            CollisionResult::Ok(_) => (Collision::Clean, sha1),
+            _ => (Collision::Detected, sha1),
+        }
+    }
+}
+
+/// Calls `f` with slices of zeros adding up to `n` bytes.
+fn feed_zeros(mut n: usize, mut f: impl FnMut(&[u8])) {
+    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+    while n > 0 {
+        let k = n.min(ZEROS.len());
+        f(&ZEROS[..k]);
+        n -= k;
+    }
+}
+
+/// Plain SHA-1 of `bytes` followed by zeros up to `len` bytes: the piece hash of a
+/// padded piece, computed without building it.
+pub fn padded_sha1(bytes: &[u8], len: usize) -> PieceHash {
+    let mut h = sha1::Sha1::new();
+    h.update(bytes);
+    feed_zeros(len.saturating_sub(bytes.len()), |z| h.update(z));
+    PieceHash(h.finalize().into())
 }
 
 /// The digests of a piece: BLAKE3 (its identity) and SHA-1 (what torrents carry).
@@ -58,6 +93,42 @@ impl Digests {
             sha1: PieceHash(sha1::Sha1::digest(bytes).into()),
             collision: Collision::Unchecked,
         }
+    }
+}
+
+/// A chunk followed by zeros up to `len` bytes, hashed as that padded piece: what a
+/// padded lookup (`z` key) records. Made only by hashing the chunk's bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Padded {
+    id: ChunkId,
+    sha1: PieceHash,
+    len: u32,
+}
+
+impl Padded {
+    /// The BLAKE3 of `bytes` and the SHA-1 of `bytes` then zeros up to `len`; `None`
+    /// unless `len` is longer than `bytes` (a piece as long as its chunk needs none).
+    pub fn hash(bytes: &[u8], len: u32) -> Option<Self> {
+        (bytes.len() < len as usize).then(|| Padded {
+            id: ChunkId::of(bytes),
+            sha1: padded_sha1(bytes, len as usize),
+            len,
+        })
+    }
+
+    /// The chunk: the padded piece's first bytes.
+    pub fn id(&self) -> ChunkId {
+        self.id
+    }
+
+    /// The padded piece's SHA-1.
+    pub fn sha1(&self) -> PieceHash {
+        self.sha1
+    }
+
+    /// The padded piece's length.
+    pub fn piece_len(&self) -> u32 {
+        self.len
     }
 }
 
@@ -190,5 +261,18 @@ mod tests {
             "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d"
         );
         assert_eq!(Collision::check(c.bytes()), Collision::Clean);
+    }
+
+    #[test]
+    fn padded_hashes_are_those_of_the_bytes_then_zeros() {
+        let mut padded = b"tail".to_vec();
+        padded.resize(200_000, 0);
+        let whole = Digests::of(&padded).sha1;
+        assert_eq!(padded_sha1(b"tail", 200_000), whole);
+        assert_eq!(
+            Collision::check_padded(b"tail", 200_000),
+            (Collision::Clean, whole)
+        );
+        assert_eq!(padded_sha1(b"tail", 4), Digests::of(b"tail").sha1);
     }
 }

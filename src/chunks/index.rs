@@ -3,6 +3,10 @@
 //! Keys (one sled tree, so that one batch is atomic):
 //! - `c` + BLAKE3 (32) -> postcard [`IndexEntry`]: the chunk's location and digests;
 //! - `s` + SHA-1 (20) + BLAKE3 (32) -> empty: lookup by the piece hash torrents carry;
+//! - `z` + SHA-1 (20) + BLAKE3 (32) -> postcard [`PaddedEntry`]: a piece longer than
+//!   the chunk, the chunk's bytes then zeros up to the entry's length, whose SHA-1 is
+//!   the key's (a BEP 47 directory torrent's last piece of a file, which shares the
+//!   file's short last chunk);
 //! - `p` + pack number (u32 BE) -> u64 LE: the pack's committed length.
 //!
 //! The index is derived data: `cas index rebuild` recreates it from the packs.
@@ -45,6 +49,14 @@ impl IndexEntry {
     }
 }
 
+/// A padded lookup: the chunk, followed by zeros up to `len` bytes, is a piece whose
+/// SHA-1 is the key's. Its collision state is that of the padded bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaddedEntry {
+    pub len: u32,
+    pub collision: Collision,
+}
+
 fn chunk_key(id: &ChunkId) -> [u8; 33] {
     let mut k = [0u8; 33];
     k[0] = b'c';
@@ -58,6 +70,19 @@ fn sha1_key(sha1: &PieceHash, id: &ChunkId) -> [u8; 53] {
     k[1..21].copy_from_slice(&sha1.0);
     k[21..].copy_from_slice(&id.0);
     k
+}
+
+fn padded_key(sha1: &PieceHash, id: &ChunkId) -> [u8; 53] {
+    let mut k = sha1_key(sha1, id);
+    k[0] = b'z';
+    k
+}
+
+fn split_lookup_key(k: &[u8]) -> Option<(PieceHash, ChunkId)> {
+    Some((
+        PieceHash::from_slice(k.get(1..21)?)?,
+        ChunkId::from_slice(k.get(21..)?)?,
+    ))
 }
 
 fn pack_key(pack: u32) -> [u8; 5] {
@@ -148,6 +173,16 @@ impl IndexBatch {
         self.batch.remove(&sha1_key(&entry.sha1, &id)[..]);
     }
 
+    /// A padded lookup of chunk `id` (see [`PaddedEntry`]).
+    pub fn insert_padded(&mut self, sha1: &PieceHash, id: ChunkId, entry: &PaddedEntry) {
+        let value = postcard::to_stdvec(entry).expect("padded entry serialises");
+        self.batch.insert(&padded_key(sha1, &id)[..], value);
+    }
+
+    pub fn remove_padded(&mut self, sha1: &PieceHash, id: ChunkId) {
+        self.batch.remove(&padded_key(sha1, &id)[..]);
+    }
+
     pub fn set_pack_len(&mut self, pack: u32, len: u64) {
         self.batch
             .insert(&pack_key(pack)[..], &len.to_le_bytes()[..]);
@@ -230,6 +265,62 @@ impl Index {
                 Ok(self.sha1_key_parts(&k)?.1)
             })
             .collect()
+    }
+
+    /// Padded lookups under one SHA-1: (chunk, entry).
+    pub fn padded_by_sha1(&self, sha1: &PieceHash) -> Result<Vec<(ChunkId, PaddedEntry)>> {
+        let mut prefix = [0u8; 21];
+        prefix[0] = b'z';
+        prefix[1..].copy_from_slice(&sha1.0);
+        self.tree
+            .scan_prefix(prefix)
+            .map(|kv| {
+                let (k, v) = kv.map_err(self.err())?;
+                let (_, id) = split_lookup_key(&k).ok_or_else(|| self.bad_key())?;
+                Ok((id, self.decode_padded(&v)?))
+            })
+            .collect()
+    }
+
+    /// Every padded lookup, as (SHA-1, chunk id, entry).
+    pub fn padded_keys(
+        &self,
+    ) -> impl Iterator<Item = Result<(PieceHash, ChunkId, PaddedEntry)>> + '_ {
+        self.tree.scan_prefix([b'z']).map(move |kv| {
+            let (k, v) = kv.map_err(self.err())?;
+            let (sha1, id) = split_lookup_key(&k).ok_or_else(|| self.bad_key())?;
+            Ok((sha1, id, self.decode_padded(&v)?))
+        })
+    }
+
+    fn decode_padded(&self, value: &[u8]) -> Result<PaddedEntry> {
+        postcard::from_bytes(value).map_err(|err| Error::Decode {
+            what: format!("padded lookup in {}", self.path.display()),
+            err,
+        })
+    }
+
+    fn bad_key(&self) -> Error {
+        Error::Corrupt {
+            path: self.path.clone(),
+            reason: "index key of wrong length".into(),
+        }
+    }
+
+    /// Records the outcome of a collision check of padded bytes.
+    pub fn set_padded_collision(
+        &self,
+        sha1: &PieceHash,
+        id: &ChunkId,
+        mut entry: PaddedEntry,
+        c: Collision,
+    ) -> Result<()> {
+        entry.collision = c;
+        let value = postcard::to_stdvec(&entry).expect("padded entry serialises");
+        self.tree
+            .insert(padded_key(sha1, id), value)
+            .map_err(self.err())?;
+        Ok(())
     }
 
     /// Every chunk in the index.

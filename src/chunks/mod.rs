@@ -27,10 +27,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, RwLock};
 
 use crate::{ChunkId, Error, PieceHash, Result};
-use chunk::{Collision, VerifiedChunk};
+use chunk::{Collision, Padded, VerifiedChunk};
 pub use durable::{sync_dir, write_atomic};
 pub(crate) use durable::{synced, Synced};
-use index::{Index, IndexBatch, IndexEntry};
+use index::{Index, IndexBatch, IndexEntry, PaddedEntry};
 use lock::StoreLock;
 use pack::{Location, PackWriter};
 
@@ -45,6 +45,8 @@ struct Writer {
     pack: Option<PackWriter>,
     /// Bytes appended since the last commit.
     pending_bytes: u64,
+    /// Padded lookups to index at the next commit.
+    padded: Vec<Padded>,
 }
 
 /// The open chunks of a store. Holds the store lock until dropped.
@@ -146,9 +148,14 @@ impl ChunkStore {
     }
 
     /// Chunks that may stand for a piece known only by its SHA-1 (a piece of a
-    /// torrent cas did not make). A chunk whose SHA-1 shows a collision-attack pattern
-    /// is never returned: it is found only by its BLAKE3. Unchecked candidates are
-    /// checked here, once, and the outcome is kept in the index.
+    /// torrent cas did not make): chunks with that SHA-1, and chunks that, followed by
+    /// zeros up to the piece's length, have it (committed padded lookups, see
+    /// [`index::PaddedEntry`]); a chunk shorter than its piece is read as its bytes,
+    /// then zeros (`store::content::piece_bytes`). A chunk whose SHA-1 (or whose
+    /// padded bytes' SHA-1) shows a collision-attack pattern is never returned: it is
+    /// found only by its BLAKE3. Unchecked candidates are checked here, once, and the
+    /// outcome is kept in the index; a padded lookup whose padded bytes do not hash to
+    /// its key is never returned either (fsck reports it).
     pub fn find_by_sha1(&self, sha1: &PieceHash) -> Result<Vec<ChunkId>> {
         let mut out = Vec::new();
         for id in self.index.by_sha1(sha1)? {
@@ -170,7 +177,47 @@ impl ChunkStore {
                 out.push(id);
             }
         }
+        for (id, padded) in self.index.padded_by_sha1(sha1)? {
+            if out.contains(&id) {
+                continue;
+            }
+            let Some(entry) = self.entry(&id)? else {
+                continue;
+            };
+            if entry.len >= padded.len {
+                continue;
+            }
+            let status = match padded.collision {
+                Collision::Unchecked => {
+                    let chunk = self.read_at(id, &entry)?;
+                    let (status, got) = Collision::check_padded(chunk.bytes(), padded.len as usize);
+                    if got != *sha1 {
+                        tracing::warn!(
+                            "padded lookup {sha1} -> chunk {id} does not hash to its key; run `cas fsck --repair`"
+                        );
+                        continue;
+                    }
+                    self.index.set_padded_collision(sha1, &id, padded, status)?;
+                    status
+                }
+                known => known,
+            };
+            if status == Collision::Clean {
+                out.push(id);
+            }
+        }
         Ok(out)
+    }
+
+    /// Indexes, at the next commit, a padded lookup: `padded.sha1()` finds the chunk
+    /// `padded.id()`, which must be stored (put, or committed) by then.
+    pub fn put_padded(&self, padded: Padded) -> Result<()> {
+        let mut w = self.lock_writer();
+        if !self.contains(&padded.id())? {
+            return Err(Error::MissingChunk(padded.id()));
+        }
+        w.padded.push(padded);
+        Ok(())
     }
 
     fn lock_writer(&self) -> MutexGuard<'_, Writer> {
@@ -271,6 +318,7 @@ impl ChunkStore {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .is_empty()
+            || !self.lock_writer().padded.is_empty()
     }
 
     /// Makes every chunk put so far durable, then indexes it. See the module doc.
@@ -280,24 +328,34 @@ impl ChunkStore {
     }
 
     fn commit_locked(&self, w: &mut Writer) -> Result<()> {
-        let Some(pack) = &w.pack else {
-            return Ok(());
-        };
         // Only a holder of the writer lock changes `pending`, so this snapshot stays
         // complete; entries stay visible there until the index has them.
         let entries: Vec<(ChunkId, IndexEntry)> = {
             let pending = self.pending.read().unwrap_or_else(|e| e.into_inner());
-            if pending.is_empty() {
-                return Ok(());
-            }
             pending.iter().map(|(id, e)| (*id, *e)).collect()
         };
-        pack.sync()?;
-        let mut batch = IndexBatch::default();
-        for (id, entry) in &entries {
-            batch.insert(*id, entry);
+        if entries.is_empty() && w.padded.is_empty() {
+            return Ok(());
         }
-        batch.set_pack_len(pack.number, pack.len());
+        let mut batch = IndexBatch::default();
+        if !entries.is_empty() {
+            let Some(pack) = &w.pack else {
+                return Err(Error::Invalid("chunks pending without a pack".into()));
+            };
+            pack.sync()?;
+            for (id, entry) in &entries {
+                batch.insert(*id, entry);
+            }
+            batch.set_pack_len(pack.number, pack.len());
+        }
+        // A padded lookup goes in the batch that indexes its chunk, or a later one.
+        for p in &w.padded {
+            let entry = PaddedEntry {
+                len: p.piece_len(),
+                collision: Collision::Unchecked,
+            };
+            batch.insert_padded(&p.sha1(), p.id(), &entry);
+        }
         self.index.apply(batch)?;
         self.index.flush()?;
         let mut pending = self.pending.write().unwrap_or_else(|e| e.into_inner());
@@ -305,6 +363,7 @@ impl ChunkStore {
             pending.remove(id);
         }
         w.pending_bytes = 0;
+        w.padded.clear();
         Ok(())
     }
 

@@ -65,6 +65,13 @@ impl ChunkStore {
                 report.chunks_removed += 1;
             }
         }
+        // A padded lookup goes with its chunk.
+        for item in self.index().padded_keys() {
+            let (sha1, id, _) = item?;
+            if !live.contains(&id) {
+                batch.remove_padded(&sha1, id);
+            }
+        }
         self.index().apply(batch)?;
         self.index().flush()?;
 

@@ -1,9 +1,11 @@
 //! The chunk half of `cas fsck`: every record of every pack re-hashed, every index
-//! entry checked against the records, stale SHA-1 lookup keys found; and the repair,
+//! entry checked against the records, stale SHA-1 lookup keys found, every padded
+//! lookup's chunk re-hashed with its zeros against its key; and the repair,
 //! which drops what is bad from the index (the bytes stay for gc).
 
 use std::collections::{HashMap, HashSet};
 
+use super::chunk::padded_sha1;
 use super::index::{IndexBatch, IndexEntry};
 use super::pack::{self, ScanItem};
 use super::ChunkStore;
@@ -24,6 +26,13 @@ pub struct ChunkCheck {
     pub intact: HashSet<ChunkId>,
     /// SHA-1 lookup keys naming a chunk the index lacks.
     pub stale: Vec<(PieceHash, ChunkId)>,
+    /// Padded lookups naming a chunk the index lacks (stale, harmless) or whose chunk
+    /// then zeros does not hash to the key (listed in `damaged` too).
+    pub bad_padded: Vec<(PieceHash, ChunkId)>,
+    /// Of those, the stale ones.
+    pub stale_padded: usize,
+    /// Padded lookups checked.
+    pub padded: usize,
     /// Records that nothing indexes, and unreadable byte ranges at pack ends.
     pub orphaned_records: usize,
     pub orphaned_bytes: u64,
@@ -98,7 +107,41 @@ impl ChunkStore {
                 report.stale.push((sha1, id));
             }
         }
+        self.verify_padded(&mut report)?;
         Ok(report)
+    }
+
+    /// Every padded lookup: its chunk indexed and sound, shorter than the padded
+    /// length, and its bytes then zeros hashing to the key.
+    fn verify_padded(&self, report: &mut ChunkCheck) -> Result<()> {
+        for item in self.index().padded_keys() {
+            let (sha1, id, padded) = item?;
+            report.padded += 1;
+            let Some(entry) = self.index().get(&id)? else {
+                report.bad_padded.push((sha1, id));
+                report.stale_padded += 1;
+                continue;
+            };
+            if report.is_bad(&id) {
+                continue; // reported with its chunk; dropped with it on repair
+            }
+            let problem = if entry.len >= padded.len {
+                Some(format!("its length {} is not past the chunk's", padded.len))
+            } else {
+                match self.read_at(id, &entry) {
+                    Ok(chunk) if padded_sha1(chunk.bytes(), padded.len as usize) == sha1 => None,
+                    Ok(_) => Some("the chunk then zeros does not hash to it".to_string()),
+                    Err(e) => Some(format!("its chunk cannot be read: {e}")),
+                }
+            };
+            if let Some(p) = problem {
+                report
+                    .damaged
+                    .push(format!("padded lookup {sha1} -> chunk {id}: {p}"));
+                report.bad_padded.push((sha1, id));
+            }
+        }
+        Ok(())
     }
 
     /// Drops the damaged entries and stale keys `check` found; says what it did.
@@ -107,6 +150,16 @@ impl ChunkStore {
         let mut batch = IndexBatch::default();
         for (id, entry) in &check.bad {
             batch.remove(*id, entry);
+        }
+        for (sha1, id) in &check.bad_padded {
+            batch.remove_padded(sha1, *id);
+        }
+        // A damaged chunk's padded lookups go with it.
+        for item in self.index().padded_keys() {
+            let (sha1, id, _) = item?;
+            if check.is_bad(&id) {
+                batch.remove_padded(&sha1, id);
+            }
         }
         self.index().apply(batch)?;
         for (sha1, id) in &check.stale {
@@ -117,6 +170,13 @@ impl ChunkStore {
             done.push(format!(
                 "dropped {} damaged chunks from the index",
                 check.bad.len()
+            ));
+        }
+        if !check.bad_padded.is_empty() {
+            done.push(format!(
+                "dropped {} padded lookups ({} stale)",
+                check.bad_padded.len(),
+                check.stale_padded
             ));
         }
         if !check.stale.is_empty() {

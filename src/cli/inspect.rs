@@ -197,11 +197,41 @@ pub fn stats(cli: &Cli, json: bool) -> Result<i32> {
             human(s.logical_bytes)
         );
         outln!(
-            "physical bytes {} ({})",
-            s.physical_bytes,
-            human(s.physical_bytes)
+            "content bytes  {} ({}): file data in the packs, each chunk once, trailing zeros not written",
+            s.content_bytes,
+            human(s.content_bytes)
         );
-        outln!("dedup ratio    {:.2}", s.dedup_ratio);
+        outln!(
+            "dedup ratio    {:.2} (logical / content bytes)",
+            s.dedup_ratio
+        );
+        outln!(
+            "physical bytes {} ({}): the packs, logical / physical {:.2}; content bytes, plus",
+            s.physical_bytes,
+            human(s.physical_bytes),
+            s.physical_ratio
+        );
+        outln!("  tree manifests {}", s.metadata_bytes);
+        outln!(
+            "  record headers {} ({} chunks x 76 B)",
+            s.record_header_bytes,
+            s.chunks
+        );
+        outln!(
+            "  pack headers   {} ({} packs x 16 B)",
+            s.pack_header_bytes,
+            s.packs
+        );
+        outln!(
+            "  unindexed      {} (dead or torn records: `cas gc` reclaims)",
+            s.unindexed_bytes
+        );
+        outln!(
+            "index          {} ({}): not in physical bytes; per chunk at most {} B of keys and values, plus sled's own",
+            s.index_bytes,
+            human(s.index_bytes),
+            cas::stats::INDEX_ENTRY_BYTES
+        );
         if !torrents.is_empty() {
             outln!();
             outln!(

@@ -119,6 +119,10 @@ pub fn rebuild(cli: &Cli, json: bool) -> Result<i32> {
         }
         Err(e) => return Err(e),
     };
+    // The packs alone do not say which pieces are padded: the directory torrents do.
+    let store = cli.open_exclusive()?;
+    cas::store::migrate::padded_pieces(&store)?;
+    drop(store);
     if json {
         print_json(&r)?;
     } else {

@@ -7,14 +7,19 @@
 //! [`Store::find_by_sha1`]); the calling thread stores new chunks in order. A piece
 //! already stored costs one BLAKE3 and one index lookup: its SHA-1 comes from the
 //! index.
+//!
+//! A sparse file is read by its data: the reader asks where data lies
+//! (`lseek(SEEK_DATA)`, `lseek(SEEK_HOLE)`) and a piece that lies wholly in a hole is
+//! a zero piece, neither read nor hashed piece by piece (the zero chunk of that
+//! length is hashed once per file); only the whole-file BLAKE3 goes over its zeros.
 
-use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Mutex};
 
-use crate::chunks::chunk::{Hashed, VerifiedChunk};
+use crate::chunks::chunk::{Hashed, Padded, VerifiedChunk};
 use crate::chunks::index::Index;
 use crate::store::Store;
 use crate::{ChunkId, ContentId, Error, PieceHash, Result};
@@ -33,7 +38,9 @@ pub struct StoredFile {
     pub size: u64,
     pub pieces: Vec<Piece>,
     /// The last piece padded with zeros to the piece length (for a BEP 47 directory
-    /// torrent), when asked for and the file does not end on a piece boundary.
+    /// torrent), when asked for and the file does not end on a piece boundary: the
+    /// file's last chunk (`id`, the same as the last of `pieces`) and the padded
+    /// piece's SHA-1. No chunk is stored for it: a padded lookup finds the short one.
     pub padded_tail: Option<Piece>,
     /// Pack bytes written for this file.
     pub new_bytes: u64,
@@ -57,7 +64,7 @@ pub fn store_file(
         path: path.to_path_buf(),
         reason: "file changed while being read; import again when it is quiet".into(),
     };
-    let mut file = std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
@@ -72,42 +79,44 @@ pub fn store_file(
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let index = store.chunks().index().clone();
 
-    let (work_tx, work_rx) = sync_channel::<(usize, Vec<u8>)>(threads * 8);
+    let (work_tx, work_rx) = sync_channel::<Job>(threads * 8);
     let work_rx = Arc::new(Mutex::new(work_rx));
-    let (done_tx, done_rx) = sync_channel::<Result<(usize, Hashed)>>(threads * 8);
+    let (done_tx, done_rx) = sync_channel::<Result<Done>>(threads * 8);
 
     std::thread::scope(|s| {
-        let reader = s.spawn(move || -> Result<(ContentId, Option<usize>)> {
+        let reader = s.spawn(move || -> Result<ContentId> {
             let mut hasher = blake3::Hasher::new();
-            let mut tail_job = None;
+            let mut holes = Holes::new(&file, size);
             for i in 0..count {
-                let len = (size - i as u64 * pl).min(pl) as usize;
-                let mut buf = vec![0u8; len];
-                file.read_exact(&mut buf).map_err(|e| match e.kind() {
-                    std::io::ErrorKind::UnexpectedEof => changed(),
-                    _ => Error::io(path, "read")(e),
-                })?;
-                hasher.update(&buf);
-                let padded = (pad_tail && i + 1 == count && len < pl as usize).then(|| {
-                    let mut p = buf.clone();
-                    p.resize(pl as usize, 0);
-                    p
-                });
-                if work_tx.send((i, buf)).is_err() {
-                    return Ok((ContentId([0; 32]), None));
-                }
-                if let Some(p) = padded {
-                    tail_job = Some(count);
-                    if work_tx.send((count, p)).is_err() {
-                        return Ok((ContentId([0; 32]), None));
-                    }
+                let at = i as u64 * pl;
+                let len = (size - at).min(pl) as usize;
+                let pad = (pad_tail && i + 1 == count && len < pl as usize).then_some(piece_length);
+                let bytes = if holes.is_hole(at, len as u64) {
+                    feed_zeros(&mut hasher, len);
+                    Bytes::Hole(len)
+                } else {
+                    let mut buf = vec![0u8; len];
+                    file.read_exact_at(&mut buf, at)
+                        .map_err(|e| match e.kind() {
+                            std::io::ErrorKind::UnexpectedEof => changed(),
+                            _ => Error::io(path, "read")(e),
+                        })?;
+                    hasher.update(&buf);
+                    Bytes::Data(buf)
+                };
+                if work_tx.send((i, bytes, pad)).is_err() {
+                    return Ok(ContentId([0; 32]));
                 }
             }
             let mut probe = [0u8; 1];
-            if file.read(&mut probe).map_err(Error::io(path, "read"))? != 0 {
+            if file
+                .read_at(&mut probe, size)
+                .map_err(Error::io(path, "read"))?
+                != 0
+            {
                 return Err(changed());
             }
-            Ok((ContentId(*hasher.finalize().as_bytes()), tail_job))
+            Ok(ContentId(*hasher.finalize().as_bytes()))
         });
         for _ in 0..threads {
             let (rx, tx, index) = (work_rx.clone(), done_tx.clone(), index.clone());
@@ -119,11 +128,10 @@ pub fn store_file(
         drop(work_rx);
 
         let result = collect(store, done_rx, count, progress);
-        let (content, tail) = reader
+        let content = reader
             .join()
             .map_err(|_| Error::Invalid(format!("reader of {} panicked", path.display())))??;
-        let (mut pieces, new_bytes) = result?;
-        let padded_tail = tail.map(|_| pieces.pop().expect("tail piece collected"));
+        let (pieces, padded_tail, new_bytes) = result?;
         if pieces.len() != count {
             return Err(changed());
         }
@@ -144,41 +152,146 @@ pub fn store_file(
     })
 }
 
+/// A piece's bytes as read, or the length of a piece that lies in a hole.
+enum Bytes {
+    Data(Vec<u8>),
+    Hole(usize),
+}
+
+/// A piece to hash: its index, its bytes, and the length to pad it to for the
+/// directory torrent (the file's last piece, when it is short).
+type Job = (usize, Bytes, Option<u32>);
+
+/// A piece hashed (and its padded form), or a hole's zero piece: its length and
+/// the length to pad it to.
+enum Hashing {
+    Data(Hashed, Option<Padded>),
+    Hole(usize, Option<u32>),
+}
+type Done = (usize, Hashing);
+
+static ZEROS: [u8; 256 << 10] = [0; 256 << 10];
+
+fn feed_zeros(hasher: &mut blake3::Hasher, mut n: usize) {
+    while n > 0 {
+        let k = n.min(ZEROS.len());
+        hasher.update(&ZEROS[..k]);
+        n -= k;
+    }
+}
+
+/// Where a file's data lies, asked of the file system as the reader goes
+/// (`SEEK_DATA`, `SEEK_HOLE`). A file system that cannot tell says all is data.
+struct Holes<'f> {
+    file: &'f std::fs::File,
+    size: u64,
+    /// No data in `from..data`, data from `data` to `hole` (end of what is known).
+    data: u64,
+    hole: u64,
+}
+
+impl<'f> Holes<'f> {
+    fn new(file: &'f std::fs::File, size: u64) -> Self {
+        Holes {
+            file,
+            size,
+            data: 0,
+            hole: 0,
+        }
+    }
+
+    fn seek(&self, from: u64, whence: libc::c_int) -> Option<u64> {
+        let from = libc::off_t::try_from(from).ok()?;
+        // SAFETY: lseek on a file descriptor this struct borrows; no memory is passed.
+        let r = unsafe { libc::lseek(self.file.as_raw_fd(), from, whence) };
+        u64::try_from(r).ok()
+    }
+
+    /// Whether `at..at + len` lies wholly in a hole. Asked in increasing `at`.
+    fn is_hole(&mut self, at: u64, len: u64) -> bool {
+        if at >= self.hole {
+            match self.seek(at, libc::SEEK_DATA) {
+                Some(d) => {
+                    self.data = d;
+                    self.hole = self
+                        .seek(d, libc::SEEK_HOLE)
+                        .unwrap_or(self.size)
+                        .max(d + 1);
+                }
+                None if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO) => {
+                    // No data from `at` to the end.
+                    self.data = self.size;
+                    self.hole = u64::MAX;
+                }
+                None => {
+                    // Cannot tell: read everything.
+                    self.data = at;
+                    self.hole = u64::MAX;
+                }
+            }
+        }
+        self.data >= at + len
+    }
+}
+
 fn worker(
-    rx: &Mutex<Receiver<(usize, Vec<u8>)>>,
-    tx: &std::sync::mpsc::SyncSender<Result<(usize, Hashed)>>,
+    rx: &Mutex<Receiver<Job>>,
+    tx: &std::sync::mpsc::SyncSender<Result<Done>>,
     index: &Index,
 ) {
     loop {
         let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-        let Ok((i, bytes)) = job else { return };
-        if tx.send(hash_piece(index, bytes).map(|h| (i, h))).is_err() {
+        let Ok((i, bytes, pad)) = job else { return };
+        let done = match bytes {
+            Bytes::Data(bytes) => {
+                let padded = pad.and_then(|len| Padded::hash(&bytes, len));
+                hash_piece(index, bytes).map(|h| (i, Hashing::Data(h, padded)))
+            }
+            Bytes::Hole(len) => Ok((i, Hashing::Hole(len, pad))),
+        };
+        if tx.send(done).is_err() {
             return;
         }
     }
 }
 
-/// Receives hashed pieces, stores new ones in piece order, and returns the pieces
-/// (with the padded tail last, if any) and the pack bytes written.
+/// Receives hashed pieces, stores new ones in piece order, and returns the pieces,
+/// the padded tail (its padded lookup to be indexed at the next commit) and the pack
+/// bytes written.
 fn collect(
     store: &Store,
-    done: Receiver<Result<(usize, Hashed)>>,
+    done: Receiver<Result<Done>>,
     count: usize,
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<(Vec<Piece>, u64)> {
+) -> Result<(Vec<Piece>, Option<Piece>, u64)> {
     let mut waiting = std::collections::BTreeMap::new();
-    let mut pieces = Vec::with_capacity(count + 1);
+    let mut pieces = Vec::with_capacity(count);
+    let mut tail = None;
     let mut new_bytes = 0;
+    // The zero chunk of each length a hole gave, hashed once.
+    let mut zeros: std::collections::HashMap<usize, Piece> = Default::default();
     for msg in done {
-        let (i, hashed) = msg?;
-        waiting.insert(i, hashed);
-        while let Some(h) = waiting.remove(&pieces.len()) {
+        let (i, hashing) = msg?;
+        waiting.insert(i, hashing);
+        while let Some(hashing) = waiting.remove(&pieces.len()) {
+            let (h, padded, hole) = match hashing {
+                Hashing::Data(h, padded) => (h, padded, None),
+                Hashing::Hole(len, pad) => {
+                    let padded = pad.and_then(|p| Padded::hash(&vec![0; len], p));
+                    let h = match zeros.get(&len) {
+                        Some(&piece) => Hashed::Known {
+                            id: piece.id,
+                            sha1: piece.sha1,
+                        },
+                        None => hash_piece(store.chunks().index(), vec![0; len])?,
+                    };
+                    (h, padded, Some(len))
+                }
+            };
             let piece = match h {
                 Hashed::New(chunk) => {
                     new_bytes += store.put(&chunk)?;
-                    if pieces.len() < count {
-                        progress(chunk.len() as u64);
-                    }
+                    progress(chunk.len() as u64);
                     Piece {
                         id: chunk.id(),
                         sha1: chunk.sha1(),
@@ -186,14 +299,22 @@ fn collect(
                 }
                 Hashed::Known { id, sha1 } => {
                     let entry = store.entry(&id)?.ok_or(Error::MissingChunk(id))?;
-                    if pieces.len() < count {
-                        progress(u64::from(entry.len));
-                    }
+                    progress(u64::from(entry.len));
                     Piece { id, sha1 }
                 }
             };
+            if let Some(len) = hole {
+                zeros.insert(len, piece);
+            }
+            if let Some(p) = padded {
+                store.chunks().put_padded(p)?;
+                tail = Some(Piece {
+                    id: p.id(),
+                    sha1: p.sha1(),
+                });
+            }
             pieces.push(piece);
         }
     }
-    Ok((pieces, new_bytes))
+    Ok((pieces, tail, new_bytes))
 }

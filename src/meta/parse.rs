@@ -312,6 +312,27 @@ impl Metainfo {
         (self.length - start).min(self.piece_length.into())
     }
 
+    /// Where piece `i` ends in BEP 47 pad files: the length of its data before them,
+    /// when it has some data and nothing but padding after it (the last piece of a
+    /// padded file). Such a piece is that data followed by zeros.
+    pub fn data_before_pad(&self, i: usize) -> Option<u64> {
+        let start = i as u64 * u64::from(self.piece_length);
+        let end = start + self.piece_len(i);
+        let mut data_end = None;
+        for f in &self.files {
+            let (fs, fe) = (f.offset, f.offset + f.length);
+            if f.length == 0 || fe <= start || fs >= end {
+                continue;
+            }
+            if f.pad {
+                data_end.get_or_insert(fs.max(start));
+            } else {
+                data_end = None; // data after a pad file: not a padded tail
+            }
+        }
+        data_end.filter(|&e| e > start).map(|e| e - start)
+    }
+
     /// A minimal .torrent around the info dictionary, with the trackers.
     pub fn to_torrent(&self) -> Vec<u8> {
         let mut out = b"d".to_vec();

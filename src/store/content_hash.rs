@@ -65,11 +65,10 @@ impl InOrder {
                     _ => break,
                 },
             };
-            let len = piece_len(self.next);
-            match chunk.bytes().get(..len) {
-                Some(b) => self.hasher.update(b),
-                None => return self.give_up(),
-            };
+            // A chunk shorter than its piece is its bytes, then zeros.
+            let (data, zeros) = super::content::piece_bytes(chunk.bytes(), 0, piece_len(self.next));
+            self.hasher.update(data);
+            self.hasher.update(&vec![0; zeros]);
             self.next += 1;
         }
         if self.waiting_bytes > MAX_WAITING {

@@ -8,18 +8,17 @@
 use crate::catalog::{TorrentKind, TorrentRecord, TreeRecord};
 use crate::manifest::Manifest;
 use crate::meta::parse::Metainfo;
-use crate::{ChunkId, ContentId, Error, Result, Store, TreeId};
+use crate::store::content::piece_bytes;
+use crate::{ChunkId, ContentId, Result, Store, TreeId};
 
 /// BLAKE3 of the torrent's content, read back from the store.
 fn content_hash(store: &Store, meta: &Metainfo, pieces: &[ChunkId]) -> Result<blake3::Hash> {
     let mut h = blake3::Hasher::new();
     for (i, id) in pieces.iter().enumerate() {
         let chunk = store.get(id)?;
-        let len = meta.piece_len(i) as usize;
-        let bytes = chunk.bytes().get(..len).ok_or_else(|| {
-            Error::Invalid(format!("piece {i} of torrent {} is short", meta.info_hash))
-        })?;
-        h.update(bytes);
+        let (data, zeros) = piece_bytes(chunk.bytes(), 0, meta.piece_len(i) as usize);
+        h.update(data);
+        h.update(&vec![0; zeros]);
     }
     Ok(h.finalize())
 }
@@ -52,7 +51,10 @@ fn classify(
     if first.is_some_and(|c| c.bytes().starts_with(crate::manifest::MAGIC)) {
         let mut bytes = Vec::with_capacity(meta.length as usize);
         for (i, id) in pieces.iter().enumerate() {
-            bytes.extend_from_slice(&store.get(id)?.bytes()[..meta.piece_len(i) as usize]);
+            let chunk = store.get(id)?;
+            let (data, zeros) = piece_bytes(chunk.bytes(), 0, meta.piece_len(i) as usize);
+            bytes.extend_from_slice(data);
+            bytes.resize(bytes.len() + zeros, 0);
         }
         if Manifest::decode(&bytes).is_ok() {
             return Ok(TorrentKind::Manifest {

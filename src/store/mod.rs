@@ -13,6 +13,7 @@ pub mod content_hash;
 pub mod finish;
 pub mod fsck;
 pub mod gc;
+pub mod migrate;
 
 use std::path::{Path, PathBuf};
 
@@ -55,19 +56,20 @@ impl Store {
         std::fs::create_dir_all(root).map_err(Error::io(root, "create store directory"))?;
         let lock = StoreLock::acquire(root)?;
         let config_path = root.join("config.json");
-        let config = match std::fs::read(&config_path) {
+        let mut config = match std::fs::read(&config_path) {
             Ok(bytes) => {
                 let config: Config =
                     serde_json::from_slice(&bytes).map_err(|e| Error::NotAStore {
                         path: config_path.clone(),
                         reason: format!("unreadable store config: {e}"),
                     })?;
-                if config.format != 1 {
+                if config.format != 1 && config.format != migrate::FORMAT {
                     return Err(Error::NotAStore {
                         path: config_path,
                         reason: format!(
-                            "store format {} is not supported by this cas (it knows 1)",
-                            config.format
+                            "store format {} is not supported by this cas (it knows {}, and migrates 1)",
+                            config.format,
+                            migrate::FORMAT
                         ),
                     });
                 }
@@ -76,7 +78,7 @@ impl Store {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let config = Config {
-                    format: 1,
+                    format: migrate::FORMAT,
                     piece_length: piece_length.unwrap_or(DEFAULT_PIECE_LENGTH),
                 };
                 let bytes = serde_json::to_vec_pretty(&config).expect("config serialises");
@@ -87,12 +89,28 @@ impl Store {
         };
         let chunks = ChunkStore::open(root, lock)?;
         let catalog = Catalog::open(root)?;
-        Ok(Store {
+        let old = config.format;
+        config.format = migrate::FORMAT;
+        let store = Store {
             root: root.to_path_buf(),
             config,
             catalog,
             chunks,
-        })
+        };
+        if old == 1 {
+            // Format 1 to 2: directory torrents onto their files' short chunks; the
+            // new format is written only once that is durable.
+            let r = migrate::padded_pieces(&store)?;
+            tracing::info!(
+                "store format 1 migrated to {}: {} directory torrents, {} pieces onto their files' chunks; `cas gc` reclaims the padded ones",
+                migrate::FORMAT,
+                r.records_rewritten,
+                r.pieces_repointed
+            );
+            let bytes = serde_json::to_vec_pretty(&store.config).expect("config serialises");
+            write_atomic(&config_path, &bytes)?;
+        }
+        Ok(store)
     }
 
     pub fn root(&self) -> &Path {

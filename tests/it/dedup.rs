@@ -1,4 +1,5 @@
-//! Deduplication: a VM-disk-like image and a copy with 5% of its blocks changed.
+//! Deduplication: a VM-disk-like image and a copy with 5% of its blocks changed; a
+//! directory torrent's padded pieces share their files' chunks; sparse files.
 
 use crate::common::*;
 
@@ -55,4 +56,132 @@ fn vm_image_and_five_percent_changed_copy_cost_about_one_image() {
         "exported image uses {} bytes on disk",
         m.blocks() * 512
     );
+}
+
+/// The pack bytes `cas stats` accounts for, each figure as it states it.
+fn accounted(s: &serde_json::Value) -> u64 {
+    let get = |k: &str| s[k].as_u64().unwrap_or_else(|| panic!("stats has {k}"));
+    assert_eq!(get("record_header_bytes"), 76 * get("chunks"));
+    assert_eq!(get("pack_header_bytes"), 16 * get("packs"));
+    assert_eq!(get("unindexed_bytes"), 0);
+    get("content_bytes")
+        + get("metadata_bytes")
+        + get("record_header_bytes")
+        + get("pack_header_bytes")
+}
+
+#[test]
+fn ten_thousand_small_files_cost_their_bytes_once_plus_the_stated_overhead() {
+    const FILES: u64 = 10_000;
+    let env = Env::with_piece_length("16K");
+    let root = env.path("many");
+    let mut r = rng(31);
+    let mut total = 0u64;
+    for i in 0..FILES {
+        let len = random_range(&mut r, 4096, 5121) as usize;
+        let mut bytes = random_bytes(1000 + i, len);
+        bytes[len - 1] |= 1; // no trailing zero, so every byte is stored
+        write(&root.join(format!("d{:02}/f{i:05}", i % 100)), &bytes);
+        total += len as u64;
+    }
+    env.import(&root, "many");
+    let s = env.json(&["stats"]);
+    let get = |k: &str| s[k].as_u64().unwrap();
+    assert_eq!(get("logical_bytes"), total);
+    // Each file is one chunk, shared by its torrent and the directory torrent.
+    assert_eq!(get("content_bytes"), total);
+    let manifest_chunks = get("metadata_bytes").div_ceil(16 << 10);
+    assert_eq!(get("chunks"), FILES + manifest_chunks);
+    let physical = get("physical_bytes");
+    assert_eq!(physical, accounted(&s));
+    let overhead = 76 * get("chunks") + 16 * get("packs") + get("metadata_bytes");
+    assert!(
+        physical as f64 <= 1.01 * total as f64 + overhead as f64,
+        "physical {physical} for {total} bytes of files"
+    );
+    assert!(s["dedup_ratio"].as_f64().unwrap() >= 0.99, "{s}");
+
+    // The directory torrent's pieces are found by their SHA-1 without storing more:
+    // adopting it with the same data adds no chunk and no byte.
+    let t = env.path("many.torrent");
+    env.ok(&["torrent", "many", "-o", t.to_str().unwrap()]);
+    let a = env.json(&["add", t.to_str().unwrap(), "--data", root.to_str().unwrap()]);
+    assert_eq!(a["new_bytes"].as_u64(), Some(0), "{a}");
+    assert_eq!(a["pieces_known"].as_u64(), a["pieces"].as_u64(), "{a}");
+    assert_eq!(
+        env.json(&["stats"])["physical_bytes"].as_u64(),
+        Some(physical)
+    );
+    env.ok(&["fsck"]);
+    let out = env.path("out");
+    env.ok(&["export", "many", out.to_str().unwrap()]);
+    assert_eq!(snapshot(&out), snapshot(&root));
+}
+
+#[test]
+fn a_tree_of_large_files_costs_one_copy() {
+    const MIB: usize = 1 << 20;
+    let env = Env::with_piece_length("1M");
+    let root = env.path("large");
+    let mut total = 0u64;
+    for i in 0..3u64 {
+        let mut bytes = random_bytes(40 + i, 3 * MIB + 12_345 * (i as usize + 1));
+        *bytes.last_mut().unwrap() |= 1;
+        write(&root.join(format!("f{i}.bin")), &bytes);
+        total += bytes.len() as u64;
+    }
+    env.import(&root, "large");
+    let s = env.json(&["stats"]);
+    let get = |k: &str| s[k].as_u64().unwrap();
+    assert_eq!(get("logical_bytes"), total);
+    assert_eq!(get("content_bytes"), total, "one copy: {s}");
+    assert_eq!(
+        get("chunks"),
+        3 * 4 + 1,
+        "4 pieces a file and the manifest's"
+    );
+    assert_eq!(get("physical_bytes"), accounted(&s));
+}
+
+#[test]
+fn a_sparse_file_is_imported_by_its_data_and_exported_sparse() {
+    use std::io::{Seek, SeekFrom, Write};
+    use std::os::unix::fs::MetadataExt;
+    const MIB: u64 = 1 << 20;
+    let env = Env::with_piece_length("1M");
+    let root = env.path("sparse");
+    std::fs::create_dir_all(&root).unwrap();
+    let path = root.join("disk.img");
+    let size = 1024 * MIB + 123;
+    let mut f = std::fs::File::create(&path).unwrap();
+    f.set_len(size).unwrap();
+    let data = random_bytes(50, 8 * MIB as usize);
+    f.seek(SeekFrom::Start(300 * MIB + 4096)).unwrap();
+    f.write_all(&data).unwrap();
+    f.seek(SeekFrom::Start(size - 123)).unwrap();
+    f.write_all(&[7u8; 123]).unwrap();
+    drop(f);
+    if std::fs::metadata(&path).unwrap().blocks() * 512 > 64 * MIB {
+        eprintln!("skipped: this file system does not keep holes");
+        return;
+    }
+    let want = b3(&path);
+    env.import(&root, "sparse");
+    let s = env.json(&["stats"]);
+    assert_eq!(s["logical_bytes"].as_u64(), Some(size));
+    // The data, in the 9 pieces it touches, and the short last piece; holes cost nothing.
+    let content = s["content_bytes"].as_u64().unwrap();
+    assert!(content <= 9 * MIB + 123, "content {content}");
+    assert!(content >= 8 * MIB + 123, "content {content}");
+    let out = env.path("out");
+    env.ok(&["export", "sparse", out.to_str().unwrap()]);
+    let m = std::fs::metadata(out.join("disk.img")).unwrap();
+    assert_eq!(m.len(), size);
+    assert!(
+        m.blocks() * 512 <= 16 * MIB,
+        "exported file uses {} bytes on disk",
+        m.blocks() * 512
+    );
+    assert_eq!(b3(&out.join("disk.img")), want);
+    env.ok(&["fsck"]);
 }
