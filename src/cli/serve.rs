@@ -296,19 +296,25 @@ pub fn get_cmd(cli: &Cli, args: &GetArgs) -> Result<i32> {
             args.name.as_deref(),
             &progress,
         )),
-        None => runtime()?.block_on(async {
-            let engine = Engine::start(store.clone(), args.net.options(false)).await?;
-            let r = fetch(
-                &engine,
-                &args.target,
-                &opts,
-                args.name.as_deref(),
-                &progress,
-            )
-            .await;
-            engine.stop().await;
+        None => {
+            let rt = runtime()?;
+            let r = rt.block_on(async {
+                let engine = Engine::start(store.clone(), args.net.options(false)).await?;
+                fetch(
+                    &engine,
+                    &args.target,
+                    &opts,
+                    args.name.as_deref(),
+                    &progress,
+                )
+                .await
+            });
+            // Done once what was fetched is durable: the session is not stopped (its
+            // stop sleeps a second), its tasks go with the process.
+            store.commit()?;
+            rt.shutdown_background();
             r
-        }),
+        }
     };
     bar.finish_and_clear();
     let report = report?;
