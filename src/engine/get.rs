@@ -97,6 +97,8 @@ fn source_info_hash(s: &Source) -> Option<InfoHash> {
 /// Turns a command-line target into what to fetch.
 pub fn source(engine: &Engine, target: &str) -> anyhow::Result<Source> {
     if target.starts_with("magnet:") {
+        // Refused here, not asked of peers again and again until the deadline.
+        super::safe_magnet(target)?;
         return Ok(Source::Magnet(target.to_string()));
     }
     if is_hex(target, 40) {
@@ -178,6 +180,15 @@ async fn add_one(
         }
         let add = engine.add_with(s.clone(), &peers, fetch);
         match tokio::time::timeout(wait, add).await {
+            // A magnet's peers may all have failed at once (a client resets the first
+            // connection in ordinary use): ask them again until the deadline.
+            Ok(Err(e))
+                if matches!(s, Source::Magnet(_))
+                    && deadline.is_none_or(|d| Instant::now() + wait < d) =>
+            {
+                tracing::info!("no metadata from the peers found ({e:#}); asking again");
+                tokio::time::sleep(wait).await;
+            }
             Ok(added) => break added?,
             Err(_) if deadline.is_none_or(|d| Instant::now() < d) => {
                 tracing::info!("no metadata yet from the peers found; asking again");

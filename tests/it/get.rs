@@ -380,3 +380,82 @@ fn an_interrupted_get_resumes_without_fetching_again_what_it_stored() {
     assert_eq!(kept + fetched, 8 << 20, "{r}");
     assert_eq!(std::fs::read(out.join("big.img")).unwrap(), data);
 }
+
+/// A peer on loopback that resets the first connection made to it (as qBittorrent and
+/// Transmission do in ordinary use) and passes every later one through to `to`.
+fn resetting_proxy(to: u16) -> u16 {
+    use std::net::{TcpListener, TcpStream};
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for (n, c) in l.incoming().enumerate() {
+            let Ok(c) = c else { return };
+            if n == 0 {
+                // SO_LINGER 0: the close is a reset.
+                let _ = socket2_reset(&c);
+                drop(c);
+                continue;
+            }
+            let Ok(up) = TcpStream::connect(("127.0.0.1", to)) else {
+                return;
+            };
+            let (mut a, mut b) = (c.try_clone().unwrap(), up.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut a, &mut b);
+                let _ = b.shutdown(std::net::Shutdown::Write);
+            });
+            let (mut a, mut b) = (up, c);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut a, &mut b);
+                let _ = b.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    port
+}
+
+/// Sets SO_LINGER to zero, so that closing the socket sends a reset.
+fn socket2_reset(s: &std::net::TcpStream) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket and a linger struct of the size given.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &linger as *const libc::linger as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[test]
+fn get_of_a_magnet_whose_only_peer_resets_the_first_connection_asks_again() {
+    let a = Env::new();
+    let data = random_bytes(91, 3 << 20);
+    write(&a.path("src/f.bin"), &data);
+    a.import(&a.path("src"), "src");
+    let magnet = a.ok(&["magnet", "src:f.bin"]);
+    let serve = Serve::start(&a);
+    let proxy = resetting_proxy(serve.port);
+    let b = Env::new();
+    let out = b.path("out");
+    let r = get(&b, magnet.trim(), &format!("127.0.0.1:{proxy}"), &out);
+    assert_eq!(r["torrents"].as_array().map(Vec::len), Some(1), "{r}");
+    let name = std::fs::read_dir(&out)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(std::fs::read(name).unwrap(), data);
+}
