@@ -174,48 +174,48 @@ warm() {
     rm -f "$work/warm"
     sync
 }
-for r in $(seq "$rounds"); do
-    # cas -> cas
+# cas_get NAME SEEDER_PID SEEDER_PORT: `cas get` into a fresh store from that seeder,
+# timed as NAME; the store must check clean after it.
+cas_get() {
     rm -rf "$work/leech"
     "$cas" --store "$work/leech" init --piece-length 1M >/dev/null
     warm
-    timed cas "$cas_pid" sh -c "exec \"$cas\" --store \"$work/leech\" get \"$work/file.torrent\" \
-        --peer 127.0.0.1:$cas_port --listen 127.0.0.1:0 --json --timeout 600 > \"$work/get.json\"" \
-        || die "cas get failed (round $r)"
+    timed "$1" "$2" sh -c "exec \"$cas\" --store \"$work/leech\" get \"$work/file.torrent\" \
+        --peer 127.0.0.1:$3 --listen 127.0.0.1:0 --json --timeout 600 > \"$work/get.json\"" \
+        || die "cas get ($1) failed (round $r)"
+    "$cas" --store "$work/leech" fsck > "$work/fsck.out" || die "fsck after $1: $(cat "$work/fsck.out")"
+}
+# lt_get NAME SEEDER_PID SEEDER_PORT: libtorrent into a fresh directory from that
+# seeder, timed as NAME.
+lt_get() {
+    rm -rf "$work/leech" && mkdir -p "$work/leech"
+    local port
+    port=$(free_port)
+    warm
+    timed "$1" "$2" sh -c "exec \"$py\" \"$peers/lt_download.py\" \"$work/file.torrent\" \"$work/leech\" \
+        $port 127.0.0.1 $3 600 > \"$work/lt.json\""
+    grep -q '"seeding": true' "$work/lt.json" || die "libtorrent download ($1) failed: $(cat "$work/lt.json")"
+}
+for r in $(seq "$rounds"); do
+    # cas -> cas
+    cas_get cas "$cas_pid" "$cas_port"
     s=$(tail -1 "$work/t.cas")
     read -r wire own < <("$py" -c 'import json,sys; j=json.load(open(sys.argv[1]))
 print(j["bytes_from_wire"], j["seconds"])' "$work/get.json")
     ((wire == size)) || die "cas get fetched $wire bytes, not $size: $(cat "$work/get.json")"
     echo "$own" >> "$work/t.cas_own"
-    "$cas" --store "$work/leech" fsck > "$work/fsck.out" || die "fsck after cas -> cas: $(cat "$work/fsck.out")"
     echo "round $r: cas -> cas $s s (cas get's own seconds: $own)" >&2
 
     # libtorrent -> libtorrent
-    rm -rf "$work/leech" && mkdir -p "$work/leech"
-    port=$(free_port)
-    warm
-    timed lt "$lt_pid" sh -c "exec \"$py\" \"$peers/lt_download.py\" \"$work/file.torrent\" \"$work/leech\" \
-        $port 127.0.0.1 $lt_port 600 > \"$work/lt.json\""
-    grep -q '"seeding": true' "$work/lt.json" || die "libtorrent download failed: $(cat "$work/lt.json")"
+    lt_get lt "$lt_pid" "$lt_port"
     echo "round $r: libtorrent -> libtorrent $(tail -1 "$work/t.lt") s" >&2
 
     # cas -> libtorrent
-    rm -rf "$work/leech" && mkdir -p "$work/leech"
-    port=$(free_port)
-    warm
-    timed cas_lt "$cas_pid" sh -c "exec \"$py\" \"$peers/lt_download.py\" \"$work/file.torrent\" \"$work/leech\" \
-        $port 127.0.0.1 $cas_port 600 > \"$work/lt.json\""
-    grep -q '"seeding": true' "$work/lt.json" || die "libtorrent download from cas failed: $(cat "$work/lt.json")"
+    lt_get cas_lt "$cas_pid" "$cas_port"
     echo "round $r: cas -> libtorrent $(tail -1 "$work/t.cas_lt") s" >&2
 
     # libtorrent -> cas
-    rm -rf "$work/leech"
-    "$cas" --store "$work/leech" init --piece-length 1M >/dev/null
-    warm
-    timed lt_cas "$lt_pid" sh -c "exec \"$cas\" --store \"$work/leech\" get \"$work/file.torrent\" \
-        --peer 127.0.0.1:$lt_port --listen 127.0.0.1:0 --json --timeout 600 > \"$work/get.json\"" \
-        || die "cas get from libtorrent failed (round $r)"
-    "$cas" --store "$work/leech" fsck > "$work/fsck.out" || die "fsck after libtorrent -> cas: $(cat "$work/fsck.out")"
+    cas_get lt_cas "$lt_pid" "$lt_port"
     echo "round $r: libtorrent -> cas $(tail -1 "$work/t.lt_cas") s" >&2
 
     # aria2 -> aria2

@@ -209,15 +209,6 @@ pub(super) fn run_daemon(
             read_timeout: Duration::from_secs(args.read_timeout),
             direct_io: args.direct_io,
         });
-        if let Some(at) = &args.mount {
-            if cas_fuse::is_stale_mount(at) {
-                errln!(
-                    "{}: a mount left by a process that died (transport endpoint is not connected); \
-                     unmounting it first",
-                    at.display()
-                );
-            }
-        }
         let mut service = Service::start(
             store.clone(),
             ServiceOptions {
@@ -247,6 +238,13 @@ pub(super) fn run_daemon(
                 engine.started_with(),
                 engine.listen_addr()
             ),
+        }
+        if let (Some(at), true) = (service.mounted_at(), service.detached_stale_mount) {
+            errln!(
+                "{}: a mount left by a process that died (transport endpoint is not connected) \
+                 was unmounted first",
+                at.display()
+            );
         }
         if let Some(at) = service.mounted_at() {
             outln!(

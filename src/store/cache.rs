@@ -36,12 +36,16 @@ impl ChunkCache {
     pub fn insert(&self, chunk: Arc<VerifiedChunk>) -> Arc<VerifiedChunk> {
         let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if !g.0.iter().any(|c| c.id() == chunk.id()) {
-            if g.0.len() >= self.capacity {
-                g.0.pop_front();
-            }
-            g.0.push_back(chunk.clone());
+            self.push(&mut g.0, chunk.clone());
         }
         chunk
+    }
+
+    fn push(&self, chunks: &mut VecDeque<Arc<VerifiedChunk>>, chunk: Arc<VerifiedChunk>) {
+        if chunks.len() >= self.capacity {
+            chunks.pop_front();
+        }
+        chunks.push_back(chunk);
     }
 
     /// Loads `id` unless it is cached or being loaded; returns it if loaded here.
@@ -55,16 +59,10 @@ impl ChunkCache {
         let got = store.get(id).map(Arc::new);
         let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
         g.1.remove(id);
-        let r = match got {
-            Ok(c) => {
-                if g.0.len() >= self.capacity {
-                    g.0.pop_front();
-                }
-                g.0.push_back(c.clone());
-                Ok(Some(c))
-            }
-            Err(e) => Err(e),
-        };
+        let r = got.map(|c| {
+            self.push(&mut g.0, c.clone());
+            Some(c)
+        });
         self.loaded.notify_all();
         r
     }

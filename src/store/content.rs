@@ -65,10 +65,7 @@ pub fn write_content(store: &Store, record: &TorrentRecord, out: &mut dyn Sink) 
         } else {
             let chunk = store.read_at(*id, &entry)?;
             let (data, zeros) = piece_bytes(chunk.bytes(), 0, take as usize);
-            out.data(data).and_then(|()| match zeros {
-                0 => Ok(()),
-                n => out.zeros(n as u64),
-            })
+            out.data(data).and_then(|()| out.zeros(zeros as u64))
         };
         sent.map_err(Error::io("<output>", "write"))?;
         left -= take;
