@@ -286,6 +286,35 @@ impl ChunkTracker {
         }
     }
 
+    /// Undoes [`Self::mark_piece_downloaded`] for a piece whose data is lost (it can no
+    /// longer be read back, or no longer matches its hash): it is no longer had, and it
+    /// is queued again if it is selected. Returns whether it was had.
+    pub fn mark_piece_lost(&mut self, idx: ValidPieceIndex, file_infos: &FileInfos) -> bool {
+        let id = idx.get() as usize;
+        if !self.have.as_slice().get(id).is_some_and(|b| *b) {
+            return false;
+        }
+        self.have.as_slice_mut().set(id, false);
+        let len = self.lengths.piece_length(idx) as u64;
+        self.hns.have_bytes -= len;
+        if self.selected[id] {
+            self.hns.needed_bytes += len;
+            self.queue_pieces.set(id, true);
+        }
+        if let Some(s) = self.chunk_status.get_mut(self.lengths.chunk_range(idx)) {
+            s.fill(false);
+        }
+        for (file_id, fi) in file_infos.iter().enumerate() {
+            if fi.piece_range.contains(&idx.get()) {
+                let in_file =
+                    self.lengths
+                        .size_of_piece_in_file(idx.get(), fi.offset_in_torrent, fi.len);
+                self.per_file_bytes[file_id] = self.per_file_bytes[file_id].saturating_sub(in_file);
+            }
+        }
+        true
+    }
+
     pub fn is_chunk_ready_to_upload(&self, chunk: &ChunkInfo) -> bool {
         self.have
             .as_slice()
@@ -712,5 +741,43 @@ mod tests {
             !ct.queue_pieces[0],
             "a piece we have is still queued, so a second peer will download it again"
         );
+    }
+
+    // A piece we had whose data is then lost goes back to the queue, and the torrent is
+    // no longer finished until it is downloaded again.
+    #[test]
+    fn test_a_lost_piece_is_queued_again() {
+        let piece_len = CHUNK_SIZE * 2;
+        let l = Lengths::new(piece_len as u64 * 3, piece_len).unwrap();
+        let files = vec![FileInfo {
+            relative_filename: "0".into(),
+            offset_in_torrent: 0,
+            piece_range: 0..3,
+            len: piece_len as u64 * 3,
+            attrs: Default::default(),
+        }];
+        let bf_len = l.piece_bitfield_bytes();
+        let mut have = BF::from_boxed_slice(vec![0u8; bf_len].into_boxed_slice());
+        have.get_mut(0..3).unwrap().fill(true);
+        let mut selected = BF::from_boxed_slice(vec![0u8; bf_len].into_boxed_slice());
+        selected.get_mut(0..3).unwrap().fill(true);
+        let mut ct = ChunkTracker::new(have.into_dyn(), selected, l, &files).unwrap();
+        assert!(ct.is_finished());
+        let p1 = l.validate_piece_index(1).unwrap();
+
+        assert!(ct.mark_piece_lost(p1, &files));
+        assert!(!ct.is_piece_have(p1));
+        assert!(!ct.is_finished());
+        assert_eq!(ct.get_remaining_bytes(), piece_len as u64);
+        let queued: Vec<_> = ct
+            .iter_queued_pieces(&vec![0], &files)
+            .map(|p| p.get())
+            .collect();
+        assert_eq!(queued, vec![1]);
+        assert!(!ct.mark_piece_lost(p1, &files), "it is lost once");
+
+        ct.reserve_needed_piece(p1);
+        ct.mark_piece_downloaded(p1);
+        assert!(ct.is_finished());
     }
 }

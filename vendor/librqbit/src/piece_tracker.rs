@@ -239,6 +239,12 @@ impl PieceTracker {
         self.chunks.mark_piece_broken_if_not_have(piece);
     }
 
+    /// A piece that was had is lost: it is queued again. See
+    /// [`ChunkTracker::mark_piece_lost`].
+    pub fn mark_piece_lost(&mut self, piece: ValidPieceIndex, file_infos: &FileInfos) -> bool {
+        self.chunks.mark_piece_lost(piece, file_infos)
+    }
+
     /// Release all pieces owned by a peer (on peer death).
     ///
     /// Moves all pieces owned by the peer from IN_FLIGHT back to QUEUED.

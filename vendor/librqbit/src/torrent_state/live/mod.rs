@@ -809,6 +809,62 @@ impl TorrentStateLive {
         Err(res)
     }
 
+    /// A piece we have could not be read for a peer: it is checked again, and if it no
+    /// longer matches its hash it is lost. A lost piece is no longer had, so it is no
+    /// longer offered (a peer that asks for it anyway is refused, and one that connects
+    /// again is sent a bitfield without it), it is queued, and the peers that were let go
+    /// because the torrent was finished are dialled again so it can be downloaded.
+    fn on_piece_read_failed(&self, piece: ValidPieceIndex, error: &anyhow::Error) {
+        match self.file_ops().check_piece(piece) {
+            Ok(false) => {}
+            Ok(true) => return,
+            Err(e) => {
+                debug!(
+                    ?piece,
+                    "reading failed ({error:#}) and so did checking: {e:#}"
+                );
+                return;
+            }
+        }
+        if let Err(e) = self.on_piece_lost(piece) {
+            debug!(?piece, "marking the piece lost: {e:#}");
+        }
+    }
+
+    fn on_piece_lost(&self, piece: ValidPieceIndex) -> anyhow::Result<()> {
+        let lost = {
+            let mut g = self.lock_write("on_piece_lost");
+            let lost = g
+                .get_pieces_mut()?
+                .mark_piece_lost(piece, &self.metadata.file_infos);
+            if lost {
+                g.unflushed_bitv_bytes += self.metadata.lengths().piece_length(piece) as u64;
+                g.try_flush_bitv(&self.shared, false);
+            }
+            lost
+        };
+        if !lost {
+            return Ok(());
+        }
+        warn!(
+            id = self.shared.id,
+            info_hash = ?self.shared.info_hash,
+            ?piece,
+            "piece no longer matches its hash: no longer offered, downloading it again"
+        );
+        let len = self.metadata.lengths().piece_length(piece) as u64;
+        let _ = self
+            .stats
+            .have_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b.saturating_sub(len))
+            });
+        self.new_pieces_notify.notify_waiters();
+        // With the state lock released: see update_only_files.
+        self.reconnect_all_not_needed_peers();
+        Ok(())
+    }
+
     pub(crate) fn update_only_files(&self, only_files: &HashSet<usize>) -> anyhow::Result<()> {
         let hns = self
             .lock_write("update_only_files")
@@ -1164,7 +1220,11 @@ impl PeerConnectionHandler for &'_ PeerHandler {
     }
 
     fn read_chunk(&self, chunk: &ChunkInfo, buf: &mut [u8]) -> anyhow::Result<()> {
-        self.state.file_ops().read_chunk(self.addr, chunk, buf)
+        let read = self.state.file_ops().read_chunk(self.addr, chunk, buf);
+        if let Err(e) = &read {
+            self.state.on_piece_read_failed(chunk.piece_index, e);
+        }
+        read
     }
 
     fn read_chunk_is_fast(&self) -> bool {
