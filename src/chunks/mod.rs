@@ -283,6 +283,18 @@ impl ChunkStore {
         Ok(written)
     }
 
+    /// Stores a chunk again whose stored copy was found damaged (it no longer matches
+    /// its BLAKE3): a fresh copy is appended, readable at once, and the index points at
+    /// it from the next [`ChunkStore::commit`]. The damaged record is left for gc.
+    pub fn put_again(&self, chunk: &VerifiedChunk) -> Result<u64> {
+        let mut w = self.lock_writer();
+        let written = self.append(&mut w, chunk)?;
+        if w.pending_bytes >= COMMIT_EVERY {
+            self.commit_locked(&mut w)?;
+        }
+        Ok(written)
+    }
+
     /// Appends a chunk that is already indexed elsewhere (garbage collection moving a
     /// live chunk out of a pack being compacted); its entry is repointed at commit.
     fn relocate(&self, chunk: &VerifiedChunk) -> Result<()> {

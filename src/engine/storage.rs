@@ -370,8 +370,25 @@ impl Inner {
             return Ok(());
         }
         let len = chunk.len() as u64;
+        // A piece found damaged is stored again: its chunk is indexed, but unreadable.
+        let again = self
+            .damaged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&piece);
         // Readable at once; made durable by the engine's committer (see the module doc).
-        self.store.put(&chunk).context("storing a received piece")?;
+        if again {
+            self.store.put_again(&chunk)
+        } else {
+            self.store.put(&chunk)
+        }
+        .context("storing a received piece")?;
+        if again {
+            tracing::info!(
+                "torrent {}: piece {piece}, found damaged, stored again",
+                self.ih
+            );
+        }
         let id = chunk.id();
         let chunk = self.cache.insert(Arc::new(chunk));
         self.held.write().unwrap_or_else(|e| e.into_inner())[piece] = Some(id);

@@ -157,6 +157,11 @@ impl Store {
         self.chunks.put(chunk)
     }
 
+    /// See [`ChunkStore::put_again`].
+    pub fn put_again(&self, chunk: &VerifiedChunk) -> Result<u64> {
+        self.chunks.put_again(chunk)
+    }
+
     /// See [`ChunkStore::commit`].
     pub fn commit(&self) -> Result<()> {
         self.chunks.commit()

@@ -1,15 +1,18 @@
 //! A chunk damaged under a running `cas serve`: the piece is refused to peers from
-//! then on, never sent as zeros.
+//! then on, never sent as zeros, and fetched again from a peer that has it.
 
 use std::os::unix::fs::FileExt;
 
 use crate::common::*;
+use crate::get::LtSeed;
+use crate::liar::info_hash_of;
 use crate::serve::{lt_download_with, Serve};
+use crate::tracker::Tracker;
 
-#[test]
-fn a_piece_found_damaged_while_serving_is_never_sent_as_zeros() {
-    let env = Env::with_piece_length("16K");
-    let data = random_bytes(81, 1 << 20);
+/// A store holding a 1 MiB file in 16 KiB pieces, its file torrent, and where in its
+/// pack a byte of piece 5 lies.
+fn served_file(env: &Env, seed: u64) -> (Vec<u8>, std::path::PathBuf, std::path::PathBuf, u64) {
+    let data = random_bytes(seed, 1 << 20);
     write(&env.path("src/file.bin"), &data);
     let imported = env.import(&env.path("src"), "src");
     let ih: cas::InfoHash = imported["files"][0]["info_hash"]
@@ -17,32 +20,101 @@ fn a_piece_found_damaged_while_serving_is_never_sent_as_zeros() {
         .unwrap()
         .parse()
         .unwrap();
-    let (pack, at) = {
+    let loc = {
         let store = cas::Store::open(&env.store(), None).unwrap();
         let record = store.catalog().torrent(&ih).unwrap().unwrap();
-        let loc = store.chunks().location(&record.pieces[5]).unwrap().unwrap();
-        let pack = env
-            .store()
-            .join("packs")
-            .join(cas::chunks::pack::pack_file_name(loc.pack));
-        (
-            pack,
-            loc.offset + cas::chunks::pack::RECORD_HEADER_LEN as u64 + 100,
-        )
+        store.chunks().location(&record.pieces[5]).unwrap().unwrap()
     };
+    let pack = env
+        .store()
+        .join("packs")
+        .join(cas::chunks::pack::pack_file_name(loc.pack));
     let t = env.path("file.torrent");
     env.ok(&["torrent", "src:file.bin", "-o", t.to_str().unwrap()]);
-    let serve = Serve::start(&env);
-    // A byte of piece 5 flips on disk while cas serves.
+    let at = loc.offset + cas::chunks::pack::RECORD_HEADER_LEN as u64 + 100;
+    (data, t, pack, at)
+}
+
+/// Flips one bit of the byte at `at` of `file`, as a failing disk would.
+fn flip(file: &std::path::Path, at: u64) {
     let f = std::fs::OpenOptions::new()
         .write(true)
         .read(true)
-        .open(&pack)
+        .open(file)
         .unwrap();
     let mut b = [0u8; 1];
     f.read_exact_at(&mut b, at).unwrap();
     f.write_all_at(&[b[0] ^ 0x40], at).unwrap();
-    drop(f);
+}
+
+/// `torrent` with an `announce` key: bencoded keys are sorted, and "announce" comes
+/// before every key cas writes.
+fn with_announce(torrent: &[u8], url: &str) -> Vec<u8> {
+    assert!(torrent.starts_with(b"d") && !torrent.starts_with(b"d8:announce"));
+    let mut t = format!("d8:announce{}:{url}", url.len()).into_bytes();
+    t.extend_from_slice(&torrent[1..]);
+    t
+}
+
+/// The attack: a byte of a piece flips under `cas serve` while a libtorrent seed of
+/// the same torrent is in the swarm (through opentracker). cas stops offering the
+/// piece, downloads it again from the seed, and serves it again: a client that only
+/// talks to cas completes, with no byte that fails its hash, and cas's store reads the
+/// file back whole.
+#[test]
+fn a_piece_found_damaged_while_serving_is_fetched_again_from_a_peer_that_has_it() {
+    let env = Env::with_piece_length("16K");
+    let (data, t, pack, at) = served_file(&env, 82);
+    let torrent = std::fs::read(&t).unwrap();
+    let ih = hex::encode(info_hash_of(&torrent));
+    let port = Tracker::port();
+    let url = Tracker::url(port);
+    let mut tracker = Tracker::start(&env, port, &[&ih]);
+    let announced = env.path("announced.torrent");
+    std::fs::write(&announced, with_announce(&torrent, &url)).unwrap();
+    // A file torrent is named by its content's BLAKE3.
+    let at_name = torrent.windows(9).position(|w| w == b"4:name64:").unwrap() + 9;
+    let name = std::str::from_utf8(&torrent[at_name..at_name + 64]).unwrap();
+    write(&env.path("seed").join(name), &data);
+    let _seed = LtSeed::start(&env, &announced, &env.path("seed"));
+    tracker.wait_for(&ih, 1, 0, "the libtorrent seed");
+    let serve = Serve::start_with(&env, &["--tracker", &url]);
+    tracker.wait_for(&ih, 2, 0, "cas serve");
+    flip(&pack, at);
+    let r = lt_download_with(
+        &t,
+        &env.path("lt"),
+        serve.port,
+        60,
+        r#"{"min_reconnect_time": 1}"#,
+    );
+    assert_eq!(
+        r["failed_bytes"], 0,
+        "cas sent bytes that fail the hash: {r}"
+    );
+    assert_eq!(
+        r["seeding"], true,
+        "the client got every piece from cas: {r}"
+    );
+    assert_eq!(std::fs::read(env.path("lt").join(name)).unwrap(), data);
+    drop(serve);
+    let out = env.path("out");
+    env.ok(&["export", "src", out.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(out.join("file.bin")).unwrap(),
+        data,
+        "the store holds piece 5 again"
+    );
+    env.ok(&["fsck"]);
+}
+
+#[test]
+fn a_piece_found_damaged_while_serving_is_never_sent_as_zeros() {
+    let env = Env::with_piece_length("16K");
+    let (_, t, pack, at) = served_file(&env, 81);
+    let serve = Serve::start(&env);
+    // A byte of piece 5 flips on disk while cas serves.
+    flip(&pack, at);
     // The client connects again every 2 s (libtorrent would wait a minute before it
     // dials a peer that dropped it) and asks for piece 5 each time.
     let r = lt_download_with(

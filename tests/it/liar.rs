@@ -125,7 +125,7 @@ impl Liar {
     }
 }
 
-fn info_hash_of(torrent: &[u8]) -> [u8; 20] {
+pub fn info_hash_of(torrent: &[u8]) -> [u8; 20] {
     use sha1::{Digest, Sha1};
     let start = torrent.windows(6).position(|w| w == b"4:info").unwrap() + 6;
     Sha1::digest(&torrent[start..torrent.len() - 1]).into()
