@@ -31,7 +31,7 @@ use librqbit::storage::{BoxStorageFactory, StorageFactory, StorageFactoryExt, To
 use librqbit::{ManagedTorrentShared, TorrentMetadata};
 
 use super::staging::{self, Staging};
-use crate::chunks::chunk::VerifiedChunk;
+use crate::chunks::chunk::{Padded, VerifiedChunk};
 use crate::meta::parse::Metainfo;
 use crate::store::cache::ChunkCache;
 use crate::store::content_hash::InOrder;
@@ -359,6 +359,24 @@ impl Inner {
         Ok(())
     }
 
+    /// A verified piece that is data then BEP 47 padding: its data alone, and the
+    /// padded lookup that finds it by the piece's SHA-1. Any other piece as it is.
+    fn trim_padding(&self, piece: usize, chunk: VerifiedChunk) -> (VerifiedChunk, Option<Padded>) {
+        let Some(data) = self.meta.data_before_pad(piece) else {
+            return (chunk, None);
+        };
+        let data = (data as usize).min(chunk.len());
+        if !chunk.bytes()[data..].iter().all(|&b| b == 0) {
+            return (chunk, None);
+        }
+        let Some(padded) = Padded::hash(&chunk.bytes()[..data], chunk.len() as u32) else {
+            return (chunk, None);
+        };
+        let mut bytes = chunk.into_bytes();
+        bytes.truncate(data);
+        (VerifiedChunk::hash(bytes), Some(padded))
+    }
+
     fn complete_piece(&self, piece: usize, bytes: Vec<u8>) -> anyhow::Result<()> {
         let chunk = VerifiedChunk::hash(bytes);
         if chunk.sha1() != self.meta.pieces[piece] {
@@ -369,6 +387,10 @@ impl Inner {
             );
             return Ok(());
         }
+        // A piece that ends in pad files (BEP 47) is stored as its data without the
+        // zeros: the chunk a file torrent of the same file has for its last piece, found
+        // by this piece's SHA-1 through a padded lookup.
+        let (chunk, padded) = self.trim_padding(piece, chunk);
         let len = chunk.len() as u64;
         // A piece found damaged is stored again: its chunk is indexed, but unreadable.
         let again = self
@@ -388,6 +410,12 @@ impl Inner {
                 "torrent {}: piece {piece}, found damaged, stored again",
                 self.ih
             );
+        }
+        if let Some(p) = padded {
+            self.store
+                .chunks()
+                .put_padded(p)
+                .context("indexing a received padded piece")?;
         }
         let id = chunk.id();
         let chunk = self.cache.insert(Arc::new(chunk));

@@ -118,6 +118,59 @@ fn ten_thousand_small_files_cost_their_bytes_once_plus_the_stated_overhead() {
     assert_eq!(snapshot(&out), snapshot(&root));
 }
 
+/// A directory torrent downloaded from a peer: the last piece of each file, its tail
+/// then BEP 47 padding, is stored as the tail alone, the chunk the file's own torrent
+/// has. Importing the same files afterwards stores no new content, and the downloaded
+/// tree reads back whole.
+#[test]
+fn a_directory_torrent_fetched_from_a_peer_stores_each_file_tail_once() {
+    let a = Env::with_piece_length("16K");
+    let root = a.path("tree");
+    let mut total = 0u64;
+    for i in 0..40u64 {
+        let len = 3_000 + 1_000 * i as usize;
+        let mut bytes = random_bytes(500 + i, len);
+        bytes[len - 1] |= 1;
+        write(&root.join(format!("d{}/f{i:02}", i % 4)), &bytes);
+        total += len as u64;
+    }
+    a.import(&root, "tree");
+    let t = a.path("tree.torrent");
+    a.ok(&["torrent", "tree", "-o", t.to_str().unwrap()]);
+    let serve = crate::serve::Serve::start(&a);
+    let b = Env::with_piece_length("16K");
+    let out = b.path("out");
+    b.json(&[
+        "get",
+        t.to_str().unwrap(),
+        "--peer",
+        &format!("127.0.0.1:{}", serve.port),
+        "--listen",
+        "127.0.0.1:0",
+        "--timeout",
+        "60",
+        "--export",
+        out.to_str().unwrap(),
+    ]);
+    // A .torrent carries no modes or times: the bytes are what must match.
+    let bytes_of = |root: &std::path::Path| -> Vec<(String, String)> {
+        snapshot(root)
+            .into_iter()
+            .map(|(p, what)| (p, what.split(" mtime").next().unwrap_or("").to_string()))
+            .collect()
+    };
+    assert_eq!(bytes_of(&out.join("tree")), bytes_of(&root));
+    let fetched = b.json(&["stats"]);
+    assert_eq!(fetched["content_bytes"].as_u64(), Some(total), "{fetched}");
+    b.import(&root, "tree");
+    let imported = b.json(&["stats"]);
+    assert_eq!(
+        imported["content_bytes"], fetched["content_bytes"],
+        "importing the files stored their content again: {imported}"
+    );
+    b.ok(&["fsck"]);
+}
+
 #[test]
 fn a_tree_of_large_files_costs_one_copy() {
     const MIB: usize = 1 << 20;
