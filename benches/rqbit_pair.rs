@@ -81,10 +81,14 @@ fn main() -> anyhow::Result<()> {
     };
     let bytes = std::fs::read(torrent).with_context(|| format!("reading {torrent}"))?;
     let dir = PathBuf::from(dir);
-    tokio::runtime::Builder::new_multi_thread()
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?
-        .block_on(run(seed, bytes, dir, peer, hooks))
+        .build()?;
+    let done = rt.block_on(run(seed, bytes, dir, peer, hooks));
+    // A download is written (through the page cache, as librqbit leaves it) once it
+    // completes: the process exits without the session's stop, as `cas get` does.
+    rt.shutdown_background();
+    done
 }
 
 async fn run(
@@ -143,6 +147,7 @@ async fn run(
             stats.progress_bytes,
             started.elapsed().as_secs_f64()
         );
+        return Ok(());
     }
     session.stop().await;
     Ok(())

@@ -19,7 +19,12 @@ pub enum StagingError {
 
 /// A piece being received.
 struct Staged {
+    /// What arrived, from the start of the piece to the furthest byte written: the
+    /// room for the whole piece is reserved, not zeroed (blocks come mostly in order,
+    /// and a gap is zeroed only when a later block skips over it).
     bytes: Vec<u8>,
+    /// The piece's length.
+    len: u64,
     /// Byte ranges written so far (pad files count as written), sorted, disjoint.
     covered: Vec<(u64, u64)>,
     /// When a block last arrived.
@@ -41,7 +46,18 @@ impl Staged {
     }
 
     fn complete(&self) -> bool {
-        self.covered == [(0, self.bytes.len() as u64)]
+        self.covered == [(0, self.len)]
+    }
+
+    /// Writes `data` at `at`.
+    fn put(&mut self, at: usize, data: &[u8]) {
+        let bytes = &mut self.bytes;
+        if bytes.len() < at {
+            bytes.resize(at, 0);
+        }
+        let inside = (bytes.len() - at).min(data.len());
+        bytes[at..at + inside].copy_from_slice(&data[..inside]);
+        bytes.extend_from_slice(&data[inside..]);
     }
 }
 
@@ -91,7 +107,8 @@ impl Staging {
         if !self.pieces.contains_key(&piece) {
             self.make_room(len);
             let mut s = Staged {
-                bytes: vec![0; len as usize],
+                bytes: Vec::with_capacity(len as usize),
+                len,
                 covered: Vec::new(),
                 last: Instant::now(),
             };
@@ -104,13 +121,17 @@ impl Staging {
         let Some(s) = self.pieces.get_mut(&piece) else {
             return Ok(None);
         };
-        s.bytes[within as usize..end as usize].copy_from_slice(data);
+        s.put(within as usize, data);
         s.cover(within, end);
         s.last = Instant::now();
         if !s.complete() {
             return Ok(None);
         }
-        let done = self.pieces.remove(&piece).map(|s| s.bytes);
+        // What was never written is pad files at the end, read as zeros.
+        let done = self.pieces.remove(&piece).map(|mut s| {
+            s.bytes.resize(len as usize, 0);
+            s.bytes
+        });
         self.held -= len;
         Ok(done)
     }
@@ -122,7 +143,7 @@ impl Staging {
                 return;
             };
             if let Some(s) = self.pieces.remove(&oldest) {
-                self.held -= s.bytes.len() as u64;
+                self.held -= s.len;
                 self.dropped += 1;
                 tracing::debug!(
                     "dropped staged piece {oldest} to stay within {} bytes",
@@ -158,6 +179,18 @@ mod tests {
         );
         assert_eq!(s.held_bytes(), 0);
         assert!(s.receiving(std::time::Duration::from_secs(60)).is_empty());
+    }
+
+    #[test]
+    fn a_block_sent_twice_and_a_block_past_a_gap_leave_the_right_bytes() {
+        let mut s = Staging::new(DEFAULT_LIMIT, 16);
+        assert_eq!(s.write(0, 9, Vec::new, 6, b"ghi"), Ok(None));
+        assert_eq!(s.write(0, 9, Vec::new, 0, b"abc"), Ok(None));
+        assert_eq!(s.write(0, 9, Vec::new, 0, b"abc"), Ok(None));
+        assert_eq!(
+            s.write(0, 9, Vec::new, 3, b"def"),
+            Ok(Some(b"abcdefghi".to_vec()))
+        );
     }
 
     #[test]
