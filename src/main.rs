@@ -2,8 +2,10 @@
 
 mod cli;
 
-/// What is logged when `CAS_LOG` is not set.
-const DEFAULT_LOG: &str = "warn";
+/// What is logged when `CAS_LOG` is not set. The uTP socket asks for a 160 MiB UDP
+/// receive buffer and warns, at every start, when the system's `rmem_max` (208 KiB by
+/// default) refuses it: not something to tell every user of `cas serve`.
+const DEFAULT_LOG: &str = "warn,librqbit_utp::socket=error";
 
 fn main() {
     use tracing_subscriber::prelude::*;

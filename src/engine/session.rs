@@ -86,7 +86,9 @@ impl Engine {
                 // stream that spreads a fetch's piece order (each holds one).
                 runtime_worker_threads: Some(8 + order::STREAMS),
                 listen: Some(ListenerOptions {
-                    mode: ListenerMode::TcpOnly,
+                    // uTP beside TCP: peers that only reach us over UDP (NAT) get in;
+                    // outgoing connections try TCP first and uTP after 1 s.
+                    mode: ListenerMode::TcpAndUtp,
                     listen_addr: listen,
                     announce_port: Some(listen.port()),
                     ipv4_only: listen.is_ipv4(),

@@ -214,3 +214,36 @@ fn allow_list_refuses_peers_outside_it() {
     let r = lt_download(&t, &env.path("allowed"), serve.port);
     assert_eq!(r["seeding"], true, "a peer inside --allow got nothing: {r}");
 }
+
+/// uTP beside TCP: a libtorrent client that may use uTP only downloads from
+/// `cas serve`, byte-identical.
+#[test]
+fn libtorrent_downloads_over_utp_only_from_cas_serve() {
+    let env = Env::with_piece_length("16K");
+    let data = random_bytes(72, 2 << 20);
+    write(&env.path("src/f.bin"), &data);
+    env.import(&env.path("src"), "src");
+    let t = env.path("f.torrent");
+    env.ok(&["torrent", "src:f.bin", "-o", t.to_str().unwrap()]);
+    let serve = Serve::start(&env);
+    let got = env.path("got");
+    let r = lt_download_with(
+        &t,
+        &got,
+        serve.port,
+        60,
+        r#"{"enable_outgoing_tcp": false, "enable_incoming_tcp": false,
+            "enable_outgoing_utp": true, "enable_incoming_utp": true}"#,
+    );
+    assert_eq!(
+        r["seeding"], true,
+        "libtorrent did not complete over uTP: {r}"
+    );
+    let name = std::fs::read_dir(&got)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(std::fs::read(name).unwrap(), data);
+}

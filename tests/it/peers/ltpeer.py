@@ -1,7 +1,8 @@
 """A libtorrent session that can talk to librqbit on loopback.
 
-librqbit has no MSE/PE encryption and cas listens on TCP only, so encryption and uTP
-are off and several connections per IP are allowed; DHT, LSD, UPnP and NAT-PMP are
+librqbit has no MSE/PE encryption, so encryption is off; uTP is off (cas takes it, but
+TCP is what the tests measure unless one says otherwise), and several connections per
+IP are allowed; DHT, LSD, UPnP and NAT-PMP are
 off so that nothing leaves loopback.
 """
 import libtorrent as lt
