@@ -1361,10 +1361,12 @@ impl PeerHandler {
             }
         };
         let prev = pe.value_mut().take_state(peers);
+        let mut peer_had_all = false;
 
         match prev {
             PeerState::Connecting(_) => {}
             PeerState::Live(live) => {
+                peer_had_all = live.has_full_torrent(self.state.lengths.total_pieces() as usize);
                 let mut g = self.state.lock_write("mark_chunk_requests_canceled");
 
                 // Release all pieces owned by this peer (fixes the bug where pieces
@@ -1411,18 +1413,26 @@ impl PeerHandler {
             }
         };
 
-        let _error = match error {
-            Some(e) => e,
+        // A peer we dialled that lacks pieces may want them from us and may not be able
+        // to dial us (behind NAT, or it never learned our port): a seed dials it again,
+        // with the same backoff as a download does.
+        let may_want_ours =
+            !peer_had_all && !self.incoming && !self.state.shared.options.disable_upload();
+        let finished = self.state.is_finished_and_no_active_streams();
+
+        match error {
+            Some(_) => {
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+            }
+            None if finished && may_want_ours => {}
             None => {
                 trace!("peer died without errors, not re-queueing");
                 pe.value_mut().set_state(PeerState::NotNeeded, peers);
                 return Ok(());
             }
-        };
+        }
 
-        self.counters.errors.fetch_add(1, Ordering::Relaxed);
-
-        if self.state.is_finished_and_no_active_streams() {
+        if finished && !may_want_ours {
             debug!("torrent finished, not re-queueing");
             pe.value_mut().set_state(PeerState::NotNeeded, peers);
             return Ok(());
