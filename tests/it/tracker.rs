@@ -67,6 +67,20 @@ impl Tracker {
         Some((count("complete")?, count("incomplete")?))
     }
 
+    /// Announces a peer listening on loopback `port` that still needs `left` bytes of
+    /// `info_hash` (40 hex digits); true if the tracker answered.
+    pub fn announce(&self, info_hash: &str, port: u16, left: u64) -> bool {
+        let mut path = String::from("/announce?info_hash=");
+        for i in (0..info_hash.len()).step_by(2) {
+            path.push('%');
+            path.push_str(&info_hash[i..i + 2]);
+        }
+        path.push_str(&format!(
+            "&peer_id=-XX0001-{port:012}&port={port}&uploaded=0&downloaded=0&left={left}&compact=1"
+        ));
+        http_get(self.port, &path).is_some()
+    }
+
     /// Waits until the tracker counts at least `seeders` seeders and `leechers`
     /// leechers of `info_hash`: until `who` has announced.
     pub fn wait_for(&mut self, info_hash: &str, seeders: u64, leechers: u64, who: &str) {
@@ -157,4 +171,65 @@ fn a_tree_is_found_and_fetched_through_opentracker() {
     ]);
     assert_eq!(r["tree"], imported["tree"], "{r}");
     assert_eq!(snapshot(&out), snapshot(&src));
+}
+
+/// A leecher that `cas serve` dialled and then lost (here it closes the connection
+/// after the handshakes; in life it restarts, or a NAT drops the mapping) is dialled
+/// again: it may not be able to dial cas itself. The leecher is a raw socket that
+/// announces itself to opentracker and counts the connections cas makes to it.
+#[test]
+fn a_seed_dials_again_a_leecher_whose_connection_dropped() {
+    use std::net::TcpListener;
+    let env = Env::with_piece_length("16K");
+    write(&env.path("src/f.bin"), &random_bytes(93, 64 << 10));
+    let r = env.import(&env.path("src"), "src");
+    let ih = r["files"][0]["info_hash"].as_str().unwrap().to_string();
+    let port = Tracker::port();
+    let url = Tracker::url(port);
+    let mut tracker = Tracker::start(&env, port, &[&ih]);
+    let leecher = TcpListener::bind("127.0.0.1:0").unwrap();
+    let leecher_port = leecher.local_addr().unwrap().port();
+    assert!(
+        tracker.announce(&ih, leecher_port, 1 << 16),
+        "opentracker did not answer"
+    );
+    tracker.wait_for(&ih, 0, 1, "the raw leecher");
+    let _serve = Serve::start_with(&env, &["--tracker", &url]);
+    leecher.set_nonblocking(true).unwrap();
+    let ih_bytes = hex::decode(&ih).unwrap();
+    let mut connections = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while connections < 2 && Instant::now() < deadline {
+        match leecher.accept() {
+            Ok((mut s, _)) => {
+                connections += 1;
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut theirs = [0u8; 68];
+                s.read_exact(&mut theirs).unwrap();
+                assert_eq!(
+                    &theirs[28..48],
+                    &ih_bytes[..],
+                    "cas dialled for its torrent"
+                );
+                let mut ours = vec![19u8];
+                ours.extend_from_slice(b"BitTorrent protocol");
+                ours.extend_from_slice(&[0; 8]);
+                ours.extend_from_slice(&ih_bytes);
+                ours.extend_from_slice(b"-XX0001-rawleecher01");
+                s.write_all(&ours).unwrap();
+                // Interested, then gone.
+                s.write_all(&[0, 0, 0, 1, 2]).unwrap();
+                drop(s);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+    assert_eq!(
+        connections, 2,
+        "cas serve dialled the leecher once and never again"
+    );
 }
