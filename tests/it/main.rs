@@ -24,6 +24,7 @@ pub mod lsd;
 mod mount;
 mod netns;
 mod private;
+mod qbittorrent;
 mod serve;
 mod skips;
 mod socket;

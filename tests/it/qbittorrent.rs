@@ -1,0 +1,344 @@
+//! qBittorrent (Debian's `qbittorrent-nox`, driven through its Web API, with its default
+//! settings but DHT, LSD, PeX and UPnP off) and cas, both ways: qBittorrent downloads a
+//! file torrent, a directory torrent and a magnet from `cas serve`, and `cas get`
+//! fetches a .torrent and a magnet from qBittorrent as the only seeder. Each case runs
+//! several times; every run must complete byte-identical.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use crate::liar::info_hash_of;
+use crate::serve::{free_port, Serve};
+
+/// How many times each case runs.
+const RUNS: usize = 3;
+
+/// A qbittorrent-nox with its own profile, killed on drop.
+struct Qbt {
+    proc: Proc,
+    web: u16,
+    /// Where it listens for peers.
+    port: u16,
+}
+
+impl Qbt {
+    fn start(env: &Env, name: &str) -> Qbt {
+        let (web, port) = (free_port(), free_port());
+        let profile = env.path(&format!("{name}-profile"));
+        let conf = profile.join("qBittorrent/config/qBittorrent.conf");
+        std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
+        let save = env.path(&format!("{name}-downloads"));
+        std::fs::write(
+            &conf,
+            format!(
+                "[LegalNotice]\nAccepted=true\n\n[BitTorrent]\nSession\\Port={port}\n\
+                 Session\\DHTEnabled=false\nSession\\LSDEnabled=false\nSession\\PeXEnabled=false\n\
+                 Session\\DefaultSavePath={}\n\n[Preferences]\nWebUI\\Port={web}\n\
+                 WebUI\\Address=127.0.0.1\nWebUI\\LocalHostAuth=false\nConnection\\UPnP=false\n",
+                save.display()
+            ),
+        )
+        .unwrap();
+        let mut cmd = Command::new("qbittorrent-nox");
+        cmd.arg(format!("--profile={}", profile.display()));
+        let mut proc = Proc::spawn(cmd, env.path(&format!("{name}.log")));
+        wait_listening(web, &mut proc, "qbittorrent-nox's Web API");
+        Qbt { proc, web, port }
+    }
+
+    /// One request to the Web API: its status and body.
+    fn call(&mut self, path: &str, content_type: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        self.proc.assert_running("qbittorrent-nox");
+        let mut s = TcpStream::connect(("127.0.0.1", self.web)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: {content_type}\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            self.web,
+            body.len()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).unwrap();
+        let end = resp
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("no HTTP head: {}", String::from_utf8_lossy(&resp)));
+        let status = String::from_utf8_lossy(&resp[..end])
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        (status, resp[end + 4..].to_vec())
+    }
+
+    fn form(&mut self, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
+        let body: Vec<String> = fields
+            .iter()
+            .map(|(k, v)| format!("{k}={}", url_encode(v)))
+            .collect();
+        let (status, body) = self.call(
+            path,
+            "application/x-www-form-urlencoded",
+            body.join("&").as_bytes(),
+        );
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// Adds a .torrent (multipart, as the Web UI sends it), saving under `save`.
+    fn add_torrent(&mut self, torrent: &[u8], save: &Path) {
+        let b = "----casqbtboundary";
+        let mut body = format!(
+            "--{b}\r\nContent-Disposition: form-data; name=\"torrents\"; filename=\"t.torrent\"\r\n\
+             Content-Type: application/x-bittorrent\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(torrent);
+        body.extend_from_slice(
+            format!(
+                "\r\n--{b}\r\nContent-Disposition: form-data; name=\"savepath\"\r\n\r\n{}\r\n--{b}--\r\n",
+                save.display()
+            )
+            .as_bytes(),
+        );
+        let (status, got) = self.call(
+            "/api/v2/torrents/add",
+            &format!("multipart/form-data; boundary={b}"),
+            &body,
+        );
+        assert_eq!(
+            (status, String::from_utf8_lossy(&got).as_ref()),
+            (200, "Ok.")
+        );
+    }
+
+    fn add_magnet(&mut self, magnet: &str, save: &Path) {
+        let save = save.display().to_string();
+        let r = self.form(
+            "/api/v2/torrents/add",
+            &[("urls", magnet), ("savepath", &save)],
+        );
+        assert_eq!(r, (200, "Ok.".to_string()));
+    }
+
+    /// Tells qBittorrent of a peer for a torrent, once the torrent is in its list.
+    fn add_peer(&mut self, info_hash: &str, port: u16) {
+        let peer = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (status, body) = self.form(
+                "/api/v2/torrents/addPeers",
+                &[("hashes", info_hash), ("peers", &peer)],
+            );
+            if status == 200 && body.contains("\"added\":1") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "qBittorrent did not take the peer: {status} {body}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn torrent(&mut self, info_hash: &str) -> serde_json::Value {
+        let (status, body) = self.form("/api/v2/torrents/info", &[("hashes", info_hash)]);
+        assert_eq!(status, 200, "{body}");
+        let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+        list[0].clone()
+    }
+
+    /// Waits until qBittorrent has every piece of `info_hash`; its entry then.
+    fn wait_complete(&mut self, info_hash: &str, within: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let t = self.torrent(info_hash);
+            if t["progress"].as_f64() == Some(1.0) && t["amount_left"] == 0 {
+                return t;
+            }
+            if Instant::now() > deadline {
+                panic!("qBittorrent did not complete {info_hash} in {within:?}: {t}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn remove(&mut self, info_hash: &str) {
+        let r = self.form(
+            "/api/v2/torrents/delete",
+            &[("hashes", info_hash), ("deleteFiles", "true")],
+        );
+        assert_eq!(r.0, 200, "{r:?}");
+    }
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A store with a tree of three files (one larger than a piece, one of exact pieces,
+/// one small), its directory torrent, a file torrent and a file's magnet.
+struct Served {
+    env: Env,
+    src: PathBuf,
+    dir_torrent: Vec<u8>,
+    file_torrent: Vec<u8>,
+    magnet: String,
+}
+
+fn served() -> Served {
+    let env = Env::with_piece_length("16K");
+    let src = env.path("src");
+    write(&src.join("big.bin"), &random_bytes(61, 700_000));
+    write(&src.join("sub/exact.bin"), &random_bytes(62, 64 << 10));
+    write(&src.join("sub/small.txt"), b"a small file\n");
+    env.import(&src, "src");
+    let (d, f) = (env.path("dir.torrent"), env.path("file.torrent"));
+    env.ok(&["torrent", "src", "-o", d.to_str().unwrap()]);
+    env.ok(&["torrent", "src:big.bin", "-o", f.to_str().unwrap()]);
+    let magnet = env.ok(&["magnet", "src:sub/exact.bin"]).trim().to_string();
+    Served {
+        dir_torrent: std::fs::read(&d).unwrap(),
+        file_torrent: std::fs::read(&f).unwrap(),
+        env,
+        src,
+        magnet,
+    }
+}
+
+fn hex_of(torrent: &[u8]) -> String {
+    hex::encode(info_hash_of(torrent))
+}
+
+/// The file a qBittorrent entry's `content_path` names, or under a directory's.
+fn content(entry: &serde_json::Value, rel: &str) -> Vec<u8> {
+    let path = PathBuf::from(entry["content_path"].as_str().unwrap());
+    std::fs::read(if rel.is_empty() { path } else { path.join(rel) }).unwrap()
+}
+
+#[test]
+fn qbittorrent_downloads_a_file_a_directory_and_a_magnet_from_cas_serve() {
+    if !have_tools("qbittorrent", &["qbittorrent-nox"]) {
+        return;
+    }
+    let s = served();
+    let serve = Serve::start(&s.env);
+    let mut qbt = Qbt::start(&s.env, "qbt");
+    let read = |p: &str| std::fs::read(s.src.join(p)).unwrap();
+    let magnet_ih = s.magnet.split("btih:").nth(1).unwrap()[..40].to_string();
+    let mut passed = [0usize; 3];
+    for run in 0..RUNS {
+        let save = s.env.path(&format!("qbt-run{run}"));
+        qbt.add_torrent(&s.file_torrent, &save);
+        qbt.add_torrent(&s.dir_torrent, &save);
+        qbt.add_magnet(&s.magnet, &save);
+        let (file_ih, dir_ih) = (hex_of(&s.file_torrent), hex_of(&s.dir_torrent));
+        for ih in [&file_ih, &dir_ih, &magnet_ih] {
+            qbt.add_peer(ih, serve.port);
+        }
+        let within = Duration::from_secs(60);
+        let t = qbt.wait_complete(&file_ih, within);
+        assert_eq!(content(&t, ""), read("big.bin"), "run {run}: file torrent");
+        passed[0] += 1;
+        let t = qbt.wait_complete(&dir_ih, within);
+        for f in ["big.bin", "sub/exact.bin", "sub/small.txt"] {
+            assert_eq!(content(&t, f), read(f), "run {run}: directory torrent, {f}");
+        }
+        passed[1] += 1;
+        let t = qbt.wait_complete(&magnet_ih, within);
+        assert_eq!(content(&t, ""), read("sub/exact.bin"), "run {run}: magnet");
+        passed[2] += 1;
+        for ih in [&file_ih, &dir_ih, &magnet_ih] {
+            qbt.remove(ih);
+        }
+    }
+    eprintln!(
+        "qBittorrent from cas serve: file {}/{RUNS}, directory {}/{RUNS}, magnet {}/{RUNS}",
+        passed[0], passed[1], passed[2]
+    );
+}
+
+#[test]
+fn cas_get_fetches_a_torrent_and_a_magnet_from_qbittorrent_as_the_only_seeder() {
+    if !have_tools("qbittorrent", &["qbittorrent-nox"]) {
+        return;
+    }
+    let s = served();
+    // qBittorrent seeds what it downloads from cas once; cas serve is then gone.
+    let mut qbt = Qbt::start(&s.env, "qbt-seed");
+    let save = s.env.path("qbt-seed-data");
+    {
+        let serve = Serve::start(&s.env);
+        qbt.add_torrent(&s.dir_torrent, &save);
+        qbt.add_peer(&hex_of(&s.dir_torrent), serve.port);
+        qbt.wait_complete(&hex_of(&s.dir_torrent), Duration::from_secs(60));
+        qbt.add_magnet(&s.magnet, &save);
+        let magnet_ih = s.magnet.split("btih:").nth(1).unwrap()[..40].to_string();
+        qbt.add_peer(&magnet_ih, serve.port);
+        qbt.wait_complete(&magnet_ih, Duration::from_secs(60));
+    }
+    let dir_torrent = s.env.path("dir.torrent");
+    let mut passed = [0usize; 2];
+    for run in 0..RUNS {
+        let leech = Env::with_piece_length("16K");
+        let out = leech.path("out");
+        let peer = format!("127.0.0.1:{}", qbt.port);
+        let args = |target: &str, out: &Path| -> Vec<String> {
+            [
+                "get",
+                target,
+                "--peer",
+                &peer,
+                "--listen",
+                "127.0.0.1:0",
+                "--timeout",
+                "60",
+                "--export",
+                out.to_str().unwrap(),
+            ]
+            .map(String::from)
+            .to_vec()
+        };
+        let a = args(dir_torrent.to_str().unwrap(), &out);
+        leech.json(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        for f in ["big.bin", "sub/exact.bin", "sub/small.txt"] {
+            assert_eq!(
+                std::fs::read(out.join("src").join(f)).unwrap(),
+                std::fs::read(s.src.join(f)).unwrap(),
+                "run {run}: {f}"
+            );
+        }
+        passed[0] += 1;
+        let out = leech.path("out-magnet");
+        let a = args(&s.magnet, &out);
+        leech.json(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        let got: Vec<PathBuf> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(
+            std::fs::read(&got[0]).unwrap(),
+            std::fs::read(s.src.join("sub/exact.bin")).unwrap(),
+            "run {run}: magnet"
+        );
+        passed[1] += 1;
+        leech.ok(&["fsck"]);
+    }
+    eprintln!(
+        "cas get from qBittorrent: torrent {}/{RUNS}, magnet {}/{RUNS}",
+        passed[0], passed[1]
+    );
+}
