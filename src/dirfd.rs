@@ -97,7 +97,7 @@ impl Dir {
     }
 
     /// The status of `name`, not following a symlink.
-    fn stat(&self, name: &OsStr) -> std::io::Result<libc::stat> {
+    pub(crate) fn stat(&self, name: &OsStr) -> std::io::Result<libc::stat> {
         let c = c_name(name)?;
         // SAFETY: an all-zero `stat` is a valid value for fstatat to fill in.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
@@ -143,25 +143,81 @@ impl Dir {
         Error::io(self.join(name), "open")(err)
     }
 
+    /// Opens the directory `name` below this one, not following a symlink.
+    fn open_dir(&self, name: &OsStr) -> std::io::Result<Dir> {
+        let c = c_name(name)?;
+        // SAFETY: a directory descriptor we own and a valid name.
+        let file = fd_or_error(unsafe {
+            libc::openat(
+                self.file.as_raw_fd(),
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        })?;
+        Ok(Dir {
+            file,
+            path: self.join(name),
+        })
+    }
+
     /// Opens the directory `name` below this one; a symlink there is refused.
     pub(crate) fn dir(&self, name: &OsStr) -> Result<Dir> {
-        let opened = c_name(name).and_then(|c| {
-            // SAFETY: a directory descriptor we own and a valid name.
-            fd_or_error(unsafe {
-                libc::openat(
-                    self.file.as_raw_fd(),
-                    c.as_ptr(),
-                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                )
-            })
-        });
-        match opened {
-            Ok(file) => Ok(Dir {
-                file,
-                path: self.join(name),
-            }),
-            Err(e) => Err(self.open_error(name, e, "a directory")),
+        self.open_dir(name)
+            .map_err(|e| self.open_error(name, e, "a directory"))
+    }
+
+    /// Opens the directory `name` below this one if there is one: `None` when
+    /// nothing is there, or something that is not a directory (so nothing below it
+    /// either). A symlink there is refused.
+    pub(crate) fn dir_if_any(&self, name: &OsStr) -> Result<Option<Dir>> {
+        let err = match self.open_dir(name) {
+            Ok(d) => return Ok(Some(d)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => e,
+        };
+        if !matches!(err.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) {
+            return Err(Error::io(self.join(name), "open")(err));
         }
+        match self.stat(name) {
+            Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => {
+                Err(self.wrong_kind(name, st.st_mode, "a directory"))
+            }
+            Ok(st) if st.st_mode & libc::S_IFMT != libc::S_IFDIR => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            // A directory again, or unreadable: changed under us.
+            _ => Err(Error::io(self.join(name), "open")(err)),
+        }
+    }
+
+    /// Opens the directory at `rel` (components below this one) if it is there,
+    /// each component with [`Dir::dir_if_any`].
+    pub(crate) fn walk_if_any<'a>(
+        &self,
+        rel: impl IntoIterator<Item = &'a OsStr>,
+    ) -> Result<Option<Dir>> {
+        let mut cur = self.try_clone()?;
+        for c in rel {
+            match cur.dir_if_any(c)? {
+                Some(next) => cur = next,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(cur))
+    }
+
+    /// Opens the directory at `rel`, making each component that is missing
+    /// (`mode` before the umask), as `mkdir -p` does but through handles.
+    pub(crate) fn make_dirs<'a>(
+        &self,
+        rel: impl IntoIterator<Item = &'a OsStr>,
+        mode: libc::mode_t,
+    ) -> Result<Dir> {
+        let mut cur = self.try_clone()?;
+        for c in rel {
+            cur.mkdir(c, mode)?;
+            cur = cur.dir(c)?;
+        }
+        Ok(cur)
     }
 
     /// Opens the directory at `rel` (components below this one), each component
@@ -287,6 +343,72 @@ impl Dir {
         })
         .map_err(Error::io(&path, "set mtime"))
     }
+
+    /// Renames `name` to `to_name` in the directory `to` (`renameat`): neither
+    /// name is followed if it is a symlink.
+    pub(crate) fn rename(&self, name: &OsStr, to: &Dir, to_name: &OsStr) -> std::io::Result<()> {
+        let (from, dest) = (c_name(name)?, c_name(to_name)?);
+        // SAFETY: two directory descriptors we own and valid names.
+        zero_or_error(unsafe {
+            libc::renameat(
+                self.file.as_raw_fd(),
+                from.as_ptr(),
+                to.file.as_raw_fd(),
+                dest.as_ptr(),
+            )
+        })
+    }
+
+    /// Removes `name`, anything but a directory (a symlink itself, not its target).
+    pub(crate) fn remove(&self, name: &OsStr) -> std::io::Result<()> {
+        self.unlink(name, 0)
+    }
+
+    /// Removes the empty directory `name`.
+    pub(crate) fn remove_dir(&self, name: &OsStr) -> std::io::Result<()> {
+        self.unlink(name, libc::AT_REMOVEDIR)
+    }
+
+    fn unlink(&self, name: &OsStr, flags: libc::c_int) -> std::io::Result<()> {
+        let c = c_name(name)?;
+        // SAFETY: a directory descriptor we own and a valid name.
+        zero_or_error(unsafe { libc::unlinkat(self.file.as_raw_fd(), c.as_ptr(), flags) })
+    }
+
+    /// The target of the symlink `name`.
+    pub(crate) fn read_link(&self, name: &OsStr) -> std::io::Result<Vec<u8>> {
+        let c = c_name(name)?;
+        let mut buf = vec![0u8; 256];
+        loop {
+            // SAFETY: a directory descriptor we own, a valid name, and a buffer of
+            // `buf.len()` bytes to fill.
+            let n = unsafe {
+                libc::readlinkat(
+                    self.file.as_raw_fd(),
+                    c.as_ptr(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                )
+            };
+            if n < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let n = n as usize;
+            if n < buf.len() {
+                buf.truncate(n);
+                return Ok(buf);
+            }
+            // Perhaps cut short: again with room to spare.
+            buf.resize(buf.len() * 2, 0);
+        }
+    }
+
+    /// Makes the entries of this directory durable (fsync).
+    pub(crate) fn sync(&self) -> Result<()> {
+        self.file
+            .sync_all()
+            .map_err(Error::io(&self.path, "sync directory"))
+    }
 }
 
 /// Refuses `file` (at `path`) unless it is a regular file.
@@ -301,4 +423,12 @@ pub(crate) fn check_regular(file: &File, path: &Path) -> Result<()> {
             reason: format!("is {}, not a regular file", kind_of(m.mode())),
         })
     }
+}
+
+/// A path (of a manifest, of a plan) split into its parent's components and its
+/// last name.
+pub(crate) fn split(path: &[u8]) -> (Vec<&OsStr>, &OsStr) {
+    let mut parts: Vec<&OsStr> = path.split(|&b| b == b'/').map(OsStr::from_bytes).collect();
+    let last = parts.pop().unwrap_or_default();
+    (parts, last)
 }

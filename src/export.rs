@@ -9,16 +9,16 @@
 //! when another process swaps one of its directories for a symlink meanwhile.
 
 use std::ffi::OsStr;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::dirfd::Dir;
+use crate::dirfd::{split, Dir};
 use crate::manifest::{Entry, EntryKind};
 use crate::meta::parse::Metainfo;
 use crate::read::{load_manifest, write_file, Sink};
@@ -59,29 +59,6 @@ pub(crate) fn mtime(e: &Entry) -> SystemTime {
     }
 }
 
-pub(crate) fn set_symlink_mtime(path: &Path, e: &Entry) -> std::io::Result<()> {
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
-    let ts = libc::timespec {
-        tv_sec: e.mtime_secs as libc::time_t,
-        tv_nsec: e.mtime_nanos.into(),
-    };
-    let times = [ts, ts];
-    // SAFETY: `c` is a valid NUL-terminated path and `times` two valid timespecs.
-    let r = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
 /// Gives the directory `dir` the entry's mtime and mode.
 fn finish(dir: &Dir, e: &Entry) -> Result<()> {
     dir.file()
@@ -90,23 +67,6 @@ fn finish(dir: &Dir, e: &Entry) -> Result<()> {
     dir.file()
         .set_permissions(std::fs::Permissions::from_mode(e.mode))
         .map_err(Error::io(dir.path(), "set mode"))
-}
-
-/// A manifest path split into its parent's components and its last name.
-fn split_path(path: &[u8]) -> (Vec<&OsStr>, &OsStr) {
-    let mut parts: Vec<&OsStr> = path.split(|&b| b == b'/').map(OsStr::from_bytes).collect();
-    let last = parts.pop().unwrap_or_default();
-    (parts, last)
-}
-
-/// Creates a new file, never through a symlink and never over anything.
-pub(crate) fn create_new(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(Error::io(path, "create file"))
 }
 
 /// Writes a file entry's content into `file` (at `path`, for errors), checked
@@ -168,7 +128,7 @@ fn write_tree(
     // The parent of the last entry, open: entries come sorted, siblings together.
     let mut cached: Option<(Vec<&OsStr>, Dir)> = None;
     for e in &manifest.entries {
-        let (parent, name) = split_path(&e.path);
+        let (parent, name) = split(&e.path);
         let hit = cached.as_ref().is_some_and(|(p, _)| *p == parent);
         if !hit {
             let d = root.walk(parent.iter().copied())?;
@@ -200,7 +160,7 @@ fn write_tree(
     // Directories last, deepest first, so that writing their contents does not change
     // their mtimes and a read-only directory does not block its own contents.
     for e in dirs.iter().rev() {
-        let (parent, name) = split_path(&e.path);
+        let (parent, name) = split(&e.path);
         finish(&root.walk(parent.into_iter().chain([name]))?, e)?;
     }
     Ok(report)

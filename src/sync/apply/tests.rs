@@ -5,6 +5,24 @@
 use super::*;
 use crate::import::{import, ImportOptions};
 use crate::sync::merge::plan;
+use std::cell::RefCell;
+
+/// What another process does to the directory just before (`true`) and just
+/// after (`false`) each check of a path: a test's way to change it between the
+/// check and the write, at a set point rather than by timing.
+type Race = Box<dyn FnMut(bool)>;
+
+thread_local! {
+    static RACE: RefCell<Option<Race>> = RefCell::new(None);
+}
+
+pub(super) fn race(before: bool) {
+    RACE.with(|r| {
+        if let Some(f) = r.borrow_mut().as_mut() {
+            f(before)
+        }
+    })
+}
 
 fn scan(store: &Store, dir: &Path) -> Manifest {
     let opts = ImportOptions {
@@ -137,4 +155,128 @@ fn no_step_of_a_plan_reaches_outside_the_directory() {
         assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1);
         assert_eq!(std::fs::read(dest.join("f")).unwrap(), b"remote\n");
     }
+}
+
+/// Another process swaps `DIR/sub` for a symlink to a directory outside whenever
+/// a path is checked, and back before the next check: the checks always see a
+/// real directory, the writes that follow them the symlink. No step of a plan
+/// below `sub` (a file, a directory and a symlink written, a file removed, a
+/// conflict copy renamed) changes anything outside; each is refused, naming
+/// `DIR/sub`.
+#[test]
+fn a_directory_swapped_for_a_symlink_between_check_and_write_is_not_written_through() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("store"), Some(16 << 10)).unwrap();
+    let (src, dest) = (tmp.path().join("src"), tmp.path().join("dest"));
+    std::fs::create_dir_all(src.join("sub/deep")).unwrap();
+    std::fs::create_dir_all(&dest).unwrap();
+    std::fs::write(src.join("sub/old.txt"), b"old\n").unwrap();
+    std::fs::write(src.join("sub/keep.txt"), b"keep\n").unwrap();
+    std::fs::write(src.join("sub/deep/new.txt"), b"new\n").unwrap();
+    std::os::unix::fs::symlink("old.txt", src.join("sub/link")).unwrap();
+    std::fs::create_dir(src.join("sub/newdir")).unwrap();
+    let remote = scan(&store, &src);
+    let entry = |p: &[u8]| remote.entries.iter().find(|e| e.path == p).unwrap().clone();
+    let origin = |_: &Entry| ("x".to_string(), 1);
+    let empty = Manifest::default();
+    let first = Manifest {
+        entries: remote
+            .entries
+            .iter()
+            .filter(|e| [&b"sub"[..], b"sub/old.txt", b"sub/keep.txt"].contains(&&e.path[..]))
+            .cloned()
+            .collect(),
+    };
+    let p = plan(&empty, &empty, &first, &origin);
+    apply(&store, &dest, &p, &empty, "n", 5, &mut Ahead::none(&dest)).unwrap();
+
+    // Outside: files of the same names, the same contents and times, as bait.
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    for name in ["old.txt", "keep.txt"] {
+        std::fs::copy(dest.join("sub").join(name), outside.join(name)).unwrap();
+        let t = std::fs::metadata(dest.join("sub").join(name))
+            .unwrap()
+            .modified()
+            .unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(outside.join(name))
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    }
+    let listing = |d: &Path| {
+        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap_or_default(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let bait = listing(&outside);
+
+    let sub = dest.join("sub");
+    let moved = tmp.path().join("moved-sub");
+    for step in [
+        Step::Write {
+            entry: entry(b"sub/deep/new.txt"),
+        },
+        Step::Write {
+            entry: entry(b"sub/newdir"),
+        },
+        Step::Write {
+            entry: entry(b"sub/link"),
+        },
+        Step::Remove {
+            path: b"sub/old.txt".to_vec(),
+        },
+        Step::Keep {
+            path: b"sub/keep.txt".to_vec(),
+            to: b"sub/keep.txt.conflict-n-5".to_vec(),
+        },
+    ] {
+        let scanned = scan(&store, &dest);
+        let p = Plan {
+            steps: vec![step.clone()],
+            conflicts: 0,
+        };
+        let (s, m, o) = (sub.clone(), moved.clone(), outside.clone());
+        RACE.with(|r| {
+            *r.borrow_mut() = Some(Box::new(move |before| {
+                let swapped = s.symlink_metadata().unwrap().file_type().is_symlink();
+                if before && swapped {
+                    std::fs::remove_file(&s).unwrap();
+                    std::fs::rename(&m, &s).unwrap();
+                } else if !before && !swapped {
+                    std::fs::rename(&s, &m).unwrap();
+                    std::os::unix::fs::symlink(&o, &s).unwrap();
+                }
+            }))
+        });
+        let done = apply(&store, &dest, &p, &scanned, "n", 5, &mut Ahead::none(&dest));
+        RACE.with(|r| *r.borrow_mut() = None);
+        if sub.symlink_metadata().unwrap().file_type().is_symlink() {
+            std::fs::remove_file(&sub).unwrap();
+            std::fs::rename(&moved, &sub).unwrap();
+        }
+        assert_eq!(
+            listing(&outside),
+            bait,
+            "{step:?} changed the directory outside"
+        );
+        let err = done.expect_err(&format!("{step:?}")).to_string();
+        assert!(
+            err.contains(sub.to_str().unwrap()) && err.contains("symbolic link"),
+            "{step:?}: {err}"
+        );
+    }
+    assert_eq!(std::fs::read(sub.join("old.txt")).unwrap(), b"old\n");
+    assert_eq!(std::fs::read(sub.join("keep.txt")).unwrap(), b"keep\n");
 }
