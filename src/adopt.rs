@@ -24,7 +24,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::chunks::chunk::{Hashed, Padded, VerifiedChunk};
-use crate::export::{check_regular, Dir};
+use crate::dirfd::{check_regular, Dir};
 use crate::meta::parse::Metainfo;
 use crate::{ChunkId, Error, InfoHash, Result, Store};
 

@@ -3,22 +3,22 @@
 //!
 //! The destination must be new or empty. Paths come from a validated manifest
 //! (relative, no `..`, nothing below a symlink), and everything is made relative to
-//! a handle on its parent directory ([`Dir`]: `openat`, `mkdirat`, `symlinkat`),
+//! a handle on its parent directory ([`crate::dirfd::Dir`]: `openat`, `mkdirat`, `symlinkat`),
 //! opened one component at a time from the destination down with `O_NOFOLLOW`; files
 //! are created with `O_EXCL`. So an export never writes outside its directory, even
 //! when another process swaps one of its directories for a symlink meanwhile.
 
-use std::ffi::{CString, OsStr};
-use std::fs::{File, OpenOptions};
+use std::ffi::OsStr;
+use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
-use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::dirfd::{split, Dir};
 use crate::manifest::{Entry, EntryKind};
 use crate::meta::parse::Metainfo;
 use crate::read::{load_manifest, write_file, Sink};
@@ -59,323 +59,14 @@ pub(crate) fn mtime(e: &Entry) -> SystemTime {
     }
 }
 
-pub(crate) fn set_symlink_mtime(path: &Path, e: &Entry) -> std::io::Result<()> {
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
-    let ts = libc::timespec {
-        tv_sec: e.mtime_secs as libc::time_t,
-        tv_nsec: e.mtime_nanos.into(),
-    };
-    let times = [ts, ts];
-    // SAFETY: `c` is a valid NUL-terminated path and `times` two valid timespecs.
-    let r = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-/// What a file type is, in words, for errors.
-fn kind_of(mode: libc::mode_t) -> &'static str {
-    match mode & libc::S_IFMT {
-        libc::S_IFLNK => "a symbolic link",
-        libc::S_IFDIR => "a directory",
-        libc::S_IFIFO => "a FIFO",
-        libc::S_IFSOCK => "a socket",
-        libc::S_IFCHR => "a character device",
-        libc::S_IFBLK => "a block device",
-        libc::S_IFREG => "a regular file",
-        _ => "a file of an unknown type",
-    }
-}
-
-fn c_name(name: &OsStr) -> std::io::Result<CString> {
-    CString::new(name.as_bytes()).map_err(|_| std::io::ErrorKind::InvalidInput.into())
-}
-
-/// What an `openat`-style call returned: a file descriptor, or the error.
-fn fd_or_error(fd: libc::c_int) -> std::io::Result<File> {
-    if fd < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        // SAFETY: a descriptor the kernel just handed to this process, owned by none.
-        Ok(unsafe { File::from_raw_fd(fd) })
-    }
-}
-
-fn zero_or_error(r: libc::c_int) -> std::io::Result<()> {
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-/// A directory held open: every name below it is looked up relative to its handle
-/// (`openat`, `mkdirat`, ...), one component at a time, and never through a symlink,
-/// so that another process that swaps a directory for a symlink meanwhile gets an
-/// error, not a write (or a read) outside.
-pub(crate) struct Dir {
-    file: File,
-    path: PathBuf,
-}
-
-impl Dir {
-    /// Opens `path`, the directory given (which may itself be a symlink: the user
-    /// chose it).
-    pub(crate) fn open(path: &Path) -> Result<Dir> {
-        let c = c_name(path.as_os_str()).map_err(Error::io(path, "open directory"))?;
-        // SAFETY: `c` is a valid NUL-terminated path.
-        let fd = unsafe {
-            libc::open(
-                c.as_ptr(),
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
-        let file = fd_or_error(fd).map_err(Error::io(path, "open directory"))?;
-        Ok(Dir {
-            file,
-            path: path.to_path_buf(),
-        })
-    }
-
-    /// The path of `name` in this directory, for messages.
-    pub(crate) fn join(&self, name: &OsStr) -> PathBuf {
-        self.path.join(name)
-    }
-
-    /// The status of `name`, not following a symlink.
-    fn stat(&self, name: &OsStr) -> std::io::Result<libc::stat> {
-        let c = c_name(name)?;
-        // SAFETY: an all-zero `stat` is a valid value for fstatat to fill in.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: a directory descriptor we own, a valid name and a `stat` to fill.
-        let r = unsafe {
-            libc::fstatat(
-                self.file.as_raw_fd(),
-                c.as_ptr(),
-                &mut st,
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        };
-        zero_or_error(r).map(|()| st)
-    }
-
-    /// The error for `name`, which is not what was wanted (`wanted`: "a directory",
-    /// "a regular file"), saying what it is.
-    fn wrong_kind(&self, name: &OsStr, mode: libc::mode_t, wanted: &str) -> Error {
-        let is = kind_of(mode);
-        let reason = if mode & libc::S_IFMT == libc::S_IFLNK {
-            format!("is {is}, where {wanted} was wanted: not followed")
-        } else {
-            format!("is {is}, not {wanted}")
-        };
-        Error::BadInput {
-            path: self.join(name),
-            reason,
-        }
-    }
-
-    /// Turns the error of an open that wanted `wanted` into one that says what
-    /// `name` is when it is the wrong kind (a symlink above all).
-    fn open_error(&self, name: &OsStr, err: std::io::Error, wanted: &str) -> Error {
-        if matches!(err.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) {
-            if let Ok(st) = self.stat(name) {
-                if st.st_mode & libc::S_IFMT == libc::S_IFLNK
-                    || err.raw_os_error() == Some(libc::ENOTDIR)
-                {
-                    return self.wrong_kind(name, st.st_mode, wanted);
-                }
-            }
-        }
-        Error::io(self.join(name), "open")(err)
-    }
-
-    /// Opens the directory `name` below this one; a symlink there is refused.
-    pub(crate) fn dir(&self, name: &OsStr) -> Result<Dir> {
-        let opened = c_name(name).and_then(|c| {
-            // SAFETY: a directory descriptor we own and a valid name.
-            fd_or_error(unsafe {
-                libc::openat(
-                    self.file.as_raw_fd(),
-                    c.as_ptr(),
-                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                )
-            })
-        });
-        match opened {
-            Ok(file) => Ok(Dir {
-                file,
-                path: self.join(name),
-            }),
-            Err(e) => Err(self.open_error(name, e, "a directory")),
-        }
-    }
-
-    /// Opens the directory at `rel` (components below this one), each component
-    /// with [`Dir::dir`].
-    pub(crate) fn walk<'a>(&self, rel: impl IntoIterator<Item = &'a OsStr>) -> Result<Dir> {
-        let mut cur: Option<Dir> = None;
-        for c in rel {
-            let next = cur.as_ref().unwrap_or(self).dir(c)?;
-            cur = Some(next);
-        }
-        match cur {
-            Some(d) => Ok(d),
-            None => self.try_clone(),
-        }
-    }
-
-    fn try_clone(&self) -> Result<Dir> {
-        Ok(Dir {
-            file: self
-                .file
-                .try_clone()
-                .map_err(Error::io(&self.path, "open directory"))?,
-            path: self.path.clone(),
-        })
-    }
-
-    /// Makes the directory `name` (`mode` before the umask). Returns false if a
-    /// directory is there already; anything else there is an error saying what.
-    pub(crate) fn mkdir(&self, name: &OsStr, mode: libc::mode_t) -> Result<bool> {
-        let made = c_name(name).and_then(|c| {
-            // SAFETY: a directory descriptor we own and a valid name.
-            zero_or_error(unsafe { libc::mkdirat(self.file.as_raw_fd(), c.as_ptr(), mode) })
-        });
-        match made {
-            Ok(()) => Ok(true),
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => match self.stat(name) {
-                Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => Ok(false),
-                Ok(st) => Err(self.wrong_kind(name, st.st_mode, "a directory")),
-                Err(e) => Err(Error::io(self.join(name), "create directory")(e)),
-            },
-            Err(e) => Err(Error::io(self.join(name), "create directory")(e)),
-        }
-    }
-
-    /// Creates the new file `name`, never through a symlink and never over anything.
-    pub(crate) fn create(&self, name: &OsStr) -> Result<File> {
-        let mode: libc::c_uint = 0o666;
-        c_name(name)
-            .and_then(|c| {
-                // SAFETY: a directory descriptor we own and a valid name.
-                fd_or_error(unsafe {
-                    libc::openat(
-                        self.file.as_raw_fd(),
-                        c.as_ptr(),
-                        libc::O_WRONLY
-                            | libc::O_CREAT
-                            | libc::O_EXCL
-                            | libc::O_NOFOLLOW
-                            | libc::O_CLOEXEC,
-                        mode,
-                    )
-                })
-            })
-            .map_err(Error::io(self.join(name), "create file"))
-    }
-
-    /// Opens the regular file `name` for reading. Anything else there (a symlink, a
-    /// FIFO, a device) is refused with an error naming it and saying what it is,
-    /// and nothing opened blocks (`O_NONBLOCK`, then checked).
-    pub(crate) fn open_file(&self, name: &OsStr) -> Result<File> {
-        let st = self
-            .stat(name)
-            .map_err(Error::io(self.join(name), "open"))?;
-        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-            return Err(self.wrong_kind(name, st.st_mode, "a regular file"));
-        }
-        let file = c_name(name)
-            .and_then(|c| {
-                // SAFETY: a directory descriptor we own and a valid name.
-                fd_or_error(unsafe {
-                    libc::openat(
-                        self.file.as_raw_fd(),
-                        c.as_ptr(),
-                        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
-                    )
-                })
-            })
-            .map_err(|e| self.open_error(name, e, "a regular file"))?;
-        check_regular(&file, &self.join(name))?;
-        Ok(file)
-    }
-
-    /// Makes the symlink `name` pointing at `target`, with the entry's mtime.
-    pub(crate) fn symlink(&self, target: &OsStr, name: &OsStr, e: &Entry) -> Result<()> {
-        let path = self.join(name);
-        let (t, c) = (
-            c_name(target).map_err(Error::io(&path, "create symlink"))?,
-            c_name(name).map_err(Error::io(&path, "create symlink"))?,
-        );
-        // SAFETY: valid NUL-terminated strings and a directory descriptor we own.
-        zero_or_error(unsafe { libc::symlinkat(t.as_ptr(), self.file.as_raw_fd(), c.as_ptr()) })
-            .map_err(Error::io(&path, "create symlink"))?;
-        let ts = libc::timespec {
-            tv_sec: e.mtime_secs as libc::time_t,
-            tv_nsec: e.mtime_nanos.into(),
-        };
-        let times = [ts, ts];
-        // SAFETY: as above, and two valid timespecs.
-        zero_or_error(unsafe {
-            libc::utimensat(
-                self.file.as_raw_fd(),
-                c.as_ptr(),
-                times.as_ptr(),
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        })
-        .map_err(Error::io(&path, "set mtime"))
-    }
-
-    /// Gives this directory the entry's mtime and mode.
-    fn finish(&self, e: &Entry) -> Result<()> {
-        self.file
-            .set_modified(mtime(e))
-            .map_err(Error::io(&self.path, "set mtime"))?;
-        self.file
-            .set_permissions(std::fs::Permissions::from_mode(e.mode))
-            .map_err(Error::io(&self.path, "set mode"))
-    }
-}
-
-/// Refuses `file` (at `path`) unless it is a regular file.
-pub(crate) fn check_regular(file: &File, path: &Path) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let m = file.metadata().map_err(Error::io(path, "read metadata"))?;
-    if m.is_file() {
-        Ok(())
-    } else {
-        Err(Error::BadInput {
-            path: path.to_path_buf(),
-            reason: format!("is {}, not a regular file", kind_of(m.mode())),
-        })
-    }
-}
-
-/// A manifest path split into its parent's components and its last name.
-fn split_path(path: &[u8]) -> (Vec<&OsStr>, &OsStr) {
-    let mut parts: Vec<&OsStr> = path.split(|&b| b == b'/').map(OsStr::from_bytes).collect();
-    let last = parts.pop().unwrap_or_default();
-    (parts, last)
-}
-
-/// Creates a new file, never through a symlink and never over anything.
-pub(crate) fn create_new(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(Error::io(path, "create file"))
+/// Gives the directory `dir` the entry's mtime and mode.
+fn finish(dir: &Dir, e: &Entry) -> Result<()> {
+    dir.file()
+        .set_modified(mtime(e))
+        .map_err(Error::io(dir.path(), "set mtime"))?;
+    dir.file()
+        .set_permissions(std::fs::Permissions::from_mode(e.mode))
+        .map_err(Error::io(dir.path(), "set mode"))
 }
 
 /// Writes a file entry's content into `file` (at `path`, for errors), checked
@@ -437,7 +128,7 @@ fn write_tree(
     // The parent of the last entry, open: entries come sorted, siblings together.
     let mut cached: Option<(Vec<&OsStr>, Dir)> = None;
     for e in &manifest.entries {
-        let (parent, name) = split_path(&e.path);
+        let (parent, name) = split(&e.path);
         let hit = cached.as_ref().is_some_and(|(p, _)| *p == parent);
         if !hit {
             let d = root.walk(parent.iter().copied())?;
@@ -454,7 +145,7 @@ fn write_tree(
                 report.dirs += 1;
             }
             EntryKind::Symlink { target } => {
-                dir.symlink(OsStr::from_bytes(target), name, e)?;
+                dir.symlink(OsStr::from_bytes(target), name, e.mtime_secs, e.mtime_nanos)?;
                 report.symlinks += 1;
             }
             EntryKind::File { size, .. } => {
@@ -469,8 +160,8 @@ fn write_tree(
     // Directories last, deepest first, so that writing their contents does not change
     // their mtimes and a read-only directory does not block its own contents.
     for e in dirs.iter().rev() {
-        let (parent, name) = split_path(&e.path);
-        root.walk(parent.into_iter().chain([name]))?.finish(e)?;
+        let (parent, name) = split(&e.path);
+        finish(&root.walk(parent.into_iter().chain([name]))?, e)?;
     }
     Ok(report)
 }

@@ -10,8 +10,11 @@
 //! The apply then renames it into place instead of writing it; what the apply does not
 //! take is removed. Nothing outside the working folder is touched before the apply,
 //! and the apply checks each path as before: a local change still makes a conflict copy.
+//! The working folder is reached, as everything the apply writes, through directory
+//! handles ([`Dir`]) that refuse a symlink.
 
 use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,7 +22,8 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::export::{create_new, fill_file};
+use crate::dirfd::Dir;
+use crate::export::fill_file;
 use crate::manifest::{Entry, EntryKind, Manifest};
 use crate::read::load_manifest;
 use crate::store::Store;
@@ -27,9 +31,8 @@ use crate::{ContentId, InfoHash, Result, TreeId};
 
 /// The files written ahead for one update.
 pub struct Ahead {
-    /// The synchronised directory, and the working folder in it they are written in.
+    /// The synchronised directory, in whose working folder they are written.
     dir: PathBuf,
-    work: PathBuf,
     tree: TreeId,
     /// The content at each path of what the directory was brought to last: files it
     /// has are not written ahead.
@@ -37,8 +40,8 @@ pub struct Ahead {
     /// Files of the tree still to write, one per content; `None` until its manifest
     /// is in the store.
     wanted: Option<Vec<Entry>>,
-    /// Written and durable, by content.
-    ready: HashMap<ContentId, PathBuf>,
+    /// Written and durable, by content: their names in the working folder.
+    ready: HashMap<ContentId, OsString>,
     seq: u64,
 }
 
@@ -65,7 +68,6 @@ impl Ahead {
             .collect();
         Ahead {
             dir: dir.to_path_buf(),
-            work: dir.join(super::apply::WORK_DIR),
             tree,
             mine,
             wanted: None,
@@ -130,22 +132,21 @@ impl Ahead {
         let Some((content, _)) = file_content(e) else {
             return Ok(());
         };
-        super::apply::work_dir(&self.dir)?;
+        let work = super::apply::work_dir(&Dir::open(&self.dir)?)?;
         self.seq += 1;
-        let tmp = self
-            .work
-            .join(format!("tmp-{}-ahead-{}", std::process::id(), self.seq));
-        let mut file = create_new(&tmp)?;
-        if let Err(err) = fill_file(store, e, &mut file, &tmp) {
-            let _ = std::fs::remove_file(&tmp);
+        let tmp = OsString::from(format!("tmp-{}-ahead-{}", std::process::id(), self.seq));
+        let mut file = work.create(&tmp)?;
+        if let Err(err) = fill_file(store, e, &mut file, &work.join(&tmp)) {
+            let _ = work.remove(&tmp);
             return Err(err);
         }
         self.ready.insert(content, tmp);
         Ok(())
     }
 
-    /// The file written ahead with `content`, for the apply to take.
-    pub fn take(&mut self, content: &ContentId) -> Option<PathBuf> {
+    /// The name in the working folder of the file written ahead with `content`, for
+    /// the apply to take.
+    pub fn take(&mut self, content: &ContentId) -> Option<OsString> {
         self.ready.remove(content)
     }
 
@@ -156,8 +157,17 @@ impl Ahead {
 
     /// Removes what no apply took.
     pub fn discard(&mut self) {
-        for (_, path) in self.ready.drain() {
-            let _ = std::fs::remove_file(path);
+        if self.ready.is_empty() {
+            return;
+        }
+        // A working folder that is not there or not a directory (a symlink) keeps
+        // nothing of ours: nothing to remove.
+        let work =
+            Dir::open(&self.dir).and_then(|root| root.dir(OsStr::new(super::apply::WORK_DIR)));
+        for (_, name) in self.ready.drain() {
+            if let Ok(work) = &work {
+                let _ = work.remove(&name);
+            }
         }
     }
 }
@@ -166,7 +176,9 @@ impl Drop for Ahead {
     fn drop(&mut self) {
         self.discard();
         // The working folder goes too, if nothing else is in it.
-        let _ = std::fs::remove_dir(&self.work);
+        if let Ok(root) = Dir::open(&self.dir) {
+            let _ = root.remove_dir(OsStr::new(super::apply::WORK_DIR));
+        }
     }
 }
 

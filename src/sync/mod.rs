@@ -32,7 +32,10 @@ use crate::{Error, Result, TreeId};
 /// proven inside `dir` whatever an update says: `rel` is relative, each of its
 /// components a plain name (not empty, `.` or `..`, no NUL), its first not the
 /// working folder, and no parent that exists inside `dir` is a symlink or anything
-/// but a directory. The one way [`apply`] turns a path into a place on disk.
+/// but a directory. The check every path [`apply`] writes, moves or removes passes
+/// first, for a clear error; the change itself is then made through directory
+/// handles opened from `dir` down ([`crate::dirfd::Dir`]), so that it still holds
+/// if another process swaps a directory for a symlink after the check.
 pub fn inside(dir: &Path, rel: &[u8]) -> Result<PathBuf> {
     let refuse = |why: String| Error::BadInput {
         path: dir.join(OsStr::from_bytes(rel)),
