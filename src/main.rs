@@ -2,10 +2,12 @@
 
 mod cli;
 
-/// What is logged when `CAS_LOG` is not set. The uTP socket asks for a 160 MiB UDP
-/// receive buffer and warns, at every start, when the system's `rmem_max` (208 KiB by
-/// default) refuses it: not something to tell every user of `cas serve`.
-const DEFAULT_LOG: &str = "warn,librqbit_utp::socket=error";
+/// What is logged when `CAS_LOG` is not set. Two of librqbit's warnings are not for
+/// users: the uTP socket asks for a 160 MiB UDP receive buffer and warns, at every
+/// start, when the system's `rmem_max` (208 KiB by default) refuses it; and the
+/// have-bitfield it keeps for fastresume is not flushed when `cas get` exits without
+/// stopping the session (the store, not that file, says what is held).
+const DEFAULT_LOG: &str = "warn,librqbit_utp::socket=error,librqbit::bitv=error";
 
 fn main() {
     use tracing_subscriber::prelude::*;

@@ -7,7 +7,7 @@ use crate::common::*;
 use crate::get::LtSeed;
 use crate::liar::info_hash_of;
 use crate::serve::{lt_download_with, Serve};
-use crate::tracker::Tracker;
+use crate::tracker::{with_announce, Tracker};
 
 /// A store holding a 1 MiB file in 16 KiB pieces, its file torrent, and where in its
 /// pack a byte of piece 5 lies.
@@ -45,15 +45,6 @@ fn flip(file: &std::path::Path, at: u64) {
     let mut b = [0u8; 1];
     f.read_exact_at(&mut b, at).unwrap();
     f.write_all_at(&[b[0] ^ 0x40], at).unwrap();
-}
-
-/// `torrent` with an `announce` key: bencoded keys are sorted, and "announce" comes
-/// before every key cas writes.
-fn with_announce(torrent: &[u8], url: &str) -> Vec<u8> {
-    assert!(torrent.starts_with(b"d") && !torrent.starts_with(b"d8:announce"));
-    let mut t = format!("d8:announce{}:{url}", url.len()).into_bytes();
-    t.extend_from_slice(&torrent[1..]);
-    t
 }
 
 /// The attack: a byte of a piece flips under `cas serve` while a libtorrent seed of

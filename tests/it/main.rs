@@ -25,6 +25,7 @@ mod mount;
 mod netns;
 mod private;
 mod qbittorrent;
+mod rtorrent;
 mod serve;
 mod skips;
 mod socket;

@@ -118,6 +118,15 @@ impl Tracker {
     }
 }
 
+/// `torrent` with an `announce` key: bencoded keys are sorted, and "announce" comes
+/// before every key cas writes.
+pub fn with_announce(torrent: &[u8], url: &str) -> Vec<u8> {
+    assert!(torrent.starts_with(b"d") && !torrent.starts_with(b"d8:announce"));
+    let mut t = format!("d8:announce{}:{url}", url.len()).into_bytes();
+    t.extend_from_slice(&torrent[1..]);
+    t
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
