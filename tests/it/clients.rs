@@ -186,6 +186,45 @@ fn transmission_downloads_a_file_cas_serves() {
     assert!(info.contains(&format!("Hash: {ih}")), "{info}");
 }
 
+/// Transmission fetches a directory torrent (its padded pieces among them) from
+/// `cas serve`, through opentracker, as a user adds it.
+#[test]
+fn transmission_downloads_a_directory_cas_serves() {
+    let tools = ["transmission-daemon", "transmission-remote", "opentracker"];
+    if !have_tools("transmission_downloads_a_directory_cas_serves", &tools) {
+        return;
+    }
+    let env = Env::with_piece_length("16K");
+    let src = env.path("share");
+    let data = random_bytes(82, 300_000);
+    write(&src.join("big.bin"), &data);
+    write(&src.join("sub/small.txt"), b"small\n");
+    let port = Tracker::port();
+    let url = Tracker::url(port);
+    env.json(&[
+        "import",
+        src.to_str().unwrap(),
+        "--name",
+        "share",
+        "--tracker",
+        &url,
+    ]);
+    let t = env.path("share.torrent");
+    env.ok(&["torrent", "share", "-o", t.to_str().unwrap()]);
+    let dir_ih = env.ok(&["magnet", "share"]).split("btih:").nth(1).unwrap()[..40].to_string();
+    let mut tracker = Tracker::start(&env, port, &[&dir_ih]);
+    let mut tm = Transmission::start(&env);
+    tm.remote_ok(&["-a", t.to_str().unwrap()]);
+    tracker.wait_for(&dir_ih, 0, 1, "transmission");
+    let _serve = Serve::start(&env);
+    let downloads = env.path("transmission-downloads");
+    tm.wait_done(&dir_ih, &downloads.join("share/sub/small.txt"), b"small\n");
+    assert_eq!(
+        std::fs::read(downloads.join("share/big.bin")).unwrap(),
+        data
+    );
+}
+
 /// aria2c downloads `torrent` into `out`, finding its peers through the torrent's
 /// tracker, and exits once it has everything.
 pub fn aria2_fetch(env: &Env, torrent: &Path, out: &Path) {
