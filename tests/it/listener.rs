@@ -94,3 +94,37 @@ fn idle_connections_beyond_the_pending_limit_do_not_keep_a_new_one_unread() {
     assert_answered(&mut a, &ih, Duration::from_secs(4));
     drop(idle);
 }
+
+/// BEP 10: cas's extended handshake names the port it listens on (`p`), so that a
+/// peer it dialled, which sees an ephemeral port, can dial it back and tell others;
+/// and how many requests it takes queued (`reqq`).
+#[test]
+fn the_extended_handshake_names_the_listen_port_and_the_request_queue() {
+    let (env, ih) = seeding_env();
+    let serve = Serve::start(&env);
+    let mut s = connect(serve.port);
+    let mut hs = handshake(&ih);
+    hs[20 + 5] |= 0x10; // the extension protocol
+    s.write_all(&hs).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut theirs = [0u8; 68];
+    s.read_exact(&mut theirs).unwrap();
+    assert_ne!(theirs[20 + 5] & 0x10, 0, "cas takes the extension protocol");
+    // Messages until the extended handshake (id 20, extended id 0).
+    let ext = loop {
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).unwrap();
+        let mut msg = vec![0u8; u32::from_be_bytes(len) as usize];
+        s.read_exact(&mut msg).unwrap();
+        if msg.len() >= 2 && msg[0] == 20 && msg[1] == 0 {
+            break msg[2..].to_vec();
+        }
+    };
+    let text = String::from_utf8_lossy(&ext);
+    assert!(
+        text.contains(&format!("1:pi{}e", serve.port)),
+        "no p={} in {text}",
+        serve.port
+    );
+    assert!(text.contains("4:reqqi"), "no reqq in {text}");
+}
