@@ -9,19 +9,21 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Args;
 
+use cas::config::{Config, Rate, Resolver, Seconds, ServeSection, Setting};
 use cas::engine::get::{fetch, GetOptions};
-use cas::engine::{Engine, EngineOptions};
+use cas::engine::{Engine, EngineOptions, Limits};
 use cas::service::{MountOptions, Service, ServiceOptions};
 use cas::sync::node::SyncOptions;
 
-use super::{human, print_json, Cli};
+use super::{human, notify, print_json, Cli};
 
-/// How the engine meets peers.
-#[derive(Args, Debug, Clone)]
+/// How the engine meets peers. Each flag's value, when not given, comes from the
+/// config file (`[serve]`), else its default.
+#[derive(Args, Debug, Clone, Default)]
 pub struct NetArgs {
-    /// Address to listen on (port 0: a free port)
-    #[arg(long, default_value = "0.0.0.0:0", value_name = "ADDR:PORT")]
-    listen: SocketAddr,
+    /// Address to listen on (port 0: a free port) [default: 0.0.0.0:0]
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<SocketAddr>,
     /// Find peers on the local network (BEP 14)
     #[arg(long)]
     lsd: bool,
@@ -39,7 +41,84 @@ pub struct NetArgs {
     allow: Vec<ipnet::IpNet>,
 }
 
-#[derive(Args, Debug)]
+/// Rate and share limits, for `cas serve` and `cas sync` (`[limits]` in the config
+/// file; alternative limits on a schedule are set there only).
+#[derive(Args, Debug, Clone, Default)]
+pub struct LimitArgs {
+    /// Upload limit over every torrent, bytes a second (512K, 1M; 0: none)
+    #[arg(long, value_name = "RATE")]
+    upload_limit: Option<Rate>,
+    /// Download limit over every torrent, bytes a second
+    #[arg(long, value_name = "RATE")]
+    download_limit: Option<Rate>,
+    /// Upload limit of each torrent, bytes a second
+    #[arg(long, value_name = "RATE")]
+    torrent_upload_limit: Option<Rate>,
+    /// Download limit of each torrent, bytes a second
+    #[arg(long, value_name = "RATE")]
+    torrent_download_limit: Option<Rate>,
+    /// A complete torrent stops seeding once it has sent this many times its size
+    #[arg(long, value_name = "RATIO")]
+    ratio_limit: Option<f64>,
+    /// A complete torrent stops seeding after seeding this long (90m, 36h, 7d)
+    #[arg(long, value_name = "TIME")]
+    seed_time_limit: Option<Seconds>,
+}
+
+impl LimitArgs {
+    /// The limits in force: these flags, else `[limits]` and `[[schedule]]`.
+    pub(super) fn resolve(&self, config: &Config, r: &mut Resolver) -> Limits {
+        let l = &config.sections.limits;
+        r.section("limits");
+        let upload = r.value("upload-limit", self.upload_limit, &l.upload_limit, Rate(0));
+        let download = r.value(
+            "download-limit",
+            self.download_limit,
+            &l.download_limit,
+            Rate(0),
+        );
+        let torrent_upload = r.value(
+            "torrent-upload-limit",
+            self.torrent_upload_limit,
+            &l.torrent_upload_limit,
+            Rate(0),
+        );
+        let torrent_download = r.value(
+            "torrent-download-limit",
+            self.torrent_download_limit,
+            &l.torrent_download_limit,
+            Rate(0),
+        );
+        let ratio = r.optional("ratio-limit", self.ratio_limit, &l.ratio_limit);
+        let seed_time = r.optional("seed-time-limit", self.seed_time_limit, &l.seed_time_limit);
+        r.section("schedule");
+        for (i, rule) in config.sections.schedule.iter().enumerate() {
+            let v = rule.get_ref();
+            let limit = |x: Option<Rate>| x.map_or("-".to_string(), |r| r.to_string());
+            r.note(
+                &(i + 1).to_string(),
+                format!(
+                    "{} {}-{} upload {} download {}",
+                    v.days,
+                    v.from,
+                    v.to,
+                    limit(v.upload_limit),
+                    limit(v.download_limit)
+                ),
+                config.origin(rule),
+            );
+        }
+        Limits {
+            schedule: config.schedule(upload, download),
+            torrent_upload,
+            torrent_download,
+            ratio,
+            seed_time: seed_time.map(|s| Duration::from_secs(s.0)),
+        }
+    }
+}
+
+#[derive(Args, Debug, Default)]
 pub struct ServeArgs {
     /// Also show the store as a read-only filesystem on this directory (as `cas mount`)
     #[arg(long, value_name = "DIR")]
@@ -47,9 +126,9 @@ pub struct ServeArgs {
     /// Add every .torrent dropped into this directory (renamed .added once added)
     #[arg(long, value_name = "DIR")]
     watch: Option<PathBuf>,
-    /// How long a read through the mount waits for a missing piece before EIO
-    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
-    read_timeout: u64,
+    /// How long a read through the mount waits for a missing piece before EIO [default: 60]
+    #[arg(long, value_name = "SECONDS")]
+    read_timeout: Option<u64>,
     /// With --mount: open files with direct I/O (see `cas mount --help`)
     #[arg(long)]
     direct_io: bool,
@@ -58,6 +137,8 @@ pub struct ServeArgs {
     peers: Vec<SocketAddr>,
     #[command(flatten)]
     net: NetArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 impl ServeArgs {
@@ -68,31 +149,30 @@ impl ServeArgs {
             }
         }
     }
-}
 
-impl ServeArgs {
-    /// What `cas sync` runs: the engine and nothing else of `cas serve`'s.
-    pub(super) fn for_sync(peers: &[SocketAddr]) -> ServeArgs {
-        ServeArgs {
-            mount: None,
-            watch: None,
-            read_timeout: 60,
-            direct_io: false,
-            peers: peers.to_vec(),
-            net: NetArgs::default(),
-        }
-    }
-}
-
-impl Default for NetArgs {
-    fn default() -> Self {
-        NetArgs {
-            listen: SocketAddr::from(([0, 0, 0, 0], 0)),
-            lsd: false,
-            dht: false,
-            dht_bootstrap: Vec::new(),
-            trackers: Vec::new(),
-            allow: Vec::new(),
+    /// What `cas serve` runs: these flags, else `[serve]` and `[limits]`, else the
+    /// defaults.
+    pub(super) fn plan(&self, config: &Config) -> Plan {
+        let s = &config.sections.serve;
+        let mut r = Resolver::new(config, "serve");
+        let mut engine = self.net.resolve(&mut r, s, true);
+        engine.peers = r.list("peer", &self.peers, &s.peer);
+        let mount_at = r.optional("mount", self.mount.clone(), &s.mount);
+        let watch = r.optional("watch", self.watch.clone(), &s.watch);
+        let read_timeout = r.value("read-timeout", self.read_timeout, &s.read_timeout, 60);
+        let direct_io = r.switch("direct-io", self.direct_io, &s.direct_io);
+        engine.limits = self.limits.resolve(config, &mut r);
+        Plan {
+            engine,
+            mount: mount_at.map(|at| MountOptions {
+                at,
+                read_timeout: Duration::from_secs(read_timeout),
+                direct_io,
+            }),
+            watch,
+            sync: None,
+            limit_args: self.limits.clone(),
+            settings: r.settings,
         }
     }
 }
@@ -106,23 +186,48 @@ impl From<&super::mount::MountArgs> for ServeArgs {
             direct_io: m.direct_io,
             peers: m.peers.clone(),
             net: m.net.clone(),
+            limits: LimitArgs::default(),
         }
     }
 }
 
 impl NetArgs {
-    pub(super) fn options(&self, seed_all: bool) -> EngineOptions {
+    /// The engine's options: these flags, else `[serve]`'s keys, else the defaults.
+    pub(super) fn resolve(
+        &self,
+        r: &mut Resolver,
+        s: &ServeSection,
+        seed_all: bool,
+    ) -> EngineOptions {
         EngineOptions {
             seed_all,
-            listen: self.listen,
-            lsd: self.lsd,
-            dht: self.dht,
-            dht_bootstrap: self.dht_bootstrap.clone(),
-            trackers: self.trackers.clone(),
-            allow: self.allow.clone(),
-            peers: Vec::new(),
+            listen: r.value("listen", self.listen, &s.listen, ANY_PORT),
+            lsd: r.switch("lsd", self.lsd, &s.lsd),
+            dht: r.switch("dht", self.dht, &s.dht),
+            dht_bootstrap: r.list("dht-bootstrap", &self.dht_bootstrap, &s.dht_bootstrap),
+            trackers: r.list("tracker", &self.trackers, &s.tracker),
+            allow: r.list("allow", &self.allow, &s.allow),
+            ..Default::default()
         }
     }
+}
+
+/// Any free port on every IPv4 address.
+pub(super) const ANY_PORT: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::UNSPECIFIED,
+    0,
+));
+
+/// What `cas serve` or `cas sync` runs, resolved from the flags and the config file.
+pub(super) struct Plan {
+    pub engine: EngineOptions,
+    pub mount: Option<MountOptions>,
+    pub watch: Option<PathBuf>,
+    pub sync: Option<SyncOptions>,
+    /// The limit flags, to resolve again over a config file read again.
+    pub limit_args: LimitArgs,
+    /// Every value in force and where it came from (`cas config show`).
+    pub settings: Vec<Setting>,
 }
 
 #[derive(Args, Debug)]
@@ -187,58 +292,64 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<i32> {
-    run_daemon(cli, args, args.net.options(true), None)
+    run_daemon(cli, args.plan(cli.config()))
 }
 
-/// `cas serve`, and `cas sync` when `sync` is given: the engine, the control socket,
-/// then what `args` asks for, until SIGINT or SIGTERM.
-pub(super) fn run_daemon(
-    cli: &Cli,
-    args: &ServeArgs,
-    mut options: EngineOptions,
-    sync: Option<SyncOptions>,
-) -> Result<i32> {
+/// `cas serve`, and `cas sync` when the plan has a sync: the engine, the control
+/// socket, then what the plan asks for, until SIGINT or SIGTERM; SIGHUP reads the
+/// config file again (limits and schedule). Readiness and stopping are told to
+/// systemd (`$NOTIFY_SOCKET`).
+pub(super) fn run_daemon(cli: &Cli, plan: Plan) -> Result<i32> {
     let store = cli.open()?;
     let rt = runtime()?;
-    rt.block_on(async move {
-        options.peers = args.peers.clone();
-        // Before the first line is printed: whoever reads it may stop us at once.
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let mount = args.mount.as_ref().map(|at| MountOptions {
-            at: at.clone(),
-            read_timeout: Duration::from_secs(args.read_timeout),
-            direct_io: args.direct_io,
-        });
+    let held = store.clone();
+    let r = rt.block_on(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        // Before the first line is printed: whoever reads it may signal us at once.
+        let mut term = signal(SignalKind::terminate())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        let Plan {
+            engine: options,
+            mount,
+            watch,
+            sync,
+            limit_args,
+            settings,
+        } = plan;
         let mut service = Service::start(
             store.clone(),
             ServiceOptions {
                 engine: options,
                 sync: sync.clone(),
-                watch: args.watch.clone(),
+                watch,
                 mount,
             },
         )
         .await?;
         let engine = service.engine().clone();
-        super::daemon::listen(Arc::new(super::daemon::Daemon {
+        let daemon = Arc::new(super::daemon::Daemon {
             store,
             engine: engine.clone(),
             rt: tokio::runtime::Handle::current(),
             syncs: service.syncs().to_vec(),
-        }))?;
-        match &sync {
-            Some(opts) => outln!(
+            settings: std::sync::Mutex::new(settings),
+            config_file: cli.config().path.clone(),
+        });
+        super::daemon::listen(daemon.clone())?;
+        let ready = match &sync {
+            Some(opts) => format!(
                 "syncing {} on channel {} at {}",
                 opts.dir.display(),
                 opts.channel,
                 engine.listen_addr()
             ),
-            None => outln!(
+            None => format!(
                 "seeding {} torrents on {}",
                 engine.started_with(),
                 engine.listen_addr()
             ),
-        }
+        };
+        outln!("{ready}");
         if let (Some(at), true) = (service.mounted_at(), service.detached_stale_mount) {
             errln!(
                 "{}: a mount left by a process that died (transport endpoint is not connected) \
@@ -254,20 +365,62 @@ pub(super) fn run_daemon(
             );
         }
         std::io::stdout().flush()?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-            e = service.failed() => {
-                errln!("{e:#}");
-                std::process::exit(1);
+        notify::send(&format!("READY=1\nSTATUS={ready}"));
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = term.recv() => break,
+                _ = hup.recv() => {
+                    notify::reloading();
+                    reload(cli, &limit_args, &daemon);
+                    notify::send("READY=1");
+                }
+                e = service.failed() => {
+                    errln!("{e:#}");
+                    std::process::exit(1);
+                }
             }
         }
+        notify::send("STOPPING=1");
         errln!("stopping");
         if let Some(at) = service.stop().await {
             errln!("unmounted {}", at.display());
         }
-        Ok(0)
-    })
+        anyhow::Ok(0)
+    });
+    // What was received is durable before the process ends; librqbit's tasks (and
+    // blocking reads still running) go with it.
+    held.commit()?;
+    rt.shutdown_background();
+    r
+}
+
+/// SIGHUP: the config file read again; its limits (flags still win) replace the
+/// engine's. A file that does not parse changes nothing.
+fn reload(cli: &Cli, limit_args: &LimitArgs, daemon: &super::daemon::Daemon) {
+    let config = match Config::load(cli.config_path()) {
+        Ok(c) => c,
+        Err(e) => {
+            errln!("reload: {e}; the limits in force are kept");
+            return;
+        }
+    };
+    let mut r = Resolver::new(&config, "limits");
+    daemon
+        .engine
+        .set_limits(limit_args.resolve(&config, &mut r));
+    let mut settings = daemon.settings.lock().unwrap_or_else(|e| e.into_inner());
+    settings.retain(|s| !s.key.starts_with("limits.") && !s.key.starts_with("schedule."));
+    settings.extend(r.settings);
+    errln!(
+        "reloaded {}",
+        config
+            .path
+            .as_ref()
+            .map_or("the limits (no config file)".to_string(), |p| p
+                .display()
+                .to_string())
+    );
 }
 
 pub fn get_cmd(cli: &Cli, args: &GetArgs) -> Result<i32> {
@@ -297,7 +450,10 @@ pub fn get_cmd(cli: &Cli, args: &GetArgs) -> Result<i32> {
         None => {
             let rt = runtime()?;
             let r = rt.block_on(async {
-                let engine = Engine::start(store.clone(), args.net.options(false)).await?;
+                let config = Config::default();
+                let mut r = Resolver::new(&config, "get");
+                let options = args.net.resolve(&mut r, &ServeSection::default(), false);
+                let engine = Engine::start(store.clone(), options).await?;
                 fetch(
                     &engine,
                     &args.target,

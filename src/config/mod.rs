@@ -100,7 +100,7 @@ pub struct Config {
 /// A config file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("config file {}: {source}", path.display())]
+    #[error("config file {}: cannot read it", path.display())]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -128,7 +128,7 @@ impl Config {
     /// Reads `explicit` (which must exist), or the default file if there is one.
     pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
         let path = match explicit {
-            Some(p) => p.to_path_buf(),
+            Some(p) => std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()),
             None => match default_path() {
                 Some(p) if p.exists() => p,
                 _ => return Ok(Config::default()),
@@ -164,7 +164,11 @@ impl Config {
     /// Where a value of the file stands, as `cas config show` says it.
     pub fn origin<T>(&self, item: &Spanned<T>) -> String {
         let path = self.path.as_deref().unwrap_or(Path::new("?"));
-        format!("{}:{}", path.display(), line_of(&self.text, item.span().start))
+        format!(
+            "{}:{}",
+            path.display(),
+            line_of(&self.text, item.span().start)
+        )
     }
 
     /// The schedule of alternative limits, around the usual limits given.
@@ -185,7 +189,11 @@ impl Config {
 /// The line (from 1) of byte `at` of `text`.
 fn line_of(text: &str, at: usize) -> usize {
     let at = at.min(text.len());
-    text.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..at]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 /// The dotted key at byte `at` (the table header above it, then the key on its
@@ -297,7 +305,8 @@ impl<'a> Resolver<'a> {
         self
     }
 
-    fn record(&mut self, key: &str, value: String, from: String) {
+    /// Records a value shown as it is, under the current section.
+    pub fn note(&mut self, key: &str, value: String, from: String) {
         self.settings.push(Setting {
             key: format!("{}.{key}", self.section),
             value,
@@ -318,7 +327,7 @@ impl<'a> Resolver<'a> {
             (None, Some(s)) => (s.get_ref().clone(), self.config.origin(s)),
             (None, None) => (default, "default".to_string()),
         };
-        self.record(key, v.show(), from);
+        self.note(key, v.show(), from);
         v
     }
 
@@ -334,7 +343,7 @@ impl<'a> Resolver<'a> {
             (None, Some(s)) => (Some(s.get_ref().clone()), self.config.origin(s)),
             (None, None) => (None, "default".to_string()),
         };
-        self.record(key, v.as_ref().map_or("-".into(), Show::show), from);
+        self.note(key, v.as_ref().map_or("-".into(), Show::show), from);
         v
     }
 
@@ -362,7 +371,10 @@ mod tests {
     fn an_unknown_key_names_the_file_the_line_and_the_key() {
         let e = parse("[serve]\nlisten = \"0.0.0.0:6881\"\nuplod-limit = 5\n").unwrap_err();
         let text = e.to_string();
-        assert!(text.starts_with("config file /etc/cas.toml, line 3: "), "{text}");
+        assert!(
+            text.starts_with("config file /etc/cas.toml, line 3: "),
+            "{text}"
+        );
         assert!(text.contains("unknown key `serve.uplod-limit`"), "{text}");
         match e {
             ConfigError::Invalid { line, key, .. } => {

@@ -199,9 +199,17 @@ mod tests {
         let up = |t| s.limits_at(t).upload.to_string();
         assert_eq!(up(at(4, 21, 59)), "5M");
         assert_eq!(up(at(4, 22, 0)), "100K");
-        assert_eq!(up(at(5, 5, 59)), "100K", "Saturday morning after Friday night");
+        assert_eq!(
+            up(at(5, 5, 59)),
+            "100K",
+            "Saturday morning after Friday night"
+        );
         assert_eq!(up(at(5, 6, 0)), "5M");
-        assert_eq!(up(at(0, 3, 0)), "5M", "Monday morning: Sunday is not listed");
+        assert_eq!(
+            up(at(0, 3, 0)),
+            "5M",
+            "Monday morning: Sunday is not listed"
+        );
     }
 
     #[test]

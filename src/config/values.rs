@@ -46,7 +46,11 @@ impl FromStr for Rate {
             "k" | "kb" | "kib" => 1024.0,
             "m" | "mb" | "mib" => 1024.0 * 1024.0,
             "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
-            _ => return Err(format!("{s:?}: unknown unit (use K, M or G, bytes a second)")),
+            _ => {
+                return Err(format!(
+                    "{s:?}: unknown unit (use K, M or G, bytes a second)"
+                ))
+            }
         };
         let v = (n * mult).round();
         if v > f64::from(u32::MAX) {

@@ -21,6 +21,26 @@ pub struct EngineOptions {
     pub seed_all: bool,
     /// Peers to connect to for every torrent added, besides those found.
     pub peers: Vec<SocketAddr>,
+    /// Rate and share limits.
+    pub limits: super::Limits,
+}
+
+impl Default for EngineOptions {
+    /// A local engine: any free port on every IPv4 address, no DHT, no LSD, no
+    /// trackers, no limits.
+    fn default() -> Self {
+        EngineOptions {
+            listen: SocketAddr::from(([0, 0, 0, 0], 0)),
+            lsd: false,
+            dht: false,
+            dht_bootstrap: Vec::new(),
+            trackers: Vec::new(),
+            allow: Vec::new(),
+            seed_all: false,
+            peers: Vec::new(),
+            limits: super::Limits::default(),
+        }
+    }
 }
 
 /// What a torrent is added to fetch.

@@ -12,7 +12,7 @@ use librqbit::{
     SessionPersistenceConfig,
 };
 
-use super::{committer, order, storage, Engine, EngineOptions, Fetch, Source};
+use super::{committer, limits, node, order, storage, Engine, EngineOptions, Fetch, Source};
 use crate::Store;
 
 /// Removes librqbit's session records and bitfields.
@@ -63,6 +63,8 @@ impl Engine {
             std::fs::write(&path, lines).with_context(|| format!("write {}", path.display()))?;
             Some(format!("file://{}", path.display()))
         };
+        let clock = crate::config::Clock::from_env();
+        let now = opts.limits.schedule.limits_at(clock.now());
         let session = Session::new_with_opts(
             store.root().join("engine"),
             SessionOptions {
@@ -70,6 +72,10 @@ impl Engine {
                     folder: Some(resume.clone()),
                 }),
                 fastresume: true,
+                ratelimits: librqbit::limits::LimitsConfig {
+                    upload_bps: now.upload.limit(),
+                    download_bps: now.download.limit(),
+                },
                 allowlist_url,
                 dht: opts.dht.then(|| DhtSessionConfig {
                     bootstrap_addrs: (!opts.dht_bootstrap.is_empty())
@@ -109,10 +115,22 @@ impl Engine {
             trackers: opts.trackers,
             peers: opts.peers,
             resume,
+            limits: limits::LimitState::new(opts.limits),
+            totals: node::load_totals(store.root()),
             added: Default::default(),
             next_id: first_free.into(),
         };
         tokio::spawn(committer(store.clone(), Arc::downgrade(&engine.session)));
+        tokio::spawn(limits::run(
+            engine.limits.clone(),
+            Arc::downgrade(&engine.session),
+            clock,
+        ));
+        tokio::spawn(node::keep_totals(
+            node::totals_path(store.root()),
+            engine.totals,
+            Arc::downgrade(&engine.session),
+        ));
         let mut torrents = 0;
         let mut handles = Vec::new();
         if !opts.seed_all {
