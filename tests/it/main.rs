@@ -25,6 +25,7 @@ mod mount;
 mod netns;
 mod private;
 mod serve;
+mod service;
 mod skips;
 mod socket;
 mod sync;
