@@ -19,6 +19,7 @@ mod import;
 mod interop;
 mod layers;
 mod liar;
+mod limits;
 mod listener;
 pub mod lsd;
 mod mount;
