@@ -21,9 +21,14 @@ use super::{human, notify, print_json, Cli};
 /// config file (`[serve]`), else its default.
 #[derive(Args, Debug, Clone, Default)]
 pub struct NetArgs {
-    /// Address to listen on (port 0: a free port) [default: 0.0.0.0:0]
+    /// Address to listen on (port 0: a free port; [::] is every IPv6 and IPv4
+    /// address) [default: [::]:0]
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Option<SocketAddr>,
+    /// Listen and connect only through this network interface (trackers, LSD and
+    /// DHT too)
+    #[arg(long, value_name = "NAME")]
+    bind_interface: Option<String>,
     /// Find peers on the local network (BEP 14)
     #[arg(long)]
     lsd: bool,
@@ -201,7 +206,12 @@ impl NetArgs {
     ) -> EngineOptions {
         EngineOptions {
             seed_all,
-            listen: r.value("listen", self.listen, &s.listen, ANY_PORT),
+            listen: r.value("listen", self.listen, &s.listen, ANY_ADDRESS),
+            bind_interface: r.optional(
+                "bind-interface",
+                self.bind_interface.clone(),
+                &s.bind_interface,
+            ),
             lsd: r.switch("lsd", self.lsd, &s.lsd),
             dht: r.switch("dht", self.dht, &s.dht),
             dht_bootstrap: r.list("dht-bootstrap", &self.dht_bootstrap, &s.dht_bootstrap),
@@ -212,9 +222,17 @@ impl NetArgs {
     }
 }
 
-/// Any free port on every IPv4 address.
+/// Any free port on every IPv4 address (`cas sync`'s default).
 pub(super) const ANY_PORT: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
     std::net::Ipv4Addr::UNSPECIFIED,
+    0,
+));
+
+/// Any free port on every IPv6 and IPv4 address (`cas serve`'s and `cas get`'s).
+pub(super) const ANY_ADDRESS: SocketAddr = SocketAddr::V6(std::net::SocketAddrV6::new(
+    std::net::Ipv6Addr::UNSPECIFIED,
+    0,
+    0,
     0,
 ));
 

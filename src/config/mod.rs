@@ -30,6 +30,7 @@ pub type Item<T> = Option<Spanned<T>>;
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ServeSection {
     pub listen: Item<SocketAddr>,
+    pub bind_interface: Item<String>,
     pub lsd: Item<bool>,
     pub dht: Item<bool>,
     pub dht_bootstrap: Item<Vec<String>>,

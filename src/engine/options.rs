@@ -5,8 +5,12 @@ use std::net::SocketAddr;
 /// How the engine meets peers.
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
-    /// Address to listen on; port 0 picks a free one.
+    /// Address to listen on; port 0 picks a free one. `[::]` listens on every IPv6
+    /// and IPv4 address (every IPv4 one where the host has no IPv6).
     pub listen: SocketAddr,
+    /// The network interface to listen and connect through only (SO_BINDTODEVICE:
+    /// peers, trackers, LSD, DHT).
+    pub bind_interface: Option<String>,
     /// BEP 14 Local Service Discovery.
     pub lsd: bool,
     /// The mainline DHT.
@@ -26,11 +30,12 @@ pub struct EngineOptions {
 }
 
 impl Default for EngineOptions {
-    /// A local engine: any free port on every IPv4 address, no DHT, no LSD, no
+    /// A local engine: any free port on every address, no DHT, no LSD, no
     /// trackers, no limits.
     fn default() -> Self {
         EngineOptions {
-            listen: SocketAddr::from(([0, 0, 0, 0], 0)),
+            listen: SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+            bind_interface: None,
             lsd: false,
             dht: false,
             dht_bootstrap: Vec::new(),

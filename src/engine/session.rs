@@ -42,6 +42,13 @@ impl Engine {
     /// Starts a session, seeds every torrent in the store, resumes every download.
     pub async fn start(store: Arc<Store>, opts: EngineOptions) -> anyhow::Result<Engine> {
         let mut listen = opts.listen;
+        if listen == SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, listen.port()))
+            && std::net::TcpListener::bind(listen).is_err()
+            && std::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, listen.port())).is_ok()
+        {
+            // A host without IPv6: every IPv4 address.
+            listen = SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, listen.port()));
+        }
         if listen.port() == 0 {
             listen.set_port(free_port(listen)?);
         }
@@ -88,6 +95,7 @@ impl Engine {
                     }),
                 }),
                 disable_local_service_discovery: !opts.lsd,
+                bind_device_name: opts.bind_interface.clone(),
                 // librqbit's default of 8 blocking-work permits, plus one for each
                 // stream that spreads a fetch's piece order (each holds one).
                 runtime_worker_threads: Some(8 + order::STREAMS),
@@ -95,6 +103,8 @@ impl Engine {
                     mode: ListenerMode::TcpOnly,
                     listen_addr: listen,
                     announce_port: Some(listen.port()),
+                    // An IPv6 address listens (on `[::]`, dual-stack) for both;
+                    // whatever it listens on, the session connects to peers of both.
                     ipv4_only: listen.is_ipv4(),
                     ..Default::default()
                 }),

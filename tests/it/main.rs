@@ -17,6 +17,7 @@ mod get;
 mod hostile;
 mod import;
 mod interop;
+mod ipv6;
 mod layers;
 mod liar;
 mod limits;
