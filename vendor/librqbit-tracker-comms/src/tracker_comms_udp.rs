@@ -43,6 +43,8 @@ pub struct AnnounceFields {
     pub event: u32,
     pub key: u32,
     pub port: u16,
+    /// The address the tracker should hand out, if not the one it sees.
+    pub ip: Option<Ipv4Addr>,
 }
 
 #[derive(Debug)]
@@ -90,7 +92,9 @@ impl Request {
                 w.extend_from_slice(&fields.left.to_be_bytes())?;
                 w.extend_from_slice(&fields.uploaded.to_be_bytes())?;
                 w.extend_from_slice(&fields.event.to_be_bytes())?;
-                w.extend_from_slice(&0u32.to_be_bytes())?; // ip address 0
+                // ip address; 0: the one the tracker sees
+                let ip = fields.ip.map_or(0, u32::from);
+                w.extend_from_slice(&ip.to_be_bytes())?;
                 w.extend_from_slice(&fields.key.to_be_bytes())?;
                 w.extend_from_slice(&(-1i32).to_be_bytes())?; // num want -1
                 w.extend_from_slice(&fields.port.to_be_bytes())?;
@@ -428,6 +432,33 @@ mod tests {
     };
 
     #[test]
+    fn test_announce_carries_the_ip_given() {
+        let fields = |ip| AnnounceFields {
+            info_hash: Id20::default(),
+            peer_id: Id20::default(),
+            downloaded: 0,
+            left: 0,
+            uploaded: 0,
+            event: EVENT_NONE,
+            key: 0,
+            port: 6881,
+            ip,
+        };
+        let mut buf = [0u8; 128];
+        // The IP field follows connection id, action, transaction id, info-hash,
+        // peer id, downloaded, left, uploaded and event: bytes 84 to 88.
+        let n = Request::Announce(1, fields(Some([192, 0, 2, 7].into())))
+            .serialize(2, &mut buf)
+            .unwrap();
+        assert_eq!(n, 98);
+        assert_eq!(&buf[84..88], &[192, 0, 2, 7]);
+        Request::Announce(1, fields(None))
+            .serialize(2, &mut buf)
+            .unwrap();
+        assert_eq!(&buf[84..88], &[0, 0, 0, 0]);
+    }
+
+    #[test]
     fn test_parse_announce() {
         let b = include_bytes!("../resources/test/udp-tracker-announce-response.bin");
         let (tid, response) = Response::parse(b, false).unwrap();
@@ -473,6 +504,7 @@ mod tests {
                 event: EVENT_NONE,
                 key: 0, // whatever that is?
                 port: 24563,
+                ip: None,
             },
         );
         let size = request.serialize(tid, &mut write_buf).unwrap();
