@@ -2,7 +2,7 @@ use std::{
     borrow::Cow,
     collections::{HashMap, HashSet, VecDeque},
     io::Read,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     path::{Component, Path, PathBuf},
     sync::{
         Arc,
@@ -114,6 +114,7 @@ pub struct Session {
     // Network
     peer_id: Id20,
     announce_port: Option<u16>,
+    announce_ip: Option<IpAddr>,
     listen_addr: Option<SocketAddr>,
     dht: Option<Dht>,
     pub(crate) connector: Arc<StreamConnector>,
@@ -427,6 +428,10 @@ pub struct SessionOptions {
     /// Defaults to DHT enabled with persistence.
     pub dht: Option<DhtSessionConfig>,
 
+    /// The address trackers are told to give out for this session (their `ip`
+    /// announce parameter; over UDP, IPv4 only), instead of the one they see.
+    pub announce_ip: Option<IpAddr>,
+
     /// What network device to bind to for DHT, BT-UDP, BT-TCP, trackers and LSD.
     /// On OSX will use IP(V6)_BOUND_IF, on Linux will use SO_BINDTODEVICE.
     pub bind_device_name: Option<String>,
@@ -492,6 +497,7 @@ impl Default for SessionOptions {
     fn default() -> Self {
         Self {
             dht: Some(DhtSessionConfig::default()),
+            announce_ip: None,
             bind_device_name: None,
             disable_trackers: false,
             fastresume: false,
@@ -797,6 +803,7 @@ impl Session {
                 _cancellation_token_drop_guard: token.clone().drop_guard(),
                 cancellation_token: token,
                 announce_port: listen_result.as_ref().and_then(|l| l.announce_port),
+                announce_ip: opts.announce_ip,
                 listen_addr: listen_result.as_ref().map(|l| l.addr),
                 default_storage_factory: opts.default_storage_factory,
                 reqwest_client,
@@ -1632,6 +1639,7 @@ impl Session {
             Box::new(tracker_rx_stats),
             force_tracker_interval,
             self.announce_port().unwrap_or(4240),
+            self.announce_ip,
             self.reqwest_client.clone(),
             self.udp_tracker_client.clone(),
         );
