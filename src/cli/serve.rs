@@ -29,6 +29,9 @@ pub struct NetArgs {
     /// DHT too)
     #[arg(long, value_name = "NAME")]
     bind_interface: Option<String>,
+    /// Tell trackers to give peers this address for us (a NAT's outside address)
+    #[arg(long, value_name = "ADDR")]
+    announce_ip: Option<std::net::IpAddr>,
     /// Find peers on the local network (BEP 14)
     #[arg(long)]
     lsd: bool,
@@ -212,6 +215,7 @@ impl NetArgs {
                 self.bind_interface.clone(),
                 &s.bind_interface,
             ),
+            announce_ip: r.optional("announce-ip", self.announce_ip, &s.announce_ip),
             lsd: r.switch("lsd", self.lsd, &s.lsd),
             dht: r.switch("dht", self.dht, &s.dht),
             dht_bootstrap: r.list("dht-bootstrap", &self.dht_bootstrap, &s.dht_bootstrap),

@@ -31,6 +31,7 @@ pub type Item<T> = Option<Spanned<T>>;
 pub struct ServeSection {
     pub listen: Item<SocketAddr>,
     pub bind_interface: Item<String>,
+    pub announce_ip: Item<std::net::IpAddr>,
     pub lsd: Item<bool>,
     pub dht: Item<bool>,
     pub dht_bootstrap: Item<Vec<String>>,

@@ -11,6 +11,8 @@ pub struct EngineOptions {
     /// The network interface to listen and connect through only (SO_BINDTODEVICE:
     /// peers, trackers, LSD, DHT).
     pub bind_interface: Option<String>,
+    /// The address trackers are told to give peers (else the one they see).
+    pub announce_ip: Option<std::net::IpAddr>,
     /// BEP 14 Local Service Discovery.
     pub lsd: bool,
     /// The mainline DHT.
@@ -36,6 +38,7 @@ impl Default for EngineOptions {
         EngineOptions {
             listen: SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
             bind_interface: None,
+            announce_ip: None,
             lsd: false,
             dht: false,
             dht_bootstrap: Vec::new(),

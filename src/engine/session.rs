@@ -96,6 +96,7 @@ impl Engine {
                 }),
                 disable_local_service_discovery: !opts.lsd,
                 bind_device_name: opts.bind_interface.clone(),
+                announce_ip: opts.announce_ip,
                 // librqbit's default of 8 blocking-work permits, plus one for each
                 // stream that spreads a fetch's piece order (each holds one).
                 runtime_worker_threads: Some(8 + order::STREAMS),

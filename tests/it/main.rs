@@ -4,6 +4,7 @@
 mod common;
 
 mod adopt;
+mod announce;
 mod bad_input;
 mod channel;
 mod clients;
