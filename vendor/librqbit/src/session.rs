@@ -140,7 +140,7 @@ pub struct Session {
     pub ratelimits: Limits,
 
     pub blocklist: IpRanges,
-    pub allowlist: Option<IpRanges>,
+    pub(crate) allowlist: arc_swap::ArcSwapOption<IpRanges>,
 
     // Monitoring / tracing / logging
     pub(crate) stats: Arc<SessionStats>,
@@ -824,7 +824,7 @@ impl Session {
                 #[cfg(feature = "disable-upload")]
                 _disable_upload: opts.disable_upload,
                 blocklist,
-                allowlist,
+                allowlist: arc_swap::ArcSwapOption::from(allowlist.map(Arc::new)),
                 lsd,
             });
 
@@ -935,7 +935,12 @@ impl Session {
                 .fetch_add(1, Ordering::Relaxed);
             bail!("Incoming ip {incoming_ip} is in blocklist");
         }
-        if self.allowlist.as_ref().is_some_and(|l| !l.has(incoming_ip)) {
+        if self
+            .allowlist
+            .load()
+            .as_ref()
+            .is_some_and(|l| !l.has(incoming_ip))
+        {
             self.stats
                 .counters
                 .blocked_incoming
@@ -1117,6 +1122,22 @@ impl Session {
     }
 
     /// Stop the session and all managed tasks.
+    /// Replaces the allow-list (as `SessionOptions::allowlist_url` gives it), or
+    /// removes it (`None`). Connections made before are kept; new ones, incoming
+    /// and outgoing, are checked against the new list.
+    pub async fn set_allowlist_url(&self, url: Option<&str>) -> anyhow::Result<()> {
+        let list = match url {
+            Some(url) => Some(Arc::new(
+                IpRanges::load_from_url(&self.reqwest_client, url)
+                    .await
+                    .with_context(|| format!("error reading allowlist from {url}"))?,
+            )),
+            None => None,
+        };
+        self.allowlist.store(list);
+        Ok(())
+    }
+
     pub async fn stop(&self) {
         let torrents = self
             .db

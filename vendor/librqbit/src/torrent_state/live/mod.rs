@@ -646,6 +646,7 @@ impl TorrentStateLive {
 
             if session
                 .allowlist
+                .load()
                 .as_ref()
                 .is_some_and(|l| !l.has(addr.ip()))
             {
