@@ -180,6 +180,7 @@ impl ServeArgs {
             watch,
             sync: None,
             limit_args: self.limits.clone(),
+            allow_args: Some(self.net.allow.clone()),
             settings: r.settings,
         }
     }
@@ -248,6 +249,9 @@ pub(super) struct Plan {
     pub sync: Option<SyncOptions>,
     /// The limit flags, to resolve again over a config file read again.
     pub limit_args: LimitArgs,
+    /// `--allow` flags, to resolve again over `[serve]` on a reload (`cas serve`
+    /// only: `cas sync`'s allow-list is read at start).
+    pub allow_args: Option<Vec<ipnet::IpNet>>,
     /// Every value in force and where it came from (`cas config show`).
     pub settings: Vec<Setting>,
 }
@@ -336,6 +340,7 @@ pub(super) fn run_daemon(cli: &Cli, plan: Plan) -> Result<i32> {
             watch,
             sync,
             limit_args,
+            allow_args,
             settings,
         } = plan;
         let mut service = Service::start(
@@ -394,7 +399,7 @@ pub(super) fn run_daemon(cli: &Cli, plan: Plan) -> Result<i32> {
                 _ = term.recv() => break,
                 _ = hup.recv() => {
                     notify::reloading();
-                    reload(cli, &limit_args, &daemon);
+                    reload(cli, &limit_args, allow_args.as_deref(), &daemon).await;
                     notify::send("READY=1");
                 }
                 e = service.failed() => {
@@ -417,23 +422,39 @@ pub(super) fn run_daemon(cli: &Cli, plan: Plan) -> Result<i32> {
     r
 }
 
-/// SIGHUP: the config file read again; its limits (flags still win) replace the
-/// engine's. A file that does not parse changes nothing.
-fn reload(cli: &Cli, limit_args: &LimitArgs, daemon: &super::daemon::Daemon) {
+/// SIGHUP: the config file read again; its limits and schedule, and for `cas serve`
+/// its allow-list (flags still win), replace the engine's. A file that does not
+/// parse changes nothing.
+async fn reload(
+    cli: &Cli,
+    limit_args: &LimitArgs,
+    allow_args: Option<&[ipnet::IpNet]>,
+    daemon: &super::daemon::Daemon,
+) {
     let config = match Config::load(cli.config_path()) {
         Ok(c) => c,
         Err(e) => {
-            errln!("reload: {e}; the limits in force are kept");
+            errln!("reload: {e}; the settings in force are kept");
             return;
         }
     };
-    let mut r = Resolver::new(&config, "limits");
+    let mut r = Resolver::new(&config, "serve");
+    if let Some(flags) = allow_args {
+        let allow = r.list("allow", flags, &config.sections.serve.allow);
+        if let Err(e) = daemon.engine.set_allow(&allow).await {
+            errln!("reload: the allow-list: {e:#}; the one in force is kept");
+            r.settings.clear();
+        }
+    }
     daemon
         .engine
         .set_limits(limit_args.resolve(&config, &mut r));
     let mut settings = daemon.settings.lock().unwrap_or_else(|e| e.into_inner());
-    settings.retain(|s| !s.key.starts_with("limits.") && !s.key.starts_with("schedule."));
-    settings.extend(r.settings);
+    // The schedule's periods may be fewer than before: all of them go.
+    settings
+        .retain(|s| !s.key.starts_with("schedule.") && !r.settings.iter().any(|n| n.key == s.key));
+    settings.extend(std::mem::take(&mut r.settings));
+    drop(settings);
     errln!(
         "reloaded {}",
         config

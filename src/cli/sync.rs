@@ -325,6 +325,7 @@ pub fn sync(cli: &Cli, args: &SyncArgs) -> Result<i32> {
             watch: None,
             sync: Some(sync),
             limit_args: args.limits.clone(),
+            allow_args: None,
             settings: plan.settings,
         },
     )

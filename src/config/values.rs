@@ -65,9 +65,9 @@ impl fmt::Display for Rate {
         let v = self.0;
         match v {
             0 => write!(f, "unlimited"),
-            _ if v % (1 << 30) == 0 => write!(f, "{}G", v >> 30),
-            _ if v % (1 << 20) == 0 => write!(f, "{}M", v >> 20),
-            _ if v % (1 << 10) == 0 => write!(f, "{}K", v >> 10),
+            _ if v.is_multiple_of(1 << 30) => write!(f, "{}G", v >> 30),
+            _ if v.is_multiple_of(1 << 20) => write!(f, "{}M", v >> 20),
+            _ if v.is_multiple_of(1 << 10) => write!(f, "{}K", v >> 10),
             _ => write!(f, "{v}"),
         }
     }
@@ -97,9 +97,9 @@ impl fmt::Display for Seconds {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let v = self.0;
         match v {
-            _ if v > 0 && v % 86400 == 0 => write!(f, "{}d", v / 86400),
-            _ if v > 0 && v % 3600 == 0 => write!(f, "{}h", v / 3600),
-            _ if v > 0 && v % 60 == 0 => write!(f, "{}m", v / 60),
+            _ if v > 0 && v.is_multiple_of(86400) => write!(f, "{}d", v / 86400),
+            _ if v > 0 && v.is_multiple_of(3600) => write!(f, "{}h", v / 3600),
+            _ if v > 0 && v.is_multiple_of(60) => write!(f, "{}m", v / 60),
             _ => write!(f, "{v}s"),
         }
     }

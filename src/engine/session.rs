@@ -38,7 +38,30 @@ fn free_port(addr: SocketAddr) -> anyhow::Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
+/// Writes the allow-list where librqbit reads it (a URL of lines "name:first-last"),
+/// and returns that URL; `None` for an empty list (every address allowed).
+fn write_allowlist(store: &Store, allow: &[ipnet::IpNet]) -> anyhow::Result<Option<String>> {
+    if allow.is_empty() {
+        return Ok(None);
+    }
+    let path = store.root().join("engine").join("allow.txt");
+    let lines: String = allow
+        .iter()
+        .map(|net| format!("allow:{}-{}\n", net.network(), net.broadcast()))
+        .collect();
+    std::fs::create_dir_all(store.root().join("engine"))?;
+    std::fs::write(&path, lines).with_context(|| format!("write {}", path.display()))?;
+    Ok(Some(format!("file://{}", path.display())))
+}
+
 impl Engine {
+    /// Replaces the allow-list (empty: every address): connections open stay,
+    /// new ones in both directions are checked against it.
+    pub async fn set_allow(&self, allow: &[ipnet::IpNet]) -> anyhow::Result<()> {
+        let url = write_allowlist(&self.store, allow)?;
+        self.session.set_allowlist_url(url.as_deref()).await
+    }
+
     /// Starts a session, seeds every torrent in the store, resumes every download.
     pub async fn start(store: Arc<Store>, opts: EngineOptions) -> anyhow::Result<Engine> {
         let mut listen = opts.listen;
@@ -56,20 +79,7 @@ impl Engine {
         // from none, and write each torrent's bitfield from the store as it is added.
         let resume = store.root().join("engine").join("resume");
         clear_resume(&resume)?;
-        let allowlist_url = if opts.allow.is_empty() {
-            None
-        } else {
-            // librqbit reads its allow-list from a URL of lines "name:first-last".
-            let path = store.root().join("engine").join("allow.txt");
-            let lines: String = opts
-                .allow
-                .iter()
-                .map(|net| format!("allow:{}-{}\n", net.network(), net.broadcast()))
-                .collect();
-            std::fs::create_dir_all(store.root().join("engine"))?;
-            std::fs::write(&path, lines).with_context(|| format!("write {}", path.display()))?;
-            Some(format!("file://{}", path.display()))
-        };
+        let allowlist_url = write_allowlist(&store, &opts.allow)?;
         let clock = crate::config::Clock::from_env();
         let now = opts.limits.schedule.limits_at(clock.now());
         let session = Session::new_with_opts(

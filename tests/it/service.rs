@@ -295,3 +295,44 @@ fn the_unit_file_passes_systemd_analyze_verify() {
     // Unknown keys are only warned about: no line may name the file.
     assert!(!err.contains("cas.service"), "{err}");
 }
+
+#[test]
+fn sighup_reads_the_allow_list_again() {
+    let env = Env::with_piece_length("16K");
+    write(&env.path("d/f.bin"), &random_bytes(74, 200_000));
+    env.import(&env.path("d"), "d");
+    let t = env.path("f.torrent");
+    env.ok(&["torrent", "d:f.bin", "-o", t.to_str().unwrap()]);
+    let cfg = env.path("config.toml");
+    write(
+        &cfg,
+        b"[serve]\nlisten = \"127.0.0.1:0\"\nallow = [\"10.0.0.0/8\"]\n",
+    );
+    let notify = env.path("notify.sock");
+    let sock = UnixDatagram::bind(&notify).unwrap();
+    let envs = [("NOTIFY_SOCKET", notify.to_str().unwrap())];
+    let serve = Daemon::start(&env, &envs, &config_arg(&cfg), &[]);
+    assert!(recv(&sock).starts_with("READY=1"));
+    let r = crate::serve::lt_download_within(&t, &env.path("refused"), serve.port, 6);
+    assert_eq!(
+        r["have"], 0,
+        "a peer outside the allow-list got pieces: {r}"
+    );
+    write(
+        &cfg,
+        b"[serve]\nlisten = \"127.0.0.1:0\"\nallow = [\"10.0.0.0/8\", \"127.0.0.0/8\"]\n",
+    );
+    serve.signal(libc::SIGHUP);
+    assert!(recv(&sock).starts_with("RELOADING=1"));
+    assert_eq!(recv(&sock), "READY=1");
+    let r = crate::serve::lt_download(&t, &env.path("allowed"), serve.port);
+    assert_eq!(
+        r["seeding"], true,
+        "a peer the new allow-list admits got nothing: {r}"
+    );
+    let shown = env.ok(&["config", "show"]);
+    assert!(
+        shown.contains("serve.allow = [10.0.0.0/8, 127.0.0.0/8]"),
+        "{shown}"
+    );
+}
