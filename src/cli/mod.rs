@@ -22,10 +22,13 @@ mod config;
 mod daemon;
 mod import;
 mod inspect;
+mod limits;
 mod maintain;
 mod mount;
 mod notify;
+mod run;
 mod serve;
+mod status;
 mod sync;
 
 use std::path::{Path, PathBuf};
@@ -356,7 +359,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Mount(m) => serve::serve(cli, &m.into()),
         Command::Channel { command } => sync::channel(cli, command),
         Command::Sync(args) => sync::sync(cli, args),
-        Command::Status { json } => sync::status(cli, *json),
+        Command::Status { json } => status::status(cli, *json),
         Command::Config { command } => config::run(cli, command),
         Command::Index {
             command: IndexCommand::Rebuild { json },

@@ -1,21 +1,20 @@
 //! `cas serve` (seed every torrent in the store until interrupted) and `cas get`.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
 
-use cas::config::{Config, Rate, Resolver, Seconds, ServeSection, Setting};
+use cas::config::{Config, Resolver, ServeSection};
 use cas::engine::get::{fetch, GetOptions};
-use cas::engine::{Engine, EngineOptions, Limits};
-use cas::service::{MountOptions, Service, ServiceOptions};
-use cas::sync::node::SyncOptions;
+use cas::engine::{Engine, EngineOptions};
+use cas::service::MountOptions;
 
-use super::{human, notify, print_json, Cli};
+pub(super) use super::limits::LimitArgs;
+pub(super) use super::run::{run_daemon, Plan};
+use super::{human, print_json, Cli};
 
 /// How the engine meets peers. Each flag's value, when not given, comes from the
 /// config file (`[serve]`), else its default.
@@ -47,83 +46,6 @@ pub struct NetArgs {
     /// Only exchange data with peers in this network, e.g. 10.0.0.0/8 (repeatable)
     #[arg(long = "allow", value_name = "CIDR")]
     allow: Vec<ipnet::IpNet>,
-}
-
-/// Rate and share limits, for `cas serve` and `cas sync` (`[limits]` in the config
-/// file; alternative limits on a schedule are set there only).
-#[derive(Args, Debug, Clone, Default)]
-pub struct LimitArgs {
-    /// Upload limit over every torrent, bytes a second (512K, 1M; 0: none)
-    #[arg(long, value_name = "RATE")]
-    upload_limit: Option<Rate>,
-    /// Download limit over every torrent, bytes a second
-    #[arg(long, value_name = "RATE")]
-    download_limit: Option<Rate>,
-    /// Upload limit of each torrent, bytes a second
-    #[arg(long, value_name = "RATE")]
-    torrent_upload_limit: Option<Rate>,
-    /// Download limit of each torrent, bytes a second
-    #[arg(long, value_name = "RATE")]
-    torrent_download_limit: Option<Rate>,
-    /// A complete torrent stops seeding once it has sent this many times its size
-    #[arg(long, value_name = "RATIO")]
-    ratio_limit: Option<f64>,
-    /// A complete torrent stops seeding after seeding this long (90m, 36h, 7d)
-    #[arg(long, value_name = "TIME")]
-    seed_time_limit: Option<Seconds>,
-}
-
-impl LimitArgs {
-    /// The limits in force: these flags, else `[limits]` and `[[schedule]]`.
-    pub(super) fn resolve(&self, config: &Config, r: &mut Resolver) -> Limits {
-        let l = &config.sections.limits;
-        r.section("limits");
-        let upload = r.value("upload-limit", self.upload_limit, &l.upload_limit, Rate(0));
-        let download = r.value(
-            "download-limit",
-            self.download_limit,
-            &l.download_limit,
-            Rate(0),
-        );
-        let torrent_upload = r.value(
-            "torrent-upload-limit",
-            self.torrent_upload_limit,
-            &l.torrent_upload_limit,
-            Rate(0),
-        );
-        let torrent_download = r.value(
-            "torrent-download-limit",
-            self.torrent_download_limit,
-            &l.torrent_download_limit,
-            Rate(0),
-        );
-        let ratio = r.optional("ratio-limit", self.ratio_limit, &l.ratio_limit);
-        let seed_time = r.optional("seed-time-limit", self.seed_time_limit, &l.seed_time_limit);
-        r.section("schedule");
-        for (i, rule) in config.sections.schedule.iter().enumerate() {
-            let v = rule.get_ref();
-            let limit = |x: Option<Rate>| x.map_or("-".to_string(), |r| r.to_string());
-            r.note(
-                &(i + 1).to_string(),
-                format!(
-                    "{} {}-{} upload {} download {}",
-                    v.days,
-                    v.from,
-                    v.to,
-                    limit(v.upload_limit),
-                    limit(v.download_limit)
-                ),
-                config.origin(rule),
-            );
-        }
-        Limits {
-            schedule: config.schedule(upload, download),
-            torrent_upload,
-            torrent_download,
-            ratio,
-            seed_time: seed_time.map(|s| Duration::from_secs(s.0)),
-        }
-    }
 }
 
 #[derive(Args, Debug, Default)]
@@ -241,21 +163,6 @@ pub(super) const ANY_ADDRESS: SocketAddr = SocketAddr::V6(std::net::SocketAddrV6
     0,
 ));
 
-/// What `cas serve` or `cas sync` runs, resolved from the flags and the config file.
-pub(super) struct Plan {
-    pub engine: EngineOptions,
-    pub mount: Option<MountOptions>,
-    pub watch: Option<PathBuf>,
-    pub sync: Option<SyncOptions>,
-    /// The limit flags, to resolve again over a config file read again.
-    pub limit_args: LimitArgs,
-    /// `--allow` flags, to resolve again over `[serve]` on a reload (`cas serve`
-    /// only: `cas sync`'s allow-list is read at start).
-    pub allow_args: Option<Vec<ipnet::IpNet>>,
-    /// Every value in force and where it came from (`cas config show`).
-    pub settings: Vec<Setting>,
-}
-
 #[derive(Args, Debug)]
 pub struct GetArgs {
     /// A magnet link, a .torrent file, an info-hash, or a tree id known to the store
@@ -311,7 +218,7 @@ impl GetArgs {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
@@ -319,151 +226,6 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<i32> {
     run_daemon(cli, args.plan(cli.config()))
-}
-
-/// `cas serve`, and `cas sync` when the plan has a sync: the engine, the control
-/// socket, then what the plan asks for, until SIGINT or SIGTERM; SIGHUP reads the
-/// config file again (limits and schedule). Readiness and stopping are told to
-/// systemd (`$NOTIFY_SOCKET`).
-pub(super) fn run_daemon(cli: &Cli, plan: Plan) -> Result<i32> {
-    let store = cli.open()?;
-    let rt = runtime()?;
-    let held = store.clone();
-    let r = rt.block_on(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        // Before the first line is printed: whoever reads it may signal us at once.
-        let mut term = signal(SignalKind::terminate())?;
-        let mut hup = signal(SignalKind::hangup())?;
-        let Plan {
-            engine: options,
-            mount,
-            watch,
-            sync,
-            limit_args,
-            allow_args,
-            settings,
-        } = plan;
-        let mut service = Service::start(
-            store.clone(),
-            ServiceOptions {
-                engine: options,
-                sync: sync.clone(),
-                watch,
-                mount,
-            },
-        )
-        .await?;
-        let engine = service.engine().clone();
-        let daemon = Arc::new(super::daemon::Daemon {
-            store,
-            engine: engine.clone(),
-            rt: tokio::runtime::Handle::current(),
-            syncs: service.syncs().to_vec(),
-            settings: std::sync::Mutex::new(settings),
-            config_file: cli.config().path.clone(),
-        });
-        super::daemon::listen(daemon.clone())?;
-        let ready = match &sync {
-            Some(opts) => format!(
-                "syncing {} on channel {} at {}",
-                opts.dir.display(),
-                opts.channel,
-                engine.listen_addr()
-            ),
-            None => format!(
-                "seeding {} torrents on {}",
-                engine.started_with(),
-                engine.listen_addr()
-            ),
-        };
-        outln!("{ready}");
-        if let (Some(at), true) = (service.mounted_at(), service.detached_stale_mount) {
-            errln!(
-                "{}: a mount left by a process that died (transport endpoint is not connected) \
-                 was unmounted first",
-                at.display()
-            );
-        }
-        if let Some(at) = service.mounted_at() {
-            outln!(
-                "mounted {} on {} (read-only)",
-                engine.store().root().display(),
-                at.display()
-            );
-        }
-        std::io::stdout().flush()?;
-        notify::send(&format!("READY=1\nSTATUS={ready}"));
-        loop {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => break,
-                _ = term.recv() => break,
-                _ = hup.recv() => {
-                    notify::reloading();
-                    reload(cli, &limit_args, allow_args.as_deref(), &daemon).await;
-                    notify::send("READY=1");
-                }
-                e = service.failed() => {
-                    errln!("{e:#}");
-                    std::process::exit(1);
-                }
-            }
-        }
-        notify::send("STOPPING=1");
-        errln!("stopping");
-        if let Some(at) = service.stop().await {
-            errln!("unmounted {}", at.display());
-        }
-        anyhow::Ok(0)
-    });
-    // What was received is durable before the process ends; librqbit's tasks (and
-    // blocking reads still running) go with it.
-    held.commit()?;
-    rt.shutdown_background();
-    r
-}
-
-/// SIGHUP: the config file read again; its limits and schedule, and for `cas serve`
-/// its allow-list (flags still win), replace the engine's. A file that does not
-/// parse changes nothing.
-async fn reload(
-    cli: &Cli,
-    limit_args: &LimitArgs,
-    allow_args: Option<&[ipnet::IpNet]>,
-    daemon: &super::daemon::Daemon,
-) {
-    let config = match Config::load(cli.config_path()) {
-        Ok(c) => c,
-        Err(e) => {
-            errln!("reload: {e}; the settings in force are kept");
-            return;
-        }
-    };
-    let mut r = Resolver::new(&config, "serve");
-    if let Some(flags) = allow_args {
-        let allow = r.list("allow", flags, &config.sections.serve.allow);
-        if let Err(e) = daemon.engine.set_allow(&allow).await {
-            errln!("reload: the allow-list: {e:#}; the one in force is kept");
-            r.settings.clear();
-        }
-    }
-    daemon
-        .engine
-        .set_limits(limit_args.resolve(&config, &mut r));
-    let mut settings = daemon.settings.lock().unwrap_or_else(|e| e.into_inner());
-    // The schedule's periods may be fewer than before: all of them go.
-    settings
-        .retain(|s| !s.key.starts_with("schedule.") && !r.settings.iter().any(|n| n.key == s.key));
-    settings.extend(std::mem::take(&mut r.settings));
-    drop(settings);
-    errln!(
-        "reloaded {}",
-        config
-            .path
-            .as_ref()
-            .map_or("the limits (no config file)".to_string(), |p| p
-                .display()
-                .to_string())
-    );
 }
 
 pub fn get_cmd(cli: &Cli, args: &GetArgs) -> Result<i32> {

@@ -7,7 +7,8 @@
 
 //!
 //! Files: `options.rs` (what it is told), `session.rs` (starting it), `add.rs`
-//! (adding a torrent), `committer.rs` (received pieces made durable),
+//! (adding a torrent), `committer.rs` (received pieces made durable), `limits.rs`
+//! (rate limits, the schedule, share limits), `node.rs` (the node's figures),
 //! `storage.rs` (librqbit's storage over the store) with `staging.rs` (pieces being
 //! received), `get.rs` (a fetch), `lazy.rs` (a piece fetched for a read), `order.rs`
 //! (a fetch's piece order steered by other nodes), `watch.rs` (a folder of
