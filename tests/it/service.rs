@@ -336,3 +336,55 @@ fn sighup_reads_the_allow_list_again() {
         "{shown}"
     );
 }
+
+#[test]
+fn the_readme_example_config_is_what_cas_reads() {
+    let env = Env::new();
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let example = readme
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a ```toml block in README.md");
+    let cfg = env.path("config.toml");
+    write(&cfg, example.as_bytes());
+    // Without CAS_STORE, which would stand above the file's `store`.
+    let out = env
+        .cmd()
+        .env_remove("CAS_STORE")
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "config",
+            "show",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let value = |key: &str| {
+        json["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["key"] == key)
+            .unwrap_or_else(|| panic!("no {key}: {json}"))["value"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(value("store"), "/var/lib/cas");
+    assert_eq!(value("serve.listen"), "[::]:6881");
+    assert_eq!(value("limits.upload-limit"), "10M");
+    assert_eq!(value("limits.seed-time-limit"), "7d");
+    assert_eq!(
+        value("schedule.2"),
+        "sat,sun 00:00-24:00 upload unlimited download -"
+    );
+}
