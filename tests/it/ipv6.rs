@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 use crate::get::mktorrent;
+use crate::netns::Lan;
 use crate::service::Daemon;
 
 /// A free port on `[::1]`.
@@ -60,20 +61,6 @@ fn libtorrent_on_ipv6_loopback_downloads_from_cas_serve() {
 }
 
 #[test]
-fn serve_listens_on_ipv6_and_ipv4_by_default() {
-    let env = Env::with_piece_length("16K");
-    let serve = Daemon::start(&env, &[], &[], &[]);
-    for addr in [
-        format!("127.0.0.1:{}", serve.port),
-        format!("[::1]:{}", serve.port),
-    ] {
-        std::net::TcpStream::connect(&addr).unwrap_or_else(|e| panic!("{addr}: {e}"));
-    }
-    let shown = env.ok(&["config", "show"]);
-    assert!(shown.contains("serve.listen = [::]:0"), "{shown}");
-}
-
-#[test]
 fn cas_get_fetches_from_libtorrent_on_ipv6_loopback() {
     let env = Env::with_piece_length("64K");
     let data = random_bytes(92, (3 << 20) + 11);
@@ -123,17 +110,49 @@ fn cas_get_fetches_from_libtorrent_on_ipv6_loopback() {
     assert_eq!(std::fs::read(out.join("disk.img")).unwrap(), data);
 }
 
+/// Whether a TCP connection from namespace node `from` to `host:port` is accepted.
+fn connects(lan: &Lan, from: usize, host: &str, port: u16) -> bool {
+    lan.exec(from, "/usr/bin/python3")
+        .args([
+            "-c",
+            "import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)",
+            host,
+            &port.to_string(),
+        ])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
 #[test]
-fn bind_interface_binds_to_the_interface_named() {
-    if !is_root() && lacks_capability("SO_BINDTODEVICE needs CAP_NET_RAW") {
+fn serve_listens_on_ipv6_and_ipv4_by_default() {
+    if skip_without_root() {
+        return;
+    }
+    let env = Env::with_piece_length("16K");
+    let lan = Lan::new("dual", 1);
+    let serve = Daemon::spawn({
+        let mut c = lan.cmd(0, &env);
+        c.arg("serve");
+        c
+    });
+    for host in ["127.0.0.1", "::1", &lan.addr(0)] {
+        assert!(
+            connects(&lan, 0, host, serve.port),
+            "no connection to {host}"
+        );
+    }
+    let shown = env.ok(&["config", "show"]);
+    assert!(shown.contains("serve.listen = [::]:0"), "{shown}");
+}
+
+#[test]
+fn bind_interface_listens_and_connects_only_through_the_interface_named() {
+    if skip_without_root() {
         return;
     }
     let env = Env::with_piece_length("64K");
-    let data = random_bytes(93, 1 << 20);
-    write(&env.path("d/f.bin"), &data);
-    env.import(&env.path("d"), "d");
-    let t = env.path("f.torrent");
-    env.ok(&["torrent", "d:f.bin", "-o", t.to_str().unwrap()]);
     // An interface that does not exist: an error that names it.
     let err = env.fails(&[
         "serve",
@@ -143,13 +162,16 @@ fn bind_interface_binds_to_the_interface_named() {
         "nosuch0",
     ]);
     assert!(err.contains("nosuch0"), "{err}");
-    // Bound to loopback, it serves loopback peers.
-    let serve = Daemon::start(
-        &env,
-        &[],
-        &[],
-        &["--listen", "127.0.0.1:0", "--bind-interface", "lo"],
+    let lan = Lan::new("bind", 2);
+    let serve = Daemon::spawn({
+        let mut c = lan.cmd(0, &env);
+        c.args(["serve", "--listen", "0.0.0.0:0", "--bind-interface", "lan0"]);
+        c
+    });
+    // The other node, over lan0, is answered; loopback, on the same node, is not.
+    assert!(connects(&lan, 1, &lan.addr(0), serve.port));
+    assert!(
+        !connects(&lan, 0, "127.0.0.1", serve.port),
+        "answered on lo"
     );
-    let r = crate::serve::lt_download(&t, &env.path("got"), serve.port);
-    assert_eq!(r["seeding"], true, "{r}");
 }

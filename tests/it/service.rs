@@ -22,9 +22,13 @@ impl Daemon {
         cmd.envs(envs.iter().copied())
             .args(global)
             .arg("serve")
-            .args(flags)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .args(flags);
+        Daemon::spawn(cmd)
+    }
+
+    /// Runs `cmd` (a `cas serve`, perhaps in a namespace) until it says it seeds.
+    pub fn spawn(mut cmd: Command) -> Daemon {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("run cas serve");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
