@@ -1,4 +1,5 @@
-//! `--announce-ip`: the address trackers are told to give peers for us.
+//! `--announce-ip`: the address trackers are told to give peers for us, over HTTP
+//! (`ip=`) and UDP (the announce's IP field).
 
 use std::path::Path;
 use std::process::Command;
@@ -9,7 +10,7 @@ use crate::serve::free_port;
 use crate::service::Daemon;
 
 #[test]
-fn trackers_are_told_the_announce_ip() {
+fn http_and_udp_trackers_are_told_the_announce_ip() {
     let env = Env::with_piece_length("16K");
     write(&env.path("d/f.bin"), &random_bytes(95, 100_000));
     env.import(&env.path("d"), "d");
