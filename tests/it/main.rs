@@ -31,5 +31,6 @@ mod serve;
 mod service;
 mod skips;
 mod socket;
+mod stop;
 mod sync;
 mod tracker;

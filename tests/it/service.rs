@@ -142,46 +142,6 @@ fn flags_override_the_config_file_and_config_show_says_where_each_value_came_fro
     assert_eq!(status["node"]["download_limit"], 5 << 20, "{status}");
 }
 
-#[test]
-fn sigterm_stops_serve_at_once_removes_its_socket_and_frees_the_store() {
-    let env = Env::with_piece_length("64K");
-    write(&env.path("d/a.bin"), &random_bytes(5, 16 << 20));
-    env.import(&env.path("d"), "d");
-    let t = env.path("a.torrent");
-    env.ok(&["torrent", "d:a.bin", "-o", t.to_str().unwrap()]);
-    let mut serve = Daemon::start(
-        &env,
-        &[],
-        &[],
-        &["--listen", "127.0.0.1:0", "--upload-limit", "2M"],
-    );
-    assert!(env.store().join("cas.sock").exists());
-    // Stopped in the middle of an upload to libtorrent.
-    let (port, got) = (serve.port, env.path("got"));
-    let peer = std::thread::spawn(move || crate::serve::lt_download_within(&t, &got, port, 6));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while env.json(&["status"])["node"]["uploaded"].as_u64() < Some(1 << 20) {
-        assert!(Instant::now() < deadline, "libtorrent is not downloading");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    serve.signal(libc::SIGTERM);
-    let (took, ok) = serve.wait_exit(Duration::from_secs(10));
-    eprintln!("SIGTERM to exit: {took:?}");
-    assert!(ok, "cas serve did not exit 0 on SIGTERM");
-    assert!(
-        took < Duration::from_millis(500),
-        "SIGTERM to exit took {took:?}"
-    );
-    assert!(
-        !env.store().join("cas.sock").exists(),
-        "cas.sock left behind"
-    );
-    // The store is free: a command opens it itself.
-    assert!(env.ok(&["ls"]).contains('d'));
-    let r = peer.join().unwrap();
-    assert_ne!(r["seeding"], true, "the download was not cut: {r}");
-}
-
 /// Receives one datagram, within 10 s.
 fn recv(sock: &UnixDatagram) -> String {
     sock.set_read_timeout(Some(Duration::from_secs(10)))
