@@ -741,6 +741,12 @@ impl TorrentStateLive {
         Ok(true)
     }
 
+    /// This torrent's own rate limits (besides the session's), which may be changed
+    /// while it runs. A torrent paused and started again gets those it was added with.
+    pub fn ratelimits(&self) -> &Limits {
+        &self.ratelimits
+    }
+
     pub fn stats_snapshot(&self) -> StatsSnapshot {
         use Ordering::*;
         let downloaded_bytes = self.stats.downloaded_and_checked_bytes.load(Relaxed);
