@@ -92,12 +92,35 @@ pub(super) async fn run(state: Arc<LimitState>, session: Weak<Session>, clock: C
                     .map_or(String::new(), |i| format!(" (schedule {})", i + 1))
             );
         }
+        per_torrent(&session, &limits);
         if limits.ratio.is_some() || limits.seed_time.is_some() {
             stop_shared_enough(&state, &session, &limits).await;
         }
         drop(session);
         tokio::time::sleep(TICK).await;
     }
+}
+
+/// Gives every running torrent the per-torrent limits in force: after a reload, and
+/// after a torrent is restarted (librqbit starts it again with the limits it was
+/// added with).
+fn per_torrent(session: &Session, limits: &Limits) {
+    let (up, down) = (
+        limits.torrent_upload.limit(),
+        limits.torrent_download.limit(),
+    );
+    session.with_torrents(|ts| {
+        for (_, h) in ts {
+            let Some(live) = h.live() else { continue };
+            let l = live.ratelimits();
+            if l.get_upload_bps() != up {
+                l.set_upload_bps(up);
+            }
+            if l.get_download_bps() != down {
+                l.set_download_bps(down);
+            }
+        }
+    });
 }
 
 /// Pauses every complete torrent that has sent `ratio` times its size, or seeded
@@ -144,9 +167,8 @@ async fn stop_shared_enough(state: &LimitState, session: &Arc<Session>, limits: 
 }
 
 impl Engine {
-    /// Replaces the limits (a config file read again): global limits and the
-    /// schedule take effect within a second, share limits too; per-torrent limits
-    /// apply to torrents added from now on.
+    /// Replaces the limits (a config file read again): global, per-torrent and
+    /// share limits and the schedule take effect within a second.
     pub fn set_limits(&self, limits: Limits) {
         *self.limits.limits.lock().unwrap_or_else(|e| e.into_inner()) = limits;
     }

@@ -103,3 +103,33 @@ fn a_torrent_stops_seeding_at_its_ratio_limit() {
     let r = lt_download_within(&t, &env.path("got2"), serve.port, 6);
     assert_eq!(r["have"], 0, "{r}");
 }
+
+#[test]
+fn sighup_changes_the_limit_of_torrents_already_running() {
+    let (env, t) = one_file(32);
+    let cfg = env.path("config.toml");
+    let config = |rate: &str| {
+        let text = format!(
+            "[serve]\nlisten = \"127.0.0.1:0\"\n[limits]\ntorrent-upload-limit = \"{rate}\"\n"
+        );
+        write(&cfg, text.as_bytes());
+    };
+    config("8M");
+    let serve = Daemon::start(&env, &[], &["--config", cfg.to_str().unwrap()], &[]);
+    config("1M");
+    serve.signal(libc::SIGHUP);
+    // The reload, then the next tick of the limits task.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !env
+        .ok(&["config", "show"])
+        .contains("limits.torrent-upload-limit = 1M")
+    {
+        assert!(Instant::now() < deadline, "not reloaded");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let r = lt_download_within(&t, &env.path("got"), serve.port, 10);
+    let rate = r["downloaded"].as_f64().unwrap() / 10.0 / (1 << 20) as f64;
+    eprintln!("after SIGHUP to 1M: {rate:.2} MiB/s");
+    assert!((0.8..=1.2).contains(&rate), "{rate:.2} MiB/s");
+}
