@@ -25,6 +25,7 @@ pub mod adopt;
 pub mod catalog;
 pub mod channel;
 pub mod chunks;
+pub mod config;
 mod dirfd;
 pub mod engine;
 mod error;

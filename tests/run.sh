@@ -8,9 +8,10 @@ cd "$(dirname "$0")/.."
 # checks cas's torrents), transmission-cli and aria2 (parse them too), transmission-daemon
 # and aria2 (download from `cas serve`), opentracker (a tracker on loopback), mktorrent
 # and bc (benchmarks), util-linux (setpriv, mount, umount), iproute2 (network namespaces
-# for the LSD and private-torrent tests), qbittorrent-nox (driven through its Web API)
-# and rtorrent (downloads from cas serve, seeds to cas get).
-packages=(python3-libtorrent transmission-cli transmission-daemon aria2 opentracker mktorrent bc util-linux iproute2 qbittorrent-nox rtorrent)
+# for the LSD and private-torrent tests), qbittorrent-nox (driven through its Web API),
+# rtorrent (downloads from cas serve, seeds to cas get) and systemd (systemd-analyze
+# verify of the unit file).
+packages=(python3-libtorrent transmission-cli transmission-daemon aria2 opentracker mktorrent bc util-linux iproute2 qbittorrent-nox rtorrent systemd)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

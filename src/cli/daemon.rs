@@ -36,6 +36,10 @@ pub struct Daemon {
     pub rt: tokio::runtime::Handle,
     /// The channels `cas sync` keeps, when this daemon is one.
     pub syncs: Vec<Arc<cas::sync::node::Node>>,
+    /// Every value in force and where it came from (`cas config show`).
+    pub settings: Mutex<Vec<cas::config::Setting>>,
+    /// The config file the daemon read, if any.
+    pub config_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Daemon {

@@ -18,12 +18,17 @@ macro_rules! errln {
 }
 
 mod add;
+mod config;
 mod daemon;
 mod import;
 mod inspect;
+mod limits;
 mod maintain;
 mod mount;
+mod notify;
+mod run;
 mod serve;
+mod status;
 mod sync;
 
 use std::path::{Path, PathBuf};
@@ -42,6 +47,20 @@ pub struct Cli {
     /// The store directory [default: $XDG_DATA_HOME/cas, or ~/.local/share/cas]
     #[arg(long, global = true, env = "CAS_STORE", value_name = "DIR")]
     store: Option<PathBuf>,
+
+    /// The config file [default: $XDG_CONFIG_HOME/cas/config.toml, or
+    /// ~/.config/cas/config.toml, when it exists]
+    #[arg(
+        long = "config",
+        global = true,
+        env = "CAS_CONFIG",
+        value_name = "FILE"
+    )]
+    config_file: Option<PathBuf>,
+
+    /// The config file as read, once `run` has read it.
+    #[arg(skip)]
+    loaded: Option<Arc<cas::config::Config>>,
 
     #[command(subcommand)]
     command: Command,
@@ -141,6 +160,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show the settings in force (a running `cas serve`'s, else what `cas serve`
+    /// and `cas sync` would use) and where each came from
+    Config {
+        #[command(subcommand)]
+        command: config::ConfigCommand,
+    },
     /// Maintain the chunk index
     Index {
         #[command(subcommand)]
@@ -176,9 +201,25 @@ pub fn parse_size(s: &str) -> Result<u32, String> {
 }
 
 impl Cli {
+    /// The config file read (an empty one when there is none).
+    fn config(&self) -> &cas::config::Config {
+        static NONE: std::sync::OnceLock<cas::config::Config> = std::sync::OnceLock::new();
+        self.loaded
+            .as_deref()
+            .unwrap_or_else(|| NONE.get_or_init(Default::default))
+    }
+
+    /// The config file `--config` (or `CAS_CONFIG`) names.
+    fn config_path(&self) -> Option<&Path> {
+        self.config_file.as_deref()
+    }
+
     fn store_path(&self) -> Result<PathBuf> {
         if let Some(p) = &self.store {
             return Ok(p.clone());
+        }
+        if let Some(p) = &self.config().sections.store {
+            return Ok(p.get_ref().clone());
         }
         let data = std::env::var_os("XDG_DATA_HOME")
             .filter(|v| !v.is_empty())
@@ -265,7 +306,7 @@ impl Cli {
             Command::Add(a) => a.absolutize(cwd),
             Command::Mount(m) => abs(&mut m.mountpoint),
             Command::Serve(s) => s.absolutize(cwd),
-            Command::Sync(s) => abs(&mut s.dir),
+            Command::Sync(s) => s.absolutize(cwd),
             _ => {}
         }
     }
@@ -273,7 +314,8 @@ impl Cli {
 
 /// Runs the command line; returns the process exit code.
 pub fn run() -> Result<i32> {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    cli.loaded = Some(Arc::new(cas::config::Config::load(cli.config_path())?));
     if !matches!(
         cli.command,
         Command::Serve(_) | Command::Mount(_) | Command::Sync(_)
@@ -317,7 +359,8 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Mount(m) => serve::serve(cli, &m.into()),
         Command::Channel { command } => sync::channel(cli, command),
         Command::Sync(args) => sync::sync(cli, args),
-        Command::Status { json } => sync::status(cli, *json),
+        Command::Status { json } => status::status(cli, *json),
+        Command::Config { command } => config::run(cli, command),
         Command::Index {
             command: IndexCommand::Rebuild { json },
         } => maintain::rebuild(cli, *json),

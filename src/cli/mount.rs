@@ -12,8 +12,9 @@ pub struct MountArgs {
     /// A directory to mount on
     pub mountpoint: PathBuf,
     /// How long a read waits for a piece the store lacks before it fails with EIO
-    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
-    pub read_timeout: u64,
+    /// [default: 60]
+    #[arg(long, value_name = "SECONDS")]
+    pub read_timeout: Option<u64>,
     /// Open files with direct I/O: faster large reads, no kernel page cache for them
     /// (and no shared mmap on kernels before 6.6)
     #[arg(long)]

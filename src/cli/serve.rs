@@ -1,27 +1,36 @@
 //! `cas serve` (seed every torrent in the store until interrupted) and `cas get`.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
 
+use cas::config::{Config, Resolver, ServeSection};
 use cas::engine::get::{fetch, GetOptions};
 use cas::engine::{Engine, EngineOptions};
-use cas::service::{MountOptions, Service, ServiceOptions};
-use cas::sync::node::SyncOptions;
+use cas::service::MountOptions;
 
+pub(super) use super::limits::LimitArgs;
+pub(super) use super::run::{run_daemon, Plan};
 use super::{human, print_json, Cli};
 
-/// How the engine meets peers.
-#[derive(Args, Debug, Clone)]
+/// How the engine meets peers. Each flag's value, when not given, comes from the
+/// config file (`[serve]`), else its default.
+#[derive(Args, Debug, Clone, Default)]
 pub struct NetArgs {
-    /// Address to listen on (port 0: a free port)
-    #[arg(long, default_value = "0.0.0.0:0", value_name = "ADDR:PORT")]
-    listen: SocketAddr,
+    /// Address to listen on (port 0: a free port; [::] is every IPv6 and IPv4
+    /// address) [default: [::]:0]
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<SocketAddr>,
+    /// Listen and connect only through this network interface (trackers, LSD and
+    /// DHT too)
+    #[arg(long, value_name = "NAME")]
+    bind_interface: Option<String>,
+    /// Tell trackers to give peers this address for us (a NAT's outside address)
+    #[arg(long, value_name = "ADDR")]
+    announce_ip: Option<std::net::IpAddr>,
     /// Find peers on the local network (BEP 14)
     #[arg(long)]
     lsd: bool,
@@ -39,7 +48,7 @@ pub struct NetArgs {
     allow: Vec<ipnet::IpNet>,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Default)]
 pub struct ServeArgs {
     /// Also show the store as a read-only filesystem on this directory (as `cas mount`)
     #[arg(long, value_name = "DIR")]
@@ -47,9 +56,9 @@ pub struct ServeArgs {
     /// Add every .torrent dropped into this directory (renamed .added once added)
     #[arg(long, value_name = "DIR")]
     watch: Option<PathBuf>,
-    /// How long a read through the mount waits for a missing piece before EIO
-    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
-    read_timeout: u64,
+    /// How long a read through the mount waits for a missing piece before EIO [default: 60]
+    #[arg(long, value_name = "SECONDS")]
+    read_timeout: Option<u64>,
     /// With --mount: open files with direct I/O (see `cas mount --help`)
     #[arg(long)]
     direct_io: bool,
@@ -58,6 +67,8 @@ pub struct ServeArgs {
     peers: Vec<SocketAddr>,
     #[command(flatten)]
     net: NetArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 impl ServeArgs {
@@ -68,31 +79,31 @@ impl ServeArgs {
             }
         }
     }
-}
 
-impl ServeArgs {
-    /// What `cas sync` runs: the engine and nothing else of `cas serve`'s.
-    pub(super) fn for_sync(peers: &[SocketAddr]) -> ServeArgs {
-        ServeArgs {
-            mount: None,
-            watch: None,
-            read_timeout: 60,
-            direct_io: false,
-            peers: peers.to_vec(),
-            net: NetArgs::default(),
-        }
-    }
-}
-
-impl Default for NetArgs {
-    fn default() -> Self {
-        NetArgs {
-            listen: SocketAddr::from(([0, 0, 0, 0], 0)),
-            lsd: false,
-            dht: false,
-            dht_bootstrap: Vec::new(),
-            trackers: Vec::new(),
-            allow: Vec::new(),
+    /// What `cas serve` runs: these flags, else `[serve]` and `[limits]`, else the
+    /// defaults.
+    pub(super) fn plan(&self, config: &Config) -> Plan {
+        let s = &config.sections.serve;
+        let mut r = Resolver::new(config, "serve");
+        let mut engine = self.net.resolve(&mut r, s, true);
+        engine.peers = r.list("peer", &self.peers, &s.peer);
+        let mount_at = r.optional("mount", self.mount.clone(), &s.mount);
+        let watch = r.optional("watch", self.watch.clone(), &s.watch);
+        let read_timeout = r.value("read-timeout", self.read_timeout, &s.read_timeout, 60);
+        let direct_io = r.switch("direct-io", self.direct_io, &s.direct_io);
+        engine.limits = self.limits.resolve(config, &mut r);
+        Plan {
+            engine,
+            mount: mount_at.map(|at| MountOptions {
+                at,
+                read_timeout: Duration::from_secs(read_timeout),
+                direct_io,
+            }),
+            watch,
+            sync: None,
+            limit_args: self.limits.clone(),
+            allow_args: Some(self.net.allow.clone()),
+            settings: r.settings,
         }
     }
 }
@@ -106,24 +117,51 @@ impl From<&super::mount::MountArgs> for ServeArgs {
             direct_io: m.direct_io,
             peers: m.peers.clone(),
             net: m.net.clone(),
+            limits: LimitArgs::default(),
         }
     }
 }
 
 impl NetArgs {
-    pub(super) fn options(&self, seed_all: bool) -> EngineOptions {
+    /// The engine's options: these flags, else `[serve]`'s keys, else the defaults.
+    pub(super) fn resolve(
+        &self,
+        r: &mut Resolver,
+        s: &ServeSection,
+        seed_all: bool,
+    ) -> EngineOptions {
         EngineOptions {
             seed_all,
-            listen: self.listen,
-            lsd: self.lsd,
-            dht: self.dht,
-            dht_bootstrap: self.dht_bootstrap.clone(),
-            trackers: self.trackers.clone(),
-            allow: self.allow.clone(),
-            peers: Vec::new(),
+            listen: r.value("listen", self.listen, &s.listen, ANY_ADDRESS),
+            bind_interface: r.optional(
+                "bind-interface",
+                self.bind_interface.clone(),
+                &s.bind_interface,
+            ),
+            announce_ip: r.optional("announce-ip", self.announce_ip, &s.announce_ip),
+            lsd: r.switch("lsd", self.lsd, &s.lsd),
+            dht: r.switch("dht", self.dht, &s.dht),
+            dht_bootstrap: r.list("dht-bootstrap", &self.dht_bootstrap, &s.dht_bootstrap),
+            trackers: r.list("tracker", &self.trackers, &s.tracker),
+            allow: r.list("allow", &self.allow, &s.allow),
+            ..Default::default()
         }
     }
 }
+
+/// Any free port on every IPv4 address (`cas sync`'s default).
+pub(super) const ANY_PORT: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::UNSPECIFIED,
+    0,
+));
+
+/// Any free port on every IPv6 and IPv4 address (`cas serve`'s and `cas get`'s).
+pub(super) const ANY_ADDRESS: SocketAddr = SocketAddr::V6(std::net::SocketAddrV6::new(
+    std::net::Ipv6Addr::UNSPECIFIED,
+    0,
+    0,
+    0,
+));
 
 #[derive(Args, Debug)]
 pub struct GetArgs {
@@ -180,94 +218,14 @@ impl GetArgs {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
 }
 
 pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<i32> {
-    run_daemon(cli, args, args.net.options(true), None)
-}
-
-/// `cas serve`, and `cas sync` when `sync` is given: the engine, the control socket,
-/// then what `args` asks for, until SIGINT or SIGTERM.
-pub(super) fn run_daemon(
-    cli: &Cli,
-    args: &ServeArgs,
-    mut options: EngineOptions,
-    sync: Option<SyncOptions>,
-) -> Result<i32> {
-    let store = cli.open()?;
-    let rt = runtime()?;
-    rt.block_on(async move {
-        options.peers = args.peers.clone();
-        // Before the first line is printed: whoever reads it may stop us at once.
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let mount = args.mount.as_ref().map(|at| MountOptions {
-            at: at.clone(),
-            read_timeout: Duration::from_secs(args.read_timeout),
-            direct_io: args.direct_io,
-        });
-        let mut service = Service::start(
-            store.clone(),
-            ServiceOptions {
-                engine: options,
-                sync: sync.clone(),
-                watch: args.watch.clone(),
-                mount,
-            },
-        )
-        .await?;
-        let engine = service.engine().clone();
-        super::daemon::listen(Arc::new(super::daemon::Daemon {
-            store,
-            engine: engine.clone(),
-            rt: tokio::runtime::Handle::current(),
-            syncs: service.syncs().to_vec(),
-        }))?;
-        match &sync {
-            Some(opts) => outln!(
-                "syncing {} on channel {} at {}",
-                opts.dir.display(),
-                opts.channel,
-                engine.listen_addr()
-            ),
-            None => outln!(
-                "seeding {} torrents on {}",
-                engine.started_with(),
-                engine.listen_addr()
-            ),
-        }
-        if let (Some(at), true) = (service.mounted_at(), service.detached_stale_mount) {
-            errln!(
-                "{}: a mount left by a process that died (transport endpoint is not connected) \
-                 was unmounted first",
-                at.display()
-            );
-        }
-        if let Some(at) = service.mounted_at() {
-            outln!(
-                "mounted {} on {} (read-only)",
-                engine.store().root().display(),
-                at.display()
-            );
-        }
-        std::io::stdout().flush()?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-            e = service.failed() => {
-                errln!("{e:#}");
-                std::process::exit(1);
-            }
-        }
-        errln!("stopping");
-        if let Some(at) = service.stop().await {
-            errln!("unmounted {}", at.display());
-        }
-        Ok(0)
-    })
+    run_daemon(cli, args.plan(cli.config()))
 }
 
 pub fn get_cmd(cli: &Cli, args: &GetArgs) -> Result<i32> {
@@ -297,7 +255,10 @@ pub fn get_cmd(cli: &Cli, args: &GetArgs) -> Result<i32> {
         None => {
             let rt = runtime()?;
             let r = rt.block_on(async {
-                let engine = Engine::start(store.clone(), args.net.options(false)).await?;
+                let config = Config::default();
+                let mut r = Resolver::new(&config, "get");
+                let options = args.net.resolve(&mut r, &ServeSection::default(), false);
+                let engine = Engine::start(store.clone(), options).await?;
                 fetch(
                     &engine,
                     &args.target,

@@ -10,11 +10,11 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use cas::channel::{Channel, Channels, SecretKey};
+use cas::config::{Config, Resolver};
 use cas::engine::EngineOptions;
 use cas::sync::node::SyncOptions;
-use cas::sync::ChannelStatus;
 
-use super::serve::ServeArgs;
+use super::serve::{LimitArgs, Plan, ANY_PORT};
 use super::{print_json, Cli};
 
 #[derive(Subcommand, Debug)]
@@ -50,37 +50,99 @@ pub enum ChannelCommand {
     },
 }
 
-#[derive(Args, Debug)]
+/// `cas sync`'s flags; each one not given comes from `[sync]` in the config file,
+/// else its default.
+#[derive(Args, Debug, Default)]
 pub struct SyncArgs {
     /// The directory kept the same on every node of the channel (made if missing)
-    pub dir: PathBuf,
+    pub dir: Option<PathBuf>,
     /// The channel (`cas channel new` or `cas channel join`)
     #[arg(long)]
-    channel: String,
+    channel: Option<String>,
     /// This node's name, in conflict copies' names [default: the host name]
     #[arg(long)]
     node: Option<String>,
-    /// Wait this long after the last change before publishing
-    #[arg(long, default_value_t = 1000, value_name = "MS")]
-    quiet_ms: u64,
+    /// Wait this long after the last change before publishing [default: 1000]
+    #[arg(long, value_name = "MS")]
+    quiet_ms: Option<u64>,
     /// Refuse an update whose tree does not arrive in this long (tried again later)
-    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
-    fetch_timeout: u64,
+    /// [default: 120]
+    #[arg(long, value_name = "SECONDS")]
+    fetch_timeout: Option<u64>,
     /// Ask this peer too (repeatable); LSD finds the others on the LAN
     #[arg(long = "peer", value_name = "ADDR:PORT")]
     peers: Vec<SocketAddr>,
     /// Do not use Local Service Discovery (then give --peer or --tracker)
     #[arg(long)]
     no_lsd: bool,
-    /// Address to listen on, TCP for BitTorrent and UDP for updates (port 0: a free one)
-    #[arg(long, default_value = "0.0.0.0:0", value_name = "ADDR:PORT")]
-    listen: SocketAddr,
+    /// Address to listen on, TCP for BitTorrent and UDP for updates (port 0: a free
+    /// one) [default: 0.0.0.0:0]
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<SocketAddr>,
     /// Also announce every torrent to this tracker (repeatable)
     #[arg(long = "tracker", value_name = "URL")]
     trackers: Vec<String>,
     /// Only exchange data and updates with peers in this network (repeatable)
     #[arg(long = "allow", value_name = "CIDR")]
     allow: Vec<ipnet::IpNet>,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+impl SyncArgs {
+    pub(super) fn absolutize(&mut self, cwd: &std::path::Path) {
+        if let Some(d) = &mut self.dir {
+            if d.is_relative() {
+                *d = cwd.join(&*d);
+            }
+        }
+    }
+
+    /// What `cas sync` runs, as far as flags and the config file say: the
+    /// directory and channel (when given), the engine's options, the settings.
+    pub(super) fn resolve(&self, config: &Config) -> Resolved {
+        let s = &config.sections.sync;
+        let mut r = Resolver::new(config, "sync");
+        let dir = r.optional("dir", self.dir.clone(), &s.dir);
+        let channel = r.optional("channel", self.channel.clone(), &s.channel);
+        let node = r.optional("node", self.node.clone(), &s.node);
+        let quiet_ms = r.value("quiet-ms", self.quiet_ms, &s.quiet_ms, 1000);
+        let fetch_timeout = r.value("fetch-timeout", self.fetch_timeout, &s.fetch_timeout, 120);
+        let peers = r.list("peer", &self.peers, &s.peer);
+        let no_lsd = r.switch("no-lsd", self.no_lsd, &s.no_lsd);
+        let engine = EngineOptions {
+            listen: r.value("listen", self.listen, &s.listen, ANY_PORT),
+            lsd: !no_lsd,
+            trackers: r.list("tracker", &self.trackers, &s.tracker),
+            allow: r.list("allow", &self.allow, &s.allow),
+            seed_all: true,
+            peers: peers.clone(),
+            limits: self.limits.resolve(config, &mut r),
+            ..Default::default()
+        };
+        Resolved {
+            dir,
+            channel,
+            node,
+            quiet: Duration::from_millis(quiet_ms),
+            fetch_timeout: Duration::from_secs(fetch_timeout),
+            peers,
+            engine,
+            settings: r.settings,
+        }
+    }
+}
+
+/// [`SyncArgs::resolve`]'s answer.
+pub(super) struct Resolved {
+    pub dir: Option<PathBuf>,
+    pub channel: Option<String>,
+    pub node: Option<String>,
+    pub quiet: Duration,
+    pub fetch_timeout: Duration,
+    pub peers: Vec<SocketAddr>,
+    pub engine: EngineOptions,
+    pub settings: Vec<cas::config::Setting>,
 }
 
 #[derive(Serialize)]
@@ -192,7 +254,7 @@ pub fn channel(cli: &Cli, cmd: &ChannelCommand) -> Result<i32> {
             outln!("{}", secret.to_text());
         }
         ChannelCommand::Ls { json } => {
-            let all = statuses(cli, &store)?;
+            let all = super::status::statuses(cli, &store)?;
             if *json {
                 print_json(&all)?;
             } else {
@@ -219,99 +281,51 @@ fn host_name() -> String {
 }
 
 pub fn sync(cli: &Cli, args: &SyncArgs) -> Result<i32> {
-    let dir = std::path::absolute(&args.dir)
-        .with_context(|| format!("{}: cannot resolve", args.dir.display()))?;
+    let plan = args.resolve(cli.config());
+    let where_ = cli.config().path.as_ref().map_or(String::new(), |p| {
+        format!(" or `dir` in [sync] of {}", p.display())
+    });
+    let dir = plan
+        .dir
+        .with_context(|| format!("no directory to sync: give DIR{where_}"))?;
+    let channel = plan
+        .channel
+        .with_context(|| format!("no channel: give --channel NAME{where_}"))?;
+    let dir =
+        std::path::absolute(&dir).with_context(|| format!("{}: cannot resolve", dir.display()))?;
     if !dir.exists() {
         // A new follower's directory, as rsync makes its destination.
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("{}: cannot create", dir.display()))?;
     }
     anyhow::ensure!(dir.is_dir(), "{}: not a directory", dir.display());
-    let node = args.node.clone().unwrap_or_else(host_name);
+    let node = plan.node.clone().unwrap_or_else(host_name);
     cas::channel::check_node_name(&node).map_err(|e| anyhow::anyhow!("--node: {e}"))?;
     {
         // The channel must exist before the engine starts.
         let store = cli.open_or_create(None)?;
-        Channels::of(&store).get(&args.channel)?;
+        Channels::of(&store).get(&channel)?;
     }
-    let options = EngineOptions {
-        listen: args.listen,
-        lsd: !args.no_lsd,
-        dht: false,
-        dht_bootstrap: Vec::new(),
-        trackers: args.trackers.clone(),
-        allow: args.allow.clone(),
-        seed_all: true,
-        peers: Vec::new(),
-    };
     let sync = SyncOptions {
         dir,
-        channel: args.channel.clone(),
+        channel,
         node,
-        quiet: Duration::from_millis(args.quiet_ms),
-        fetch_timeout: Duration::from_secs(args.fetch_timeout),
-        peers: args.peers.clone(),
-        allow: options.allow.clone(),
+        quiet: plan.quiet,
+        fetch_timeout: plan.fetch_timeout,
+        peers: plan.peers.clone(),
+        allow: plan.engine.allow.clone(),
         say: Arc::new(|line| outln!("{line}")),
     };
-    super::serve::run_daemon(cli, &ServeArgs::for_sync(&args.peers), options, Some(sync))
-}
-
-/// Every channel of the store; those `cas sync` runs for now with live figures.
-fn statuses(cli: &Cli, store: &cas::Store) -> Result<Vec<ChannelStatus>> {
-    let running: Vec<ChannelStatus> = cli
-        .daemon
-        .iter()
-        .flat_map(|d| d.syncs.iter().map(|n| n.status()))
-        .collect();
-    Ok(cas::sync::statuses(store, &running)?)
-}
-
-#[derive(Serialize)]
-struct Status {
-    channels: Vec<ChannelStatus>,
-}
-
-pub fn status(cli: &Cli, json: bool) -> Result<i32> {
-    let store = cli.open_or_create(None)?;
-    let channels = statuses(cli, &store)?;
-    if json {
-        print_json(&Status { channels })?;
-        return Ok(0);
-    }
-    if channels.is_empty() {
-        outln!("no channels: `cas channel new NAME` or `cas channel join NAME caspub-...`");
-    }
-    for c in channels {
-        let seq = |s: Option<u64>| s.map_or("-".to_string(), |s| s.to_string());
-        outln!(
-            "{} ({}){}",
-            c.name,
-            if c.can_publish {
-                "publisher"
-            } else {
-                "follower"
-            },
-            if c.running { ", syncing" } else { "" }
-        );
-        if let Some(d) = &c.dir {
-            outln!("  directory: {d}");
-        }
-        outln!(
-            "  newest update: {}, applied: {} (tree {})",
-            seq(c.newest_seq),
-            seq(c.applied_seq),
-            c.applied_tree.map_or("-".to_string(), |t| t.to_hex())
-        );
-        outln!("  pieces: {}", super::human(c.piece_length.into()));
-        if c.running {
-            outln!("  peers: {}", c.peers.join(", "));
-            outln!(
-                "  received {}, sent {}",
-                super::human(c.bytes_in),
-                super::human(c.bytes_out)
-            );
-        }
-    }
-    Ok(0)
+    super::serve::run_daemon(
+        cli,
+        Plan {
+            engine: plan.engine,
+            mount: None,
+            watch: None,
+            sync: Some(sync),
+            limit_args: args.limits.clone(),
+            allow_args: None,
+            settings: plan.settings,
+        },
+    )
 }

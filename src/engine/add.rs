@@ -72,6 +72,7 @@ impl Engine {
                             .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                     ),
                     overwrite: true,
+                    ratelimits: self.limits.limits().per_torrent(),
                     initial_peers: (!peers.is_empty() || !self.peers.is_empty())
                         .then(|| [peers, &self.peers].concat()),
                     trackers: (!self.trackers.is_empty() && !private)

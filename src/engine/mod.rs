@@ -7,7 +7,8 @@
 
 //!
 //! Files: `options.rs` (what it is told), `session.rs` (starting it), `add.rs`
-//! (adding a torrent), `committer.rs` (received pieces made durable),
+//! (adding a torrent), `committer.rs` (received pieces made durable), `limits.rs`
+//! (rate limits, the schedule, share limits), `node.rs` (the node's figures),
 //! `storage.rs` (librqbit's storage over the store) with `staging.rs` (pieces being
 //! received), `get.rs` (a fetch), `lazy.rs` (a piece fetched for a read), `order.rs`
 //! (a fetch's piece order steered by other nodes), `watch.rs` (a folder of
@@ -17,6 +18,8 @@ mod add;
 mod committer;
 pub mod get;
 pub mod lazy;
+mod limits;
+mod node;
 mod options;
 pub mod order;
 mod session;
@@ -25,6 +28,8 @@ mod storage;
 pub mod watch;
 
 use committer::committer;
+pub use limits::Limits;
+pub use node::NodeStats;
 pub use options::{safe_magnet, EngineOptions, Fetch, Source};
 
 use std::net::SocketAddr;
@@ -81,6 +86,10 @@ pub struct Engine {
     peers: Vec<SocketAddr>,
     /// librqbit's fastresume folder.
     resume: PathBuf,
+    /// Rate and share limits, and the task's view of them.
+    limits: Arc<limits::LimitState>,
+    /// Payload bytes of earlier runs, for all-time figures.
+    totals: node::Totals,
     /// Torrents added to the session.
     added: std::sync::Mutex<std::collections::HashSet<InfoHash>>,
     /// The id the next torrent added gets. librqbit, left to pick, takes one more
@@ -107,8 +116,15 @@ impl Engine {
 
     /// Stops every torrent and the session (its listener, DHT and LSD). What was
     /// received is committed by the store's owner, not here.
+    ///
+    /// librqbit's `Session::stop` pauses every torrent and cancels the session's
+    /// tasks before anything it awaits, then sleeps a second so that those tasks
+    /// may end: polled once here, it does the former and skips the latter (the
+    /// tasks end with the runtime), so that a service stops at once.
     pub async fn stop(&self) {
-        self.session.stop().await;
+        self.save_totals();
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_millis(20), self.session.stop()).await;
     }
 
     /// Piece counts of a torrent the engine runs (or ran since it started).

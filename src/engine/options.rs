@@ -5,8 +5,14 @@ use std::net::SocketAddr;
 /// How the engine meets peers.
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
-    /// Address to listen on; port 0 picks a free one.
+    /// Address to listen on; port 0 picks a free one. `[::]` listens on every IPv6
+    /// and IPv4 address (every IPv4 one where the host has no IPv6).
     pub listen: SocketAddr,
+    /// The network interface to listen and connect through only (SO_BINDTODEVICE:
+    /// peers, trackers, LSD, DHT).
+    pub bind_interface: Option<String>,
+    /// The address trackers are told to give peers (else the one they see).
+    pub announce_ip: Option<std::net::IpAddr>,
     /// BEP 14 Local Service Discovery.
     pub lsd: bool,
     /// The mainline DHT.
@@ -21,6 +27,28 @@ pub struct EngineOptions {
     pub seed_all: bool,
     /// Peers to connect to for every torrent added, besides those found.
     pub peers: Vec<SocketAddr>,
+    /// Rate and share limits.
+    pub limits: super::Limits,
+}
+
+impl Default for EngineOptions {
+    /// A local engine: any free port on every address, no DHT, no LSD, no
+    /// trackers, no limits.
+    fn default() -> Self {
+        EngineOptions {
+            listen: SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+            bind_interface: None,
+            announce_ip: None,
+            lsd: false,
+            dht: false,
+            dht_bootstrap: Vec::new(),
+            trackers: Vec::new(),
+            allow: Vec::new(),
+            seed_all: false,
+            peers: Vec::new(),
+            limits: super::Limits::default(),
+        }
+    }
 }
 
 /// What a torrent is added to fetch.

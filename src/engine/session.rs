@@ -12,7 +12,7 @@ use librqbit::{
     SessionPersistenceConfig,
 };
 
-use super::{committer, order, storage, Engine, EngineOptions, Fetch, Source};
+use super::{committer, limits, node, order, storage, Engine, EngineOptions, Fetch, Source};
 use crate::Store;
 
 /// Removes librqbit's session records and bitfields.
@@ -38,10 +38,40 @@ fn free_port(addr: SocketAddr) -> anyhow::Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
+/// Writes the allow-list where librqbit reads it (a URL of lines "name:first-last"),
+/// and returns that URL; `None` for an empty list (every address allowed).
+fn write_allowlist(store: &Store, allow: &[ipnet::IpNet]) -> anyhow::Result<Option<String>> {
+    if allow.is_empty() {
+        return Ok(None);
+    }
+    let path = store.root().join("engine").join("allow.txt");
+    let lines: String = allow
+        .iter()
+        .map(|net| format!("allow:{}-{}\n", net.network(), net.broadcast()))
+        .collect();
+    std::fs::create_dir_all(store.root().join("engine"))?;
+    std::fs::write(&path, lines).with_context(|| format!("write {}", path.display()))?;
+    Ok(Some(format!("file://{}", path.display())))
+}
+
 impl Engine {
+    /// Replaces the allow-list (empty: every address): connections open stay,
+    /// new ones in both directions are checked against it.
+    pub async fn set_allow(&self, allow: &[ipnet::IpNet]) -> anyhow::Result<()> {
+        let url = write_allowlist(&self.store, allow)?;
+        self.session.set_allowlist_url(url.as_deref()).await
+    }
+
     /// Starts a session, seeds every torrent in the store, resumes every download.
     pub async fn start(store: Arc<Store>, opts: EngineOptions) -> anyhow::Result<Engine> {
         let mut listen = opts.listen;
+        if listen == SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, listen.port()))
+            && std::net::TcpListener::bind(listen).is_err()
+            && std::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, listen.port())).is_ok()
+        {
+            // A host without IPv6: every IPv4 address.
+            listen = SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, listen.port()));
+        }
         if listen.port() == 0 {
             listen.set_port(free_port(listen)?);
         }
@@ -49,20 +79,9 @@ impl Engine {
         // from none, and write each torrent's bitfield from the store as it is added.
         let resume = store.root().join("engine").join("resume");
         clear_resume(&resume)?;
-        let allowlist_url = if opts.allow.is_empty() {
-            None
-        } else {
-            // librqbit reads its allow-list from a URL of lines "name:first-last".
-            let path = store.root().join("engine").join("allow.txt");
-            let lines: String = opts
-                .allow
-                .iter()
-                .map(|net| format!("allow:{}-{}\n", net.network(), net.broadcast()))
-                .collect();
-            std::fs::create_dir_all(store.root().join("engine"))?;
-            std::fs::write(&path, lines).with_context(|| format!("write {}", path.display()))?;
-            Some(format!("file://{}", path.display()))
-        };
+        let allowlist_url = write_allowlist(&store, &opts.allow)?;
+        let clock = crate::config::Clock::from_env();
+        let now = opts.limits.schedule.limits_at(clock.now());
         let session = Session::new_with_opts(
             store.root().join("engine"),
             SessionOptions {
@@ -70,6 +89,10 @@ impl Engine {
                     folder: Some(resume.clone()),
                 }),
                 fastresume: true,
+                ratelimits: librqbit::limits::LimitsConfig {
+                    upload_bps: now.upload.limit(),
+                    download_bps: now.download.limit(),
+                },
                 allowlist_url,
                 dht: opts.dht.then(|| DhtSessionConfig {
                     bootstrap_addrs: (!opts.dht_bootstrap.is_empty())
@@ -82,6 +105,8 @@ impl Engine {
                     }),
                 }),
                 disable_local_service_discovery: !opts.lsd,
+                bind_device_name: opts.bind_interface.clone(),
+                announce_ip: opts.announce_ip,
                 // librqbit's default of 8 blocking-work permits, plus one for each
                 // stream that spreads a fetch's piece order (each holds one).
                 runtime_worker_threads: Some(8 + order::STREAMS),
@@ -91,6 +116,8 @@ impl Engine {
                     mode: ListenerMode::TcpAndUtp,
                     listen_addr: listen,
                     announce_port: Some(listen.port()),
+                    // An IPv6 address listens (on `[::]`, dual-stack) for both;
+                    // whatever it listens on, the session connects to peers of both.
                     ipv4_only: listen.is_ipv4(),
                     ..Default::default()
                 }),
@@ -111,10 +138,22 @@ impl Engine {
             trackers: opts.trackers,
             peers: opts.peers,
             resume,
+            limits: limits::LimitState::new(opts.limits),
+            totals: node::load_totals(store.root()),
             added: Default::default(),
             next_id: first_free.into(),
         };
         tokio::spawn(committer(store.clone(), Arc::downgrade(&engine.session)));
+        tokio::spawn(limits::run(
+            engine.limits.clone(),
+            Arc::downgrade(&engine.session),
+            clock,
+        ));
+        tokio::spawn(node::keep_totals(
+            node::totals_path(store.root()),
+            engine.totals,
+            Arc::downgrade(&engine.session),
+        ));
         let mut torrents = 0;
         let mut handles = Vec::new();
         if !opts.seed_all {

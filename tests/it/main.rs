@@ -4,6 +4,7 @@
 mod common;
 
 mod adopt;
+mod announce;
 mod bad_input;
 mod channel;
 mod clients;
@@ -17,8 +18,10 @@ mod get;
 mod hostile;
 mod import;
 mod interop;
+mod ipv6;
 mod layers;
 mod liar;
+mod limits;
 mod listener;
 pub mod lsd;
 mod mount;
@@ -27,7 +30,9 @@ mod private;
 mod qbittorrent;
 mod rtorrent;
 mod serve;
+mod service;
 mod skips;
 mod socket;
+mod stop;
 mod sync;
 mod tracker;

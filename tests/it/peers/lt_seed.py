@@ -1,6 +1,7 @@
 """Seeds a torrent with libtorrent on loopback until killed.
 
 usage: lt_seed.py TORRENT SAVE_PATH LISTEN_PORT STATUS_FILE [UPLOAD_BYTES_PER_S]
+LT_SETTINGS: more libtorrent settings, as a JSON object (listen_interfaces "[::1]:P").
 The data must already be in SAVE_PATH. Once libtorrent has checked it and seeds, and
 then twice a second, STATUS_FILE is replaced with one JSON object: seeding, uploaded
 (payload bytes sent), peers. Settings that librqbit needs: no MSE/PE encryption, no
@@ -17,7 +18,8 @@ import ltpeer
 
 torrent, save, port, status = sys.argv[1:5]
 rate = int(sys.argv[5]) if len(sys.argv) > 5 else 0
-ses = ltpeer.session(port, upload_rate_limit=rate)
+extra = json.loads(os.environ.get("LT_SETTINGS", "{}"))
+ses = ltpeer.session(port, upload_rate_limit=rate, **extra)
 if rate:
     # libtorrent exempts local networks from rate limits (their own peer class);
     # loopback is put back in the global class, which the limit applies to.

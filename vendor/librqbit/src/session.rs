@@ -2,7 +2,7 @@ use std::{
     borrow::Cow,
     collections::{HashMap, HashSet, VecDeque},
     io::Read,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     path::{Component, Path, PathBuf},
     sync::{
         Arc,
@@ -114,6 +114,7 @@ pub struct Session {
     // Network
     peer_id: Id20,
     announce_port: Option<u16>,
+    announce_ip: Option<IpAddr>,
     listen_addr: Option<SocketAddr>,
     dht: Option<Dht>,
     pub(crate) connector: Arc<StreamConnector>,
@@ -139,7 +140,7 @@ pub struct Session {
     pub ratelimits: Limits,
 
     pub blocklist: IpRanges,
-    pub allowlist: Option<IpRanges>,
+    pub(crate) allowlist: arc_swap::ArcSwapOption<IpRanges>,
 
     // Monitoring / tracing / logging
     pub(crate) stats: Arc<SessionStats>,
@@ -427,6 +428,10 @@ pub struct SessionOptions {
     /// Defaults to DHT enabled with persistence.
     pub dht: Option<DhtSessionConfig>,
 
+    /// The address trackers are told to give out for this session (their `ip`
+    /// announce parameter; over UDP, IPv4 only), instead of the one they see.
+    pub announce_ip: Option<IpAddr>,
+
     /// What network device to bind to for DHT, BT-UDP, BT-TCP, trackers and LSD.
     /// On OSX will use IP(V6)_BOUND_IF, on Linux will use SO_BINDTODEVICE.
     pub bind_device_name: Option<String>,
@@ -492,6 +497,7 @@ impl Default for SessionOptions {
     fn default() -> Self {
         Self {
             dht: Some(DhtSessionConfig::default()),
+            announce_ip: None,
             bind_device_name: None,
             disable_trackers: false,
             fastresume: false,
@@ -797,6 +803,7 @@ impl Session {
                 _cancellation_token_drop_guard: token.clone().drop_guard(),
                 cancellation_token: token,
                 announce_port: listen_result.as_ref().and_then(|l| l.announce_port),
+                announce_ip: opts.announce_ip,
                 listen_addr: listen_result.as_ref().map(|l| l.addr),
                 default_storage_factory: opts.default_storage_factory,
                 reqwest_client,
@@ -817,7 +824,7 @@ impl Session {
                 #[cfg(feature = "disable-upload")]
                 _disable_upload: opts.disable_upload,
                 blocklist,
-                allowlist,
+                allowlist: arc_swap::ArcSwapOption::from(allowlist.map(Arc::new)),
                 lsd,
             });
 
@@ -928,7 +935,12 @@ impl Session {
                 .fetch_add(1, Ordering::Relaxed);
             bail!("Incoming ip {incoming_ip} is in blocklist");
         }
-        if self.allowlist.as_ref().is_some_and(|l| !l.has(incoming_ip)) {
+        if self
+            .allowlist
+            .load()
+            .as_ref()
+            .is_some_and(|l| !l.has(incoming_ip))
+        {
             self.stats
                 .counters
                 .blocked_incoming
@@ -1110,6 +1122,22 @@ impl Session {
     }
 
     /// Stop the session and all managed tasks.
+    /// Replaces the allow-list (as `SessionOptions::allowlist_url` gives it), or
+    /// removes it (`None`). Connections made before are kept; new ones, incoming
+    /// and outgoing, are checked against the new list.
+    pub async fn set_allowlist_url(&self, url: Option<&str>) -> anyhow::Result<()> {
+        let list = match url {
+            Some(url) => Some(Arc::new(
+                IpRanges::load_from_url(&self.reqwest_client, url)
+                    .await
+                    .with_context(|| format!("error reading allowlist from {url}"))?,
+            )),
+            None => None,
+        };
+        self.allowlist.store(list);
+        Ok(())
+    }
+
     pub async fn stop(&self) {
         let torrents = self
             .db
@@ -1632,6 +1660,7 @@ impl Session {
             Box::new(tracker_rx_stats),
             force_tracker_interval,
             self.announce_port().unwrap_or(4240),
+            self.announce_ip,
             self.reqwest_client.clone(),
             self.udp_tracker_client.clone(),
         );

@@ -646,6 +646,7 @@ impl TorrentStateLive {
 
             if session
                 .allowlist
+                .load()
                 .as_ref()
                 .is_some_and(|l| !l.has(addr.ip()))
             {
@@ -738,6 +739,12 @@ impl TorrentStateLive {
             .ok()
             .ok_or(Error::TorrentIsNotLive)?;
         Ok(true)
+    }
+
+    /// This torrent's own rate limits (besides the session's), which may be changed
+    /// while it runs. A torrent paused and started again gets those it was added with.
+    pub fn ratelimits(&self) -> &Limits {
+        &self.ratelimits
     }
 
     pub fn stats_snapshot(&self) -> StatsSnapshot {
