@@ -112,6 +112,8 @@ impl SyncArgs {
         let no_lsd = r.switch("no-lsd", self.no_lsd, &s.no_lsd);
         let engine = EngineOptions {
             listen: r.value("listen", self.listen, &s.listen, ANY_PORT),
+            // The channel's update datagrams use the listen port's UDP side.
+            utp: false,
             lsd: !no_lsd,
             trackers: r.list("tracker", &self.trackers, &s.tracker),
             allow: r.list("allow", &self.allow, &s.allow),

@@ -13,6 +13,9 @@ pub struct EngineOptions {
     pub bind_interface: Option<String>,
     /// The address trackers are told to give peers (else the one they see).
     pub announce_ip: Option<std::net::IpAddr>,
+    /// uTP beside TCP, on the same port (UDP). `cas sync` keeps that UDP port for its
+    /// update datagrams, so its engine has TCP only.
+    pub utp: bool,
     /// BEP 14 Local Service Discovery.
     pub lsd: bool,
     /// The mainline DHT.
@@ -32,13 +35,14 @@ pub struct EngineOptions {
 }
 
 impl Default for EngineOptions {
-    /// A local engine: any free port on every address, no DHT, no LSD, no
-    /// trackers, no limits.
+    /// A local engine: any free port on every address, TCP and uTP, no DHT, no LSD,
+    /// no trackers, no limits.
     fn default() -> Self {
         EngineOptions {
             listen: SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
             bind_interface: None,
             announce_ip: None,
+            utp: true,
             lsd: false,
             dht: false,
             dht_bootstrap: Vec::new(),

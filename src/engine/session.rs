@@ -113,7 +113,11 @@ impl Engine {
                 listen: Some(ListenerOptions {
                     // uTP beside TCP: peers that only reach us over UDP (NAT) get in;
                     // outgoing connections try TCP first and uTP after 1 s.
-                    mode: ListenerMode::TcpAndUtp,
+                    mode: if opts.utp {
+                        ListenerMode::TcpAndUtp
+                    } else {
+                        ListenerMode::TcpOnly
+                    },
                     listen_addr: listen,
                     announce_port: Some(listen.port()),
                     // An IPv6 address listens (on `[::]`, dual-stack) for both;

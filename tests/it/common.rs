@@ -309,3 +309,93 @@ pub fn wait_listening(port: u16, p: &mut Proc, what: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `cas get TARGET` into `env`'s store, finding peers as `how` says (`--peer ADDR`,
+/// `--tracker URL`), listening on loopback, within 60 s, exported to `out`.
+pub fn get_export(env: &Env, target: &str, how: &[&str], out: &Path) -> serde_json::Value {
+    let mut args = vec!["get", target];
+    args.extend_from_slice(how);
+    let out = out.to_str().unwrap();
+    args.extend_from_slice(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--timeout",
+        "60",
+        "--export",
+        out,
+    ]);
+    env.json(&args)
+}
+
+/// A store holding a tree `src` of three files (one over a piece, one of exact pieces,
+/// one small), with its directory torrent, the big file's torrent and the exact
+/// file's magnet: what the client tests move.
+pub struct Served {
+    pub env: Env,
+    pub src: PathBuf,
+    pub dir_torrent: Vec<u8>,
+    pub file_torrent: Vec<u8>,
+    pub magnet: String,
+}
+
+pub const SERVED_FILES: [&str; 3] = ["big.bin", "sub/exact.bin", "sub/small.txt"];
+
+impl Served {
+    pub fn new(seed: u64) -> Served {
+        let env = Env::with_piece_length("16K");
+        let src = env.path("src");
+        write(&src.join("big.bin"), &random_bytes(seed, 700_000));
+        write(
+            &src.join("sub/exact.bin"),
+            &random_bytes(seed + 1, 64 << 10),
+        );
+        write(&src.join("sub/small.txt"), b"a small file\n");
+        env.import(&src, "src");
+        let (d, f) = (env.path("dir.torrent"), env.path("file.torrent"));
+        env.ok(&["torrent", "src", "-o", d.to_str().unwrap()]);
+        env.ok(&["torrent", "src:big.bin", "-o", f.to_str().unwrap()]);
+        let magnet = env.ok(&["magnet", "src:sub/exact.bin"]).trim().to_string();
+        Served {
+            dir_torrent: std::fs::read(&d).unwrap(),
+            file_torrent: std::fs::read(&f).unwrap(),
+            env,
+            src,
+            magnet,
+        }
+    }
+
+    /// A file of the tree, as imported.
+    pub fn read(&self, rel: &str) -> Vec<u8> {
+        std::fs::read(self.src.join(rel)).unwrap()
+    }
+
+    /// The magnet's info-hash.
+    pub fn magnet_ih(&self) -> String {
+        self.magnet.split("btih:").nth(1).unwrap()[..40].to_string()
+    }
+
+    /// The files of a directory `out` that a fetched tree was exported to match the tree's.
+    pub fn assert_tree(&self, out: &Path, what: &str) {
+        for f in SERVED_FILES {
+            assert_eq!(
+                std::fs::read(out.join(f)).unwrap(),
+                self.read(f),
+                "{what}: {f}"
+            );
+        }
+    }
+
+    /// The one file a magnet's fetch exported to `out` is the exact file.
+    pub fn assert_magnet_file(&self, out: &Path, what: &str) {
+        let got: Vec<PathBuf> = std::fs::read_dir(out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(got.len(), 1, "{what}: {got:?}");
+        assert_eq!(
+            std::fs::read(&got[0]).unwrap(),
+            self.read("sub/exact.bin"),
+            "{what}"
+        );
+    }
+}

@@ -140,18 +140,8 @@ fn a_directory_torrent_fetched_from_a_peer_stores_each_file_tail_once() {
     let serve = crate::serve::Serve::start(&a);
     let b = Env::with_piece_length("16K");
     let out = b.path("out");
-    b.json(&[
-        "get",
-        t.to_str().unwrap(),
-        "--peer",
-        &format!("127.0.0.1:{}", serve.port),
-        "--listen",
-        "127.0.0.1:0",
-        "--timeout",
-        "60",
-        "--export",
-        out.to_str().unwrap(),
-    ]);
+    let peer = format!("127.0.0.1:{}", serve.port);
+    get_export(&b, t.to_str().unwrap(), &["--peer", &peer], &out);
     // A .torrent carries no modes or times: the bytes are what must match.
     let bytes_of = |root: &std::path::Path| -> Vec<(String, String)> {
         snapshot(root)

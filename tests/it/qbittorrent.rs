@@ -209,36 +209,6 @@ fn url_encode(s: &str) -> String {
         .collect()
 }
 
-/// A store with a tree of three files (one larger than a piece, one of exact pieces,
-/// one small), its directory torrent, a file torrent and a file's magnet.
-struct Served {
-    env: Env,
-    src: PathBuf,
-    dir_torrent: Vec<u8>,
-    file_torrent: Vec<u8>,
-    magnet: String,
-}
-
-fn served() -> Served {
-    let env = Env::with_piece_length("16K");
-    let src = env.path("src");
-    write(&src.join("big.bin"), &random_bytes(61, 700_000));
-    write(&src.join("sub/exact.bin"), &random_bytes(62, 64 << 10));
-    write(&src.join("sub/small.txt"), b"a small file\n");
-    env.import(&src, "src");
-    let (d, f) = (env.path("dir.torrent"), env.path("file.torrent"));
-    env.ok(&["torrent", "src", "-o", d.to_str().unwrap()]);
-    env.ok(&["torrent", "src:big.bin", "-o", f.to_str().unwrap()]);
-    let magnet = env.ok(&["magnet", "src:sub/exact.bin"]).trim().to_string();
-    Served {
-        dir_torrent: std::fs::read(&d).unwrap(),
-        file_torrent: std::fs::read(&f).unwrap(),
-        env,
-        src,
-        magnet,
-    }
-}
-
 fn hex_of(torrent: &[u8]) -> String {
     hex::encode(info_hash_of(torrent))
 }
@@ -254,11 +224,11 @@ fn qbittorrent_downloads_a_file_a_directory_and_a_magnet_from_cas_serve() {
     if !have_tools("qbittorrent", &["qbittorrent-nox"]) {
         return;
     }
-    let s = served();
+    let s = Served::new(61);
     let serve = Serve::start(&s.env);
     let mut qbt = Qbt::start(&s.env, "qbt");
-    let read = |p: &str| std::fs::read(s.src.join(p)).unwrap();
-    let magnet_ih = s.magnet.split("btih:").nth(1).unwrap()[..40].to_string();
+    let read = |p: &str| s.read(p);
+    let magnet_ih = s.magnet_ih();
     let mut passed = [0usize; 3];
     let started = Instant::now();
     // One case at a time, each removed with its files before the next, so that each
@@ -277,7 +247,7 @@ fn qbittorrent_downloads_a_file_a_directory_and_a_magnet_from_cas_serve() {
         qbt.add_torrent(&s.dir_torrent, &save);
         qbt.add_peer(&dir_ih, serve.port);
         let t = qbt.wait_complete(&dir_ih, within);
-        for f in ["big.bin", "sub/exact.bin", "sub/small.txt"] {
+        for f in SERVED_FILES {
             assert_eq!(content(&t, f), read(f), "run {run}: directory torrent, {f}");
         }
         qbt.remove(&dir_ih);
@@ -304,7 +274,7 @@ fn cas_get_fetches_a_torrent_and_a_magnet_from_qbittorrent_as_the_only_seeder() 
     if !have_tools("qbittorrent", &["qbittorrent-nox"]) {
         return;
     }
-    let s = served();
+    let s = Served::new(61);
     // qBittorrent seeds what it downloads from cas once; cas serve is then gone.
     let mut qbt = Qbt::start(&s.env, "qbt-seed");
     let save = s.env.path("qbt-seed-data");
@@ -314,55 +284,26 @@ fn cas_get_fetches_a_torrent_and_a_magnet_from_qbittorrent_as_the_only_seeder() 
         qbt.add_peer(&hex_of(&s.dir_torrent), serve.port);
         qbt.wait_complete(&hex_of(&s.dir_torrent), Duration::from_secs(60));
         qbt.add_magnet(&s.magnet, &save);
-        let magnet_ih = s.magnet.split("btih:").nth(1).unwrap()[..40].to_string();
-        qbt.add_peer(&magnet_ih, serve.port);
-        qbt.wait_complete(&magnet_ih, Duration::from_secs(60));
+        qbt.add_peer(&s.magnet_ih(), serve.port);
+        qbt.wait_complete(&s.magnet_ih(), Duration::from_secs(60));
     }
     let dir_torrent = s.env.path("dir.torrent");
+    let peer = format!("127.0.0.1:{}", qbt.port);
     let mut passed = [0usize; 2];
     for run in 0..RUNS {
         let leech = Env::with_piece_length("16K");
         let out = leech.path("out");
-        let peer = format!("127.0.0.1:{}", qbt.port);
-        let args = |target: &str, out: &Path| -> Vec<String> {
-            [
-                "get",
-                target,
-                "--peer",
-                &peer,
-                "--listen",
-                "127.0.0.1:0",
-                "--timeout",
-                "60",
-                "--export",
-                out.to_str().unwrap(),
-            ]
-            .map(String::from)
-            .to_vec()
-        };
-        let a = args(dir_torrent.to_str().unwrap(), &out);
-        leech.json(&a.iter().map(String::as_str).collect::<Vec<_>>());
-        for f in ["big.bin", "sub/exact.bin", "sub/small.txt"] {
-            assert_eq!(
-                std::fs::read(out.join("src").join(f)).unwrap(),
-                std::fs::read(s.src.join(f)).unwrap(),
-                "run {run}: {f}"
-            );
-        }
+        get_export(
+            &leech,
+            dir_torrent.to_str().unwrap(),
+            &["--peer", &peer],
+            &out,
+        );
+        s.assert_tree(&out.join("src"), &format!("run {run}: directory torrent"));
         passed[0] += 1;
         let out = leech.path("out-magnet");
-        let a = args(&s.magnet, &out);
-        leech.json(&a.iter().map(String::as_str).collect::<Vec<_>>());
-        let got: Vec<PathBuf> = std::fs::read_dir(&out)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        assert_eq!(got.len(), 1, "{got:?}");
-        assert_eq!(
-            std::fs::read(&got[0]).unwrap(),
-            std::fs::read(s.src.join("sub/exact.bin")).unwrap(),
-            "run {run}: magnet"
-        );
+        get_export(&leech, &s.magnet, &["--peer", &peer], &out);
+        s.assert_magnet_file(&out, &format!("run {run}: magnet"));
         passed[1] += 1;
         leech.ok(&["fsck"]);
     }

@@ -89,48 +89,41 @@ fn rtorrent_downloads_from_cas_serve_and_cas_gets_from_rtorrent_through_opentrac
     if !have_tools("rtorrent", &["rtorrent", "opentracker"]) {
         return;
     }
-    let env = Env::with_piece_length("16K");
-    let src = env.path("src");
-    write(&src.join("big.bin"), &random_bytes(64, 500_000));
-    write(&src.join("sub/exact.bin"), &random_bytes(65, 64 << 10));
-    write(&src.join("sub/small.txt"), b"small\n");
-    env.import(&src, "src");
-    let (d, f) = (env.path("dir.torrent"), env.path("file.torrent"));
-    env.ok(&["torrent", "src", "-o", d.to_str().unwrap()]);
-    env.ok(&["torrent", "src:big.bin", "-o", f.to_str().unwrap()]);
-    let (dir_t, file_t) = (std::fs::read(&d).unwrap(), std::fs::read(&f).unwrap());
-    let magnet = env.ok(&["magnet", "src:sub/exact.bin"]).trim().to_string();
+    let s = Served::new(64);
+    let env = &s.env;
+    let (d, dir_t, file_t) = (env.path("dir.torrent"), &s.dir_torrent, &s.file_torrent);
+    let magnet = s.magnet.clone();
     let (dir_ih, file_ih) = (
-        hex::encode(info_hash_of(&dir_t)),
-        hex::encode(info_hash_of(&file_t)),
+        hex::encode(info_hash_of(dir_t)),
+        hex::encode(info_hash_of(file_t)),
     );
-    let magnet_ih = magnet.split("btih:").nth(1).unwrap()[..40].to_string();
+    let magnet_ih = s.magnet_ih();
     let port = Tracker::port();
     let url = Tracker::url(port);
-    let mut tracker = Tracker::start(&env, port, &[&dir_ih, &file_ih, &magnet_ih]);
+    let mut tracker = Tracker::start(env, port, &[&dir_ih, &file_ih, &magnet_ih]);
     let tracked_magnet = format!(
         "{magnet}&tr={}",
         url.replace(':', "%3A").replace('/', "%2F")
     );
-    let serve = Serve::start_with(&env, &["--tracker", &url]);
+    let serve = Serve::start_with(env, &["--tracker", &url]);
     tracker.wait_for(&file_ih, 1, 0, "cas serve");
-    let (dir_tr, file_tr) = (with_announce(&dir_t, &url), with_announce(&file_t, &url));
+    let (dir_tr, file_tr) = (with_announce(dir_t, &url), with_announce(file_t, &url));
     let magnet_tr = magnet_file(&tracked_magnet);
     let torrents: [(&str, &[u8]); 3] = [
         ("dir.torrent", &dir_tr),
         ("file.torrent", &file_tr),
         ("magnet.torrent", &magnet_tr),
     ];
-    let read = |p: &str| std::fs::read(src.join(p)).unwrap();
+    let read = |p: &str| s.read(p);
     let name_of = |t: &[u8]| {
         let at = t.windows(9).position(|w| w == b"4:name64:").unwrap() + 9;
         String::from_utf8(t[at..at + 64].to_vec()).unwrap()
     };
-    let big_name = name_of(&file_t);
+    let big_name = name_of(file_t);
     let mut seeder = None;
     for run in 0..RUNS {
         let downloads = env.path(&format!("rt-downloads-{run}"));
-        let mut rt = Rtorrent::start(&env, &format!("rt-{run}"), &torrents, &downloads);
+        let mut rt = Rtorrent::start(env, &format!("rt-{run}"), &torrents, &downloads);
         let within = Duration::from_secs(60);
         rt.wait_done(&file_ih, within);
         assert_eq!(
@@ -138,13 +131,10 @@ fn rtorrent_downloads_from_cas_serve_and_cas_gets_from_rtorrent_through_opentrac
             read("big.bin")
         );
         rt.wait_done(&dir_ih, within);
-        for f in ["big.bin", "sub/exact.bin", "sub/small.txt"] {
-            assert_eq!(
-                std::fs::read(downloads.join("src").join(f)).unwrap(),
-                read(f),
-                "run {run}: directory torrent, {f}"
-            );
-        }
+        s.assert_tree(
+            &downloads.join("src"),
+            &format!("run {run}: directory torrent"),
+        );
         rt.wait_done(&magnet_ih, within);
         let exact: Vec<PathBuf> = std::fs::read_dir(&downloads)
             .unwrap()
@@ -164,49 +154,15 @@ fn rtorrent_downloads_from_cas_serve_and_cas_gets_from_rtorrent_through_opentrac
     // The last rtorrent keeps seeding; cas serve goes.
     drop(serve);
     let _seeder = seeder;
-    for (what, target, check) in [
-        (
-            "directory torrent",
-            d.to_str().unwrap().to_string(),
-            "src/sub/small.txt",
-        ),
-        ("magnet", tracked_magnet.clone(), ""),
-    ] {
-        let leech = Env::with_piece_length("16K");
-        let out = leech.path("out");
-        leech.json(&[
-            "get",
-            &target,
-            "--tracker",
-            &url,
-            "--listen",
-            "127.0.0.1:0",
-            "--timeout",
-            "60",
-            "--export",
-            out.to_str().unwrap(),
-        ]);
-        if check.is_empty() {
-            let got: Vec<PathBuf> = std::fs::read_dir(&out)
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .collect();
-            assert_eq!(got.len(), 1, "{what}: {got:?}");
-            assert_eq!(
-                std::fs::read(&got[0]).unwrap(),
-                read("sub/exact.bin"),
-                "{what}"
-            );
-        } else {
-            for f in ["big.bin", "sub/exact.bin", "sub/small.txt"] {
-                assert_eq!(
-                    std::fs::read(out.join("src").join(f)).unwrap(),
-                    read(f),
-                    "{what}: {f}"
-                );
-            }
-        }
-        leech.ok(&["fsck"]);
-        eprintln!("cas get from rtorrent: {what}");
-    }
+    let leech = Env::with_piece_length("16K");
+    let out = leech.path("out");
+    get_export(&leech, d.to_str().unwrap(), &["--tracker", &url], &out);
+    s.assert_tree(
+        &out.join("src"),
+        "cas get of the directory torrent from rtorrent",
+    );
+    let out = leech.path("out-magnet");
+    get_export(&leech, &tracked_magnet, &["--tracker", &url], &out);
+    s.assert_magnet_file(&out, "cas get of the magnet from rtorrent");
+    leech.ok(&["fsck"]);
 }
