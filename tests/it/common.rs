@@ -387,15 +387,21 @@ impl Served {
 
     /// The one file a magnet's fetch exported to `out` is the exact file.
     pub fn assert_magnet_file(&self, out: &Path, what: &str) {
-        let got: Vec<PathBuf> = std::fs::read_dir(out)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        assert_eq!(got.len(), 1, "{what}: {got:?}");
         assert_eq!(
-            std::fs::read(&got[0]).unwrap(),
+            std::fs::read(only_file(out)).unwrap(),
             self.read("sub/exact.bin"),
             "{what}"
         );
     }
+}
+
+/// The one entry of directory `dir` (a single-file torrent's download, named by its
+/// content's BLAKE3).
+pub fn only_file(dir: &Path) -> PathBuf {
+    let got: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(got.len(), 1, "one file in {}: {got:?}", dir.display());
+    got[0].clone()
 }

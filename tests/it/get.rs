@@ -451,11 +451,5 @@ fn get_of_a_magnet_whose_only_peer_resets_the_first_connection_asks_again() {
     let out = b.path("out");
     let r = get(&b, magnet.trim(), &format!("127.0.0.1:{proxy}"), &out);
     assert_eq!(r["torrents"].as_array().map(Vec::len), Some(1), "{r}");
-    let name = std::fs::read_dir(&out)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    assert_eq!(std::fs::read(name).unwrap(), data);
+    assert_eq!(std::fs::read(only_file(&out)).unwrap(), data);
 }

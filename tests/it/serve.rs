@@ -239,11 +239,5 @@ fn libtorrent_downloads_over_utp_only_from_cas_serve() {
         r["seeding"], true,
         "libtorrent did not complete over uTP: {r}"
     );
-    let name = std::fs::read_dir(&got)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    assert_eq!(std::fs::read(name).unwrap(), data);
+    assert_eq!(std::fs::read(only_file(&got)).unwrap(), data);
 }
