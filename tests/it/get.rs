@@ -453,3 +453,26 @@ fn get_of_a_magnet_whose_only_peer_resets_the_first_connection_asks_again() {
     assert_eq!(r["torrents"].as_array().map(Vec::len), Some(1), "{r}");
     assert_eq!(std::fs::read(only_file(&out)).unwrap(), data);
 }
+
+/// `cas get` of a magnet whose only seeder is libtorrent: the metadata, then the
+/// pieces, byte-identical, in each of three runs.
+#[test]
+fn get_fetches_a_magnet_from_libtorrent_as_the_only_seeder() {
+    let s = Served::new(74);
+    let t = s.env.path("exact.torrent");
+    s.env
+        .ok(&["torrent", "src:sub/exact.bin", "-o", t.to_str().unwrap()]);
+    let name = blake3::hash(&s.read("sub/exact.bin")).to_hex().to_string();
+    write(&s.env.path("lt-seed").join(&name), &s.read("sub/exact.bin"));
+    let seed = LtSeed::start(&s.env, &t, &s.env.path("lt-seed"));
+    for run in 0..3 {
+        let leech = Env::with_piece_length("16K");
+        let out = leech.path("out");
+        get_export(&leech, &s.magnet, &["--peer", &seed.peer()], &out);
+        s.assert_magnet_file(
+            &out,
+            &format!("run {run}: cas get of the magnet from libtorrent"),
+        );
+        leech.ok(&["fsck"]);
+    }
+}

@@ -241,3 +241,18 @@ fn libtorrent_downloads_over_utp_only_from_cas_serve() {
     );
     assert_eq!(std::fs::read(only_file(&got)).unwrap(), data);
 }
+
+/// libtorrent, given only a magnet and cas's address, gets the metadata and then the
+/// file from `cas serve`, byte-identical, in each of three runs.
+#[test]
+fn libtorrent_downloads_a_magnet_from_cas_serve() {
+    let s = Served::new(73);
+    let serve = Serve::start(&s.env);
+    for run in 0..3 {
+        let got = s.env.path(&format!("lt-magnet-{run}"));
+        let r = lt_download(Path::new(&s.magnet), &got, serve.port);
+        assert_eq!(r["seeding"], true, "run {run}: {r}");
+        assert_eq!(r["failed_bytes"], 0, "run {run}: {r}");
+        s.assert_magnet_file(&got, &format!("run {run}: the magnet from cas serve"));
+    }
+}

@@ -1,6 +1,6 @@
 """Downloads a torrent with libtorrent from one peer on loopback.
 
-usage: lt_download.py TORRENT SAVE_PATH LISTEN_PORT PEER_HOST PEER_PORT [TIMEOUT_S]
+usage: lt_download.py TORRENT|MAGNET SAVE_PATH LISTEN_PORT PEER_HOST PEER_PORT [TIMEOUT_S]
 Prints one JSON object: num_pieces, have, seeding, error, downloaded, failed_bytes
 (bytes of pieces that failed their hash check: what a lying or broken seeder sent),
 hash_failed (how many times a piece failed it). Settings that librqbit
@@ -22,8 +22,13 @@ extra = json.loads(os.environ.get("LT_SETTINGS", "{}"))
 ses = ltpeer.session(port, **extra, alert_mask=int(lt.alert.category_t.error_notification)
                      | int(lt.alert.category_t.status_notification))
 hash_failed = 0
-info = lt.torrent_info(torrent)
-h = ses.add_torrent({"ti": info, "save_path": save})
+if torrent.startswith("magnet:"):
+    # A magnet: the metadata comes from the peer first.
+    params = lt.parse_magnet_uri(torrent)
+    params.save_path = save
+    h = ses.add_torrent(params)
+else:
+    h = ses.add_torrent({"ti": lt.torrent_info(torrent), "save_path": save})
 deadline = time.time() + timeout
 last_connect = 0
 error = None
@@ -45,7 +50,8 @@ for a in ses.pop_alerts():
     if isinstance(a, lt.hash_failed_alert):
         hash_failed += 1
 st = h.status()
-print(json.dumps({"num_pieces": info.num_pieces(), "have": st.num_pieces,
+info = h.torrent_file()
+print(json.dumps({"num_pieces": info.num_pieces() if info else None, "have": st.num_pieces,
                   "seeding": st.is_seeding, "error": error,
                   "downloaded": st.total_payload_download,
                   "failed_bytes": st.total_failed_bytes,
