@@ -356,3 +356,31 @@ fn aria2_downloads_the_padded_directory_torrent() {
         }
     }
 }
+
+/// aria2 fetches a magnet from `cas serve` (the metadata from cas, then the pieces),
+/// finding cas through the tracker the magnet names, in each of three runs.
+#[test]
+fn aria2_downloads_a_magnet_cas_serves() {
+    if !have_tools(
+        "aria2_downloads_a_magnet_cas_serves",
+        &["aria2c", "opentracker"],
+    ) {
+        return;
+    }
+    let s = Served::new(83);
+    let port = Tracker::port();
+    let url = Tracker::url(port);
+    let mut tracker = Tracker::start(&s.env, port, &[&s.magnet_ih()]);
+    let _serve = Serve::start_with(&s.env, &["--tracker", &url]);
+    tracker.wait_for(&s.magnet_ih(), 1, 0, "cas serve");
+    let magnet = format!(
+        "{}&tr={}",
+        s.magnet,
+        url.replace(':', "%3A").replace('/', "%2F")
+    );
+    for run in 0..3 {
+        let out = s.env.path(&format!("aria2-magnet-{run}"));
+        aria2_fetch(&s.env, Path::new(&magnet), &out);
+        s.assert_magnet_file(&out, &format!("run {run}: aria2's magnet from cas serve"));
+    }
+}
