@@ -384,3 +384,52 @@ fn aria2_downloads_a_magnet_cas_serves() {
         s.assert_magnet_file(&out, &format!("run {run}: aria2's magnet from cas serve"));
     }
 }
+
+/// `cas get` of a file torrent whose only seeder is aria2, found through the tracker
+/// the torrent names.
+#[test]
+fn get_fetches_a_file_torrent_from_aria2_as_the_only_seeder() {
+    if !have_tools(
+        "get_fetches_a_file_torrent_from_aria2_as_the_only_seeder",
+        &["aria2c", "opentracker"],
+    ) {
+        return;
+    }
+    let s = Served::new(84);
+    let port = Tracker::port();
+    let url = Tracker::url(port);
+    let ih = hex::encode(crate::liar::info_hash_of(&s.file_torrent));
+    let mut tracker = Tracker::start(&s.env, port, &[&ih]);
+    let t = s.env.path("announced.torrent");
+    std::fs::write(&t, crate::tracker::with_announce(&s.file_torrent, &url)).unwrap();
+    // aria2 seeds a copy of the file (named, as the torrent names it, by its BLAKE3),
+    // checking it first.
+    let seed_dir = s.env.path("aria2-seed");
+    let name = blake3::hash(&s.read("big.bin")).to_hex().to_string();
+    write(&seed_dir.join(&name), &s.read("big.bin"));
+    let mut cmd = Command::new("aria2c");
+    cmd.args([
+        "--no-conf",
+        "--enable-dht=false",
+        "--enable-dht6=false",
+        "--bt-enable-lpd=false",
+        "--enable-peer-exchange=false",
+        "--disable-ipv6=true",
+        "--interface=127.0.0.1",
+        "--seed-ratio=0.0",
+        "--check-integrity=true",
+        "--file-allocation=none",
+        "--summary-interval=0",
+    ])
+    .arg(format!("--listen-port={}", free_port()))
+    .arg(format!("--dir={}", seed_dir.display()))
+    .arg(&t);
+    let mut seed = Proc::spawn(cmd, s.env.path("aria2-seed.log"));
+    tracker.wait_for(&ih, 1, 0, "the aria2 seed");
+    seed.assert_running("aria2c seeding");
+    let leech = Env::with_piece_length("16K");
+    let out = leech.path("out");
+    get_export(&leech, t.to_str().unwrap(), &["--tracker", &url], &out);
+    assert_eq!(std::fs::read(only_file(&out)).unwrap(), s.read("big.bin"));
+    leech.ok(&["fsck"]);
+}
