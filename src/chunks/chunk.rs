@@ -116,6 +116,20 @@ impl Padded {
         })
     }
 
+    /// The lookup from a padded piece already hashed to the chunk of its first bytes,
+    /// also hashed: nothing is hashed again. `None` unless `padded` is `chunk`'s bytes
+    /// followed by at least one zero.
+    pub fn of(chunk: &VerifiedChunk, padded: &VerifiedChunk) -> Option<Self> {
+        let (head, zeros) = padded.bytes().split_at_checked(chunk.len())?;
+        (!zeros.is_empty() && head == chunk.bytes() && zeros.iter().all(|&b| b == 0)).then(|| {
+            Padded {
+                id: chunk.id(),
+                sha1: padded.sha1(),
+                len: padded.len() as u32,
+            }
+        })
+    }
+
     /// The chunk: the padded piece's first bytes.
     pub fn id(&self) -> ChunkId {
         self.id
@@ -250,6 +264,26 @@ impl std::fmt::Debug for VerifiedChunk {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_padded_lookup_from_two_hashed_chunks_is_the_one_hashing_makes() {
+        let data = b"tail of a file".to_vec();
+        let mut piece = data.clone();
+        piece.resize(64, 0);
+        let (short, padded) = (
+            VerifiedChunk::hash(data.clone()),
+            VerifiedChunk::hash(piece),
+        );
+        assert_eq!(Padded::of(&short, &padded), Padded::hash(&data, 64));
+        let mut dirty = padded.bytes().to_vec();
+        dirty[63] = 1;
+        assert_eq!(Padded::of(&short, &VerifiedChunk::hash(dirty)), None);
+        assert_eq!(
+            Padded::of(&short, &short),
+            None,
+            "no zeros: no padded lookup"
+        );
+    }
 
     #[test]
     fn verify_refuses_other_bytes() {

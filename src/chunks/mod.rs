@@ -276,11 +276,7 @@ impl ChunkStore {
         if self.contains(&chunk.id())? {
             return Ok(0);
         }
-        let written = self.append(&mut w, chunk)?;
-        if w.pending_bytes >= COMMIT_EVERY {
-            self.commit_locked(&mut w)?;
-        }
-        Ok(written)
+        self.append_and_commit_when_due(&mut w, chunk)
     }
 
     /// Stores a chunk again whose stored copy was found damaged (it no longer matches
@@ -288,9 +284,14 @@ impl ChunkStore {
     /// it from the next [`ChunkStore::commit`]. The damaged record is left for gc.
     pub fn put_again(&self, chunk: &VerifiedChunk) -> Result<u64> {
         let mut w = self.lock_writer();
-        let written = self.append(&mut w, chunk)?;
+        self.append_and_commit_when_due(&mut w, chunk)
+    }
+
+    /// Appends a chunk, committing once enough is pending.
+    fn append_and_commit_when_due(&self, w: &mut Writer, chunk: &VerifiedChunk) -> Result<u64> {
+        let written = self.append(w, chunk)?;
         if w.pending_bytes >= COMMIT_EVERY {
-            self.commit_locked(&mut w)?;
+            self.commit_locked(w)?;
         }
         Ok(written)
     }

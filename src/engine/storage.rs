@@ -366,15 +366,15 @@ impl Inner {
             return (chunk, None);
         };
         let data = (data as usize).min(chunk.len());
-        if !chunk.bytes()[data..].iter().all(|&b| b == 0) {
+        if data == chunk.len() || !chunk.bytes()[data..].iter().all(|&b| b == 0) {
             return (chunk, None);
         }
-        let Some(padded) = Padded::hash(&chunk.bytes()[..data], chunk.len() as u32) else {
-            return (chunk, None);
-        };
-        let mut bytes = chunk.into_bytes();
-        bytes.truncate(data);
-        (VerifiedChunk::hash(bytes), Some(padded))
+        // The piece was hashed (its SHA-1 checked); only its data is hashed now.
+        let short = VerifiedChunk::hash(chunk.bytes()[..data].to_vec());
+        match Padded::of(&short, &chunk) {
+            Some(padded) => (short, Some(padded)),
+            None => (chunk, None),
+        }
     }
 
     fn complete_piece(&self, piece: usize, bytes: Vec<u8>) -> anyhow::Result<()> {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 use crate::serve::{free_port, Serve};
-use crate::tracker::Tracker;
+use crate::tracker::{with_announce, with_tracker, Tracker};
 
 /// How long a client may take to download everything.
 const DEADLINE: Duration = Duration::from_secs(90);
@@ -234,6 +234,23 @@ pub fn aria2_fetch(env: &Env, torrent: &Path, out: &Path) {
 
 /// Starts aria2c on `torrent` (see [`aria2_fetch`]).
 pub fn aria2_start(env: &Env, torrent: &Path, out: &Path) -> Proc {
+    let mut cmd = aria2c(out);
+    cmd.args([
+        "--seed-time=0",
+        "--bt-stop-timeout=60",
+        "--bt-save-metadata=false",
+        "--file-allocation=none",
+        "--summary-interval=0",
+        "--console-log-level=warn",
+        "--log-level=info",
+    ])
+    .arg(format!("--log={}", env.path("aria2-detail.log").display()))
+    .arg(torrent);
+    Proc::spawn(cmd, env.path("aria2.log"))
+}
+
+/// aria2c on loopback only, into `dir`: no DHT, LSD, PEX or IPv6; a port from the OS.
+fn aria2c(dir: &Path) -> Command {
     let mut cmd = Command::new("aria2c");
     cmd.args([
         "--no-conf",
@@ -243,19 +260,10 @@ pub fn aria2_start(env: &Env, torrent: &Path, out: &Path) -> Proc {
         "--enable-peer-exchange=false",
         "--disable-ipv6=true",
         "--interface=127.0.0.1",
-        "--seed-time=0",
-        "--bt-stop-timeout=60",
-        "--bt-save-metadata=false",
-        "--file-allocation=none",
-        "--summary-interval=0",
-        "--console-log-level=warn",
-        "--log-level=info",
     ])
     .arg(format!("--listen-port={}", free_port()))
-    .arg(format!("--log={}", env.path("aria2-detail.log").display()))
-    .arg(format!("--dir={}", out.display()))
-    .arg(torrent);
-    Proc::spawn(cmd, env.path("aria2.log"))
+    .arg(format!("--dir={}", dir.display()));
+    cmd
 }
 
 /// Waits until aria2c has finished, and requires that it succeeded.
@@ -373,11 +381,7 @@ fn aria2_downloads_a_magnet_cas_serves() {
     let mut tracker = Tracker::start(&s.env, port, &[&s.magnet_ih()]);
     let _serve = Serve::start_with(&s.env, &["--tracker", &url]);
     tracker.wait_for(&s.magnet_ih(), 1, 0, "cas serve");
-    let magnet = format!(
-        "{}&tr={}",
-        s.magnet,
-        url.replace(':', "%3A").replace('/', "%2F")
-    );
+    let magnet = with_tracker(&s.magnet, &url);
     for run in 0..3 {
         let out = s.env.path(&format!("aria2-magnet-{run}"));
         aria2_fetch(&s.env, Path::new(&magnet), &out);
@@ -398,31 +402,22 @@ fn get_fetches_a_file_torrent_from_aria2_as_the_only_seeder() {
     let s = Served::new(84);
     let port = Tracker::port();
     let url = Tracker::url(port);
-    let ih = hex::encode(crate::liar::info_hash_of(&s.file_torrent));
+    let ih = info_hash_hex(&s.file_torrent);
     let mut tracker = Tracker::start(&s.env, port, &[&ih]);
     let t = s.env.path("announced.torrent");
-    std::fs::write(&t, crate::tracker::with_announce(&s.file_torrent, &url)).unwrap();
+    std::fs::write(&t, with_announce(&s.file_torrent, &url)).unwrap();
     // aria2 seeds a copy of the file (named, as the torrent names it, by its BLAKE3),
     // checking it first.
     let seed_dir = s.env.path("aria2-seed");
     let name = blake3::hash(&s.read("big.bin")).to_hex().to_string();
     write(&seed_dir.join(&name), &s.read("big.bin"));
-    let mut cmd = Command::new("aria2c");
+    let mut cmd = aria2c(&seed_dir);
     cmd.args([
-        "--no-conf",
-        "--enable-dht=false",
-        "--enable-dht6=false",
-        "--bt-enable-lpd=false",
-        "--enable-peer-exchange=false",
-        "--disable-ipv6=true",
-        "--interface=127.0.0.1",
         "--seed-ratio=0.0",
         "--check-integrity=true",
         "--file-allocation=none",
         "--summary-interval=0",
     ])
-    .arg(format!("--listen-port={}", free_port()))
-    .arg(format!("--dir={}", seed_dir.display()))
     .arg(&t);
     let mut seed = Proc::spawn(cmd, s.env.path("aria2-seed.log"));
     tracker.wait_for(&ih, 1, 0, "the aria2 seed");

@@ -405,3 +405,8 @@ pub fn only_file(dir: &Path) -> PathBuf {
     assert_eq!(got.len(), 1, "one file in {}: {got:?}", dir.display());
     got[0].clone()
 }
+
+/// A .torrent's info-hash, in hex.
+pub fn info_hash_hex(torrent: &[u8]) -> String {
+    hex::encode(crate::liar::info_hash_of(torrent))
+}

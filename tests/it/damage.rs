@@ -5,7 +5,6 @@ use std::os::unix::fs::FileExt;
 
 use crate::common::*;
 use crate::get::LtSeed;
-use crate::liar::info_hash_of;
 use crate::serve::{lt_download_with, Serve};
 use crate::tracker::{with_announce, Tracker};
 
@@ -57,16 +56,15 @@ fn a_piece_found_damaged_while_serving_is_fetched_again_from_a_peer_that_has_it(
     let env = Env::with_piece_length("16K");
     let (data, t, pack, at) = served_file(&env, 82);
     let torrent = std::fs::read(&t).unwrap();
-    let ih = hex::encode(info_hash_of(&torrent));
+    let ih = info_hash_hex(&torrent);
     let port = Tracker::port();
     let url = Tracker::url(port);
     let mut tracker = Tracker::start(&env, port, &[&ih]);
     let announced = env.path("announced.torrent");
     std::fs::write(&announced, with_announce(&torrent, &url)).unwrap();
     // A file torrent is named by its content's BLAKE3.
-    let at_name = torrent.windows(9).position(|w| w == b"4:name64:").unwrap() + 9;
-    let name = std::str::from_utf8(&torrent[at_name..at_name + 64]).unwrap();
-    write(&env.path("seed").join(name), &data);
+    let name = blake3::hash(&data).to_hex().to_string();
+    write(&env.path("seed").join(&name), &data);
     let _seed = LtSeed::start(&env, &announced, &env.path("seed"));
     tracker.wait_for(&ih, 1, 0, "the libtorrent seed");
     let serve = Serve::start_with(&env, &["--tracker", &url]);
@@ -87,7 +85,7 @@ fn a_piece_found_damaged_while_serving_is_fetched_again_from_a_peer_that_has_it(
         r["seeding"], true,
         "the client got every piece from cas: {r}"
     );
-    assert_eq!(std::fs::read(env.path("lt").join(name)).unwrap(), data);
+    assert_eq!(std::fs::read(env.path("lt").join(&name)).unwrap(), data);
     drop(serve);
     let out = env.path("out");
     env.ok(&["export", "src", out.to_str().unwrap()]);

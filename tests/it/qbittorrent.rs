@@ -11,7 +11,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use crate::liar::info_hash_of;
 use crate::serve::{free_port, Serve};
 
 /// How many times each case runs.
@@ -209,10 +208,6 @@ fn url_encode(s: &str) -> String {
         .collect()
 }
 
-fn hex_of(torrent: &[u8]) -> String {
-    hex::encode(info_hash_of(torrent))
-}
-
 /// The file a qBittorrent entry's `content_path` names, or under a directory's.
 fn content(entry: &serde_json::Value, rel: &str) -> Vec<u8> {
     let path = PathBuf::from(entry["content_path"].as_str().unwrap());
@@ -233,8 +228,8 @@ fn qbittorrent_downloads_a_file_a_directory_and_a_magnet_from_cas_serve() {
     let started = Instant::now();
     // One case at a time, each removed with its files before the next, so that each
     // download is a new one and a failure names its case.
-    let file_ih = hex_of(&s.file_torrent);
-    let dir_ih = hex_of(&s.dir_torrent);
+    let file_ih = info_hash_hex(&s.file_torrent);
+    let dir_ih = info_hash_hex(&s.dir_torrent);
     for run in 0..RUNS {
         let save = s.env.path(&format!("qbt-run{run}"));
         let within = Duration::from_secs(60);
@@ -281,8 +276,8 @@ fn cas_get_fetches_a_torrent_and_a_magnet_from_qbittorrent_as_the_only_seeder() 
     {
         let serve = Serve::start(&s.env);
         qbt.add_torrent(&s.dir_torrent, &save);
-        qbt.add_peer(&hex_of(&s.dir_torrent), serve.port);
-        qbt.wait_complete(&hex_of(&s.dir_torrent), Duration::from_secs(60));
+        qbt.add_peer(&info_hash_hex(&s.dir_torrent), serve.port);
+        qbt.wait_complete(&info_hash_hex(&s.dir_torrent), Duration::from_secs(60));
         qbt.add_magnet(&s.magnet, &save);
         qbt.add_peer(&s.magnet_ih(), serve.port);
         qbt.wait_complete(&s.magnet_ih(), Duration::from_secs(60));

@@ -9,9 +9,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use crate::liar::info_hash_of;
 use crate::serve::{free_port, Serve};
-use crate::tracker::{with_announce, Tracker};
+use crate::tracker::{with_announce, with_tracker, Tracker};
 
 const RUNS: usize = 3;
 
@@ -93,18 +92,12 @@ fn rtorrent_downloads_from_cas_serve_and_cas_gets_from_rtorrent_through_opentrac
     let env = &s.env;
     let (d, dir_t, file_t) = (env.path("dir.torrent"), &s.dir_torrent, &s.file_torrent);
     let magnet = s.magnet.clone();
-    let (dir_ih, file_ih) = (
-        hex::encode(info_hash_of(dir_t)),
-        hex::encode(info_hash_of(file_t)),
-    );
+    let (dir_ih, file_ih) = (info_hash_hex(dir_t), info_hash_hex(file_t));
     let magnet_ih = s.magnet_ih();
     let port = Tracker::port();
     let url = Tracker::url(port);
     let mut tracker = Tracker::start(env, port, &[&dir_ih, &file_ih, &magnet_ih]);
-    let tracked_magnet = format!(
-        "{magnet}&tr={}",
-        url.replace(':', "%3A").replace('/', "%2F")
-    );
+    let tracked_magnet = with_tracker(&magnet, &url);
     let serve = Serve::start_with(env, &["--tracker", &url]);
     tracker.wait_for(&file_ih, 1, 0, "cas serve");
     let (dir_tr, file_tr) = (with_announce(dir_t, &url), with_announce(file_t, &url));
@@ -115,11 +108,8 @@ fn rtorrent_downloads_from_cas_serve_and_cas_gets_from_rtorrent_through_opentrac
         ("magnet.torrent", &magnet_tr),
     ];
     let read = |p: &str| s.read(p);
-    let name_of = |t: &[u8]| {
-        let at = t.windows(9).position(|w| w == b"4:name64:").unwrap() + 9;
-        String::from_utf8(t[at..at + 64].to_vec()).unwrap()
-    };
-    let big_name = name_of(file_t);
+    // A file torrent is named by its content's BLAKE3.
+    let big_name = blake3::hash(&s.read("big.bin")).to_hex().to_string();
     let mut seeder = None;
     for run in 0..RUNS {
         let downloads = env.path(&format!("rt-downloads-{run}"));

@@ -118,6 +118,14 @@ impl Tracker {
     }
 }
 
+/// `magnet` naming the tracker at `url` too (`tr`, percent-encoded).
+pub fn with_tracker(magnet: &str, url: &str) -> String {
+    format!(
+        "{magnet}&tr={}",
+        url.replace(':', "%3A").replace('/', "%2F")
+    )
+}
+
 /// `torrent` with an `announce` key: bencoded keys are sorted, and "announce" comes
 /// before every key cas writes.
 pub fn with_announce(torrent: &[u8], url: &str) -> Vec<u8> {
