@@ -141,6 +141,8 @@ pub struct Session {
 
     pub blocklist: IpRanges,
     pub(crate) allowlist: arc_swap::ArcSwapOption<IpRanges>,
+    /// Asked when an incoming handshake names a torrent the session lacks.
+    torrent_resolver: arc_swap::ArcSwapOption<TorrentResolver>,
 
     // Monitoring / tracing / logging
     pub(crate) stats: Arc<SessionStats>,
@@ -422,6 +424,11 @@ impl Default for DhtSessionConfig {
         }
     }
 }
+
+/// See [`Session::set_torrent_resolver`]: given an info-hash the session lacks, adds
+/// the torrent if it can and says whether it did.
+pub type TorrentResolver =
+    Box<dyn Fn(Id20) -> futures::future::BoxFuture<'static, bool> + Send + Sync>;
 
 pub struct SessionOptions {
     /// DHT configuration. Set to None to disable DHT entirely.
@@ -825,6 +832,7 @@ impl Session {
                 _disable_upload: opts.disable_upload,
                 blocklist,
                 allowlist: arc_swap::ArcSwapOption::from(allowlist.map(Arc::new)),
+                torrent_resolver: Default::default(),
                 lsd,
             });
 
@@ -959,14 +967,25 @@ impl Session {
             bail!("seems like we are connecting to ourselves, ignoring");
         }
 
-        let (id, torrent) = self
-            .db
-            .read()
-            .torrents
-            .iter()
-            .find(|(_, t)| t.info_hash() == h.info_hash)
-            .map(|(id, t)| (*id, t.clone()))
-            .with_context(|| format!("didn't find a matching torrent {:?}", h.info_hash))?;
+        let find = || {
+            self.db
+                .read()
+                .torrents
+                .iter()
+                .find(|(_, t)| t.info_hash() == h.info_hash)
+                .map(|(id, t)| (*id, t.clone()))
+        };
+        let mut found = find();
+        if found.is_none() {
+            let resolver = self.torrent_resolver.load_full();
+            if let Some(resolver) = resolver {
+                if resolver(h.info_hash).await {
+                    found = find();
+                }
+            }
+        }
+        let (id, torrent) =
+            found.with_context(|| format!("didn't find a matching torrent {:?}", h.info_hash))?;
 
         let live = torrent
             .live_wait_initializing(Duration::from_secs(5))
@@ -1136,6 +1155,14 @@ impl Session {
         };
         self.allowlist.store(list);
         Ok(())
+    }
+
+    /// Sets the resolver asked when an incoming handshake names a torrent the session
+    /// does not have (`None`: such connections are refused, as without one). The
+    /// resolver may add the torrent (a torrent kept inactive until a peer wants it)
+    /// and answer true; the connection then goes on as if the torrent had been there.
+    pub fn set_torrent_resolver(&self, resolver: Option<TorrentResolver>) {
+        self.torrent_resolver.store(resolver.map(Arc::new));
     }
 
     pub async fn stop(&self) {
