@@ -210,6 +210,77 @@ impl TrackerComms {
         Some(s.boxed())
     }
 
+    /// Announces once to each tracker, with no event, and returns the peers they gave
+    /// within `timeout` (a tracker that does not answer in time is left). For a torrent
+    /// that a client keeps without running it (queued, or inactive until a peer asks
+    /// for it), so that peers looking for it at those trackers still find the client.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn announce_once(
+        info_hash: Id20,
+        peer_id: Id20,
+        trackers: HashSet<Url>,
+        stats: Box<dyn TorrentStatsProvider>,
+        announce_port: u16,
+        announce_ip: Option<IpAddr>,
+        reqwest_client: reqwest::Client,
+        udp_client: UdpTrackerClient,
+        timeout: Duration,
+    ) -> Vec<SocketAddr> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<SocketAddr>(16);
+        let comms = Self {
+            info_hash,
+            peer_id,
+            stats,
+            force_tracker_interval: None,
+            tx,
+            announce_port,
+            announce_ip,
+            reqwest_client,
+            key: rand::random(),
+        };
+        let mut requests = FuturesUnordered::new();
+        for url in trackers {
+            let (comms, udp_client) = (&comms, &udp_client);
+            requests.push(async move {
+                match url.scheme() {
+                    "http" | "https" => comms.tracker_one_request_http(&url, None).await.map(drop),
+                    "udp" => {
+                        let host = url.host().context("missing host")?;
+                        let port = url.port().context("missing port")?;
+                        let addr = match udp_tracker_to_socket_addrs(host, port).await? {
+                            UdpTrackerResolveResult::One(a) => a,
+                            UdpTrackerResolveResult::Two(v4, _) => v4.into(),
+                        };
+                        comms
+                            .tracker_one_request_udp(addr, udp_client)
+                            .await
+                            .map(drop)
+                    }
+                    other => bail!("unsupported tracker URL scheme {other}"),
+                }
+            });
+        }
+        let mut peers = Vec::new();
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        while !requests.is_empty() {
+            tokio::select! {
+                Some(addr) = rx.recv() => peers.push(addr),
+                Some(r) = requests.next() => {
+                    if let Err(e) = r {
+                        debug!(?info_hash, "announce: {e:#}");
+                    }
+                }
+                _ = &mut deadline => break,
+            }
+        }
+        drop(requests);
+        while let Ok(addr) = rx.try_recv() {
+            peers.push(addr);
+        }
+        peers
+    }
+
     fn add_tracker(
         &self,
         url: SupportedTracker,
