@@ -70,7 +70,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{Instrument, debug, debug_span, error, info, trace, warn};
-use tracker_comms::{TrackerComms, UdpTrackerClient};
+use tracker_comms::{TorrentStatsProvider, TrackerComms, TrackerCommsStats, UdpTrackerClient};
 
 pub const SUPPORTED_SCHEMES: [&str; 3] = ["http:", "https:", "magnet:"];
 
@@ -1163,6 +1163,42 @@ impl Session {
     /// and answer true; the connection then goes on as if the torrent had been there.
     pub fn set_torrent_resolver(&self, resolver: Option<TorrentResolver>) {
         self.torrent_resolver.store(resolver.map(Arc::new));
+    }
+
+    /// Announces torrent `info_hash`, which the session need not run, once to each of
+    /// `trackers`, as this session (its peer id, announced port and address): a
+    /// complete torrent of `total_bytes` (`left` 0). Returns the peers the trackers
+    /// gave within `timeout`. For torrents kept inactive until a peer asks for them
+    /// ([`Session::set_torrent_resolver`]), so that peers find them at their trackers.
+    pub async fn announce_once(
+        &self,
+        info_hash: Id20,
+        trackers: Vec<url::Url>,
+        total_bytes: u64,
+        timeout: Duration,
+    ) -> Vec<SocketAddr> {
+        struct Complete(u64);
+        impl TorrentStatsProvider for Complete {
+            fn get(&self) -> TrackerCommsStats {
+                TrackerCommsStats {
+                    total_bytes: self.0,
+                    downloaded_bytes: self.0,
+                    ..Default::default()
+                }
+            }
+        }
+        TrackerComms::announce_once(
+            info_hash,
+            self.peer_id,
+            trackers.into_iter().collect(),
+            Box::new(Complete(total_bytes)),
+            self.announce_port().unwrap_or(4240),
+            self.announce_ip,
+            self.reqwest_client.clone(),
+            self.udp_tracker_client.clone(),
+            timeout,
+        )
+        .await
     }
 
     pub async fn stop(&self) {
