@@ -55,6 +55,7 @@ impl Service {
             anyhow::ensure!(dir.is_dir(), "{}: not a directory to watch", dir.display());
         }
         let engine = Arc::new(Engine::start(store, opts.engine).await?);
+        engine.serve_on_demand();
         let mut syncs = Vec::new();
         if let Some(sync) = opts.sync {
             syncs.push(Node::start(engine.clone(), sync).await?);

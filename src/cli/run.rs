@@ -79,11 +79,14 @@ pub(super) fn run_daemon(cli: &Cli, plan: Plan) -> Result<i32> {
                 opts.channel,
                 engine.listen_addr()
             ),
-            None => format!(
-                "seeding {} torrents on {}",
-                engine.started_with(),
-                engine.listen_addr()
-            ),
+            None => {
+                let (all, active) = (engine.started_with(), engine.active_count());
+                let lazy = match active < all {
+                    true => format!(" ({active} active, the others when a peer asks)"),
+                    false => String::new(),
+                };
+                format!("seeding {all} torrents{lazy} on {}", engine.listen_addr())
+            }
         };
         outln!("{ready}");
         if let (Some(at), true) = (service.mounted_at(), service.detached_stale_mount) {

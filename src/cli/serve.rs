@@ -130,8 +130,15 @@ impl NetArgs {
         s: &ServeSection,
         seed_all: bool,
     ) -> EngineOptions {
+        let lsd = r.switch("lsd", self.lsd, &s.lsd);
+        let dht = r.switch("dht", self.dht, &s.dht);
         EngineOptions {
             seed_all,
+            // LSD and the DHT announce only what the session runs: with either, every
+            // torrent is kept active.
+            on_demand: seed_all && !lsd && !dht,
+            lsd,
+            dht,
             listen: r.value("listen", self.listen, &s.listen, ANY_ADDRESS),
             bind_interface: r.optional(
                 "bind-interface",
@@ -139,8 +146,6 @@ impl NetArgs {
                 &s.bind_interface,
             ),
             announce_ip: r.optional("announce-ip", self.announce_ip, &s.announce_ip),
-            lsd: r.switch("lsd", self.lsd, &s.lsd),
-            dht: r.switch("dht", self.dht, &s.dht),
             dht_bootstrap: r.list("dht-bootstrap", &self.dht_bootstrap, &s.dht_bootstrap),
             trackers: r.list("tracker", &self.trackers, &s.tracker),
             allow: r.list("allow", &self.allow, &s.allow),

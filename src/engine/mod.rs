@@ -14,6 +14,7 @@
 //! (a fetch's piece order steered by other nodes), `watch.rs` (a folder of
 //! .torrent files).
 
+mod activate;
 mod add;
 mod committer;
 pub mod get;
@@ -80,7 +81,9 @@ pub struct Engine {
     factory: storage::StoreStorageFactory,
     /// The address peers reach this engine at.
     listen: SocketAddr,
-    /// Torrents seeded or resumed at start.
+    /// The address trackers are told to give peers, if not the one they see.
+    announce_ip: Option<std::net::IpAddr>,
+    /// Torrents seeded or resumed at start, active or not.
     torrents: usize,
     trackers: Vec<String>,
     peers: Vec<SocketAddr>,
@@ -96,6 +99,13 @@ pub struct Engine {
     /// than the highest it has saved, and two adds at once get the same id: the
     /// second is then answered with the first one's torrent.
     next_id: std::sync::atomic::AtomicUsize,
+    /// Stored torrents outside the session are added when a peer asks for one
+    /// ([`activate`]).
+    on_demand: bool,
+    /// One activation at a time: two handshakes for one torrent add it once.
+    activating: tokio::sync::Mutex<()>,
+    /// Wakes the announcer of inactive torrents.
+    announce_now: Arc<tokio::sync::Notify>,
 }
 
 impl Engine {
@@ -206,10 +216,18 @@ impl Engine {
     }
 
     /// Adds every torrent of the store not yet in the session (after an import made
-    /// while serving, say).
+    /// while serving, say); with `on_demand`, only those active from the start
+    /// ([`activate::active_at_start`]), the others being announced soon.
     pub async fn add_new(&self) -> anyhow::Result<usize> {
         let mut n = 0;
-        for ih in self.store.catalog().torrents()? {
+        let all = match self.on_demand {
+            true => {
+                self.announce_soon();
+                activate::active_at_start(&self.store)?
+            }
+            false => self.store.catalog().torrents()?,
+        };
+        for ih in all {
             let known = self
                 .added
                 .lock()

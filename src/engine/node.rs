@@ -88,6 +88,10 @@ pub struct NodeStats {
     /// Bytes free to this user on the store's file system.
     pub store_free_bytes: u64,
     pub uptime_seconds: u64,
+    /// Torrents the engine serves, and those of them in the session now (the others
+    /// are added when a peer asks for one).
+    pub torrents: usize,
+    pub active_torrents: usize,
 }
 
 impl Engine {
@@ -113,6 +117,11 @@ impl Engine {
             memory_bytes: memory_bytes().unwrap_or(0),
             store_free_bytes: free_bytes(self.store.root()).unwrap_or(0),
             uptime_seconds: s.uptime_seconds,
+            torrents: match self.on_demand {
+                true => self.store.catalog().torrents().map_or(0, |t| t.len()),
+                false => self.active_count(),
+            },
+            active_torrents: self.active_count(),
         }
     }
 

@@ -28,6 +28,9 @@ pub struct EngineOptions {
     pub allow: Vec<ipnet::IpNet>,
     /// Add every torrent of the store at start (`cas serve`), or none (`cas get`).
     pub seed_all: bool,
+    /// With `seed_all`: only the active torrents are added at start, the others when
+    /// a peer asks for one ([`super::activate`]).
+    pub on_demand: bool,
     /// Peers to connect to for every torrent added, besides those found.
     pub peers: Vec<SocketAddr>,
     /// Rate and share limits.
@@ -49,6 +52,7 @@ impl Default for EngineOptions {
             trackers: Vec::new(),
             allow: Vec::new(),
             seed_all: false,
+            on_demand: false,
             peers: Vec::new(),
             limits: super::Limits::default(),
         }

@@ -146,6 +146,10 @@ impl Engine {
             totals: node::load_totals(store.root()),
             added: Default::default(),
             next_id: first_free.into(),
+            on_demand: opts.on_demand,
+            announce_ip: opts.announce_ip,
+            activating: Default::default(),
+            announce_now: Default::default(),
         };
         tokio::spawn(committer(store.clone(), Arc::downgrade(&engine.session)));
         tokio::spawn(limits::run(
@@ -163,12 +167,19 @@ impl Engine {
         if !opts.seed_all {
             return Ok(engine);
         }
-        for ih in store.catalog().torrents()? {
+        let seeded = match opts.on_demand {
+            true => {
+                torrents += store.catalog().torrents()?.len();
+                super::activate::active_at_start(&store)?
+            }
+            false => store.catalog().torrents()?,
+        };
+        for ih in seeded {
             let Some(record) = store.catalog().torrent(&ih)? else {
                 continue;
             };
             handles.push(engine.add(Source::Torrent(record.metainfo), &[]).await?);
-            torrents += 1;
+            torrents += usize::from(!opts.on_demand);
         }
         for ih in store.catalog().downloads()? {
             let Some(torrent) = store.catalog().download(&ih)? else {

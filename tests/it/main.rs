@@ -3,6 +3,7 @@
 
 mod common;
 
+mod activate;
 mod adopt;
 mod announce;
 mod bad_input;

@@ -10,6 +10,8 @@ use crate::common::*;
 pub struct Serve {
     child: Child,
     pub port: u16,
+    /// What it printed when ready ("seeding N torrents on ADDR ...").
+    pub line: String,
 }
 
 impl Serve {
@@ -37,7 +39,7 @@ impl Serve {
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("cas serve did not say where it listens: {line:?}"));
         assert!(line.starts_with("seeding "), "{line}");
-        Serve { child, port }
+        Serve { child, port, line }
     }
 }
 
