@@ -3,14 +3,16 @@
 //! librqbit keeps every torrent it is given live (tasks, timers, per-peer state), so a
 //! store of 100,000 file torrents would cost minutes to start and gigabytes of memory.
 //! With [`EngineOptions::on_demand`](super::EngineOptions::on_demand) the engine starts
-//! with the *active* torrents only: every download, every pinned torrent (fetched or
-//! adopted for its own sake), and each tree's manifest and directory torrents. Every
-//! other torrent of the catalog (the file torrents of trees) is *inactive*: it is
-//! added to the session when a peer's handshake names it (librqbit's torrent
-//! resolver, vendored change 14), and announced meanwhile to its trackers in rounds
+//! with the *active* torrents only: every download but lazy ones, every pinned torrent
+//! (fetched or adopted for its own sake), and each tree's manifest and directory
+//! torrents. Every other torrent of the store (the file torrents of trees, lazy
+//! downloads) is *inactive*. It is added to the session when a peer's handshake names
+//! it (librqbit's torrent resolver, vendored change 14) or a read through the mount
+//! needs one of its pieces, and announced meanwhile to its trackers in rounds
 //! ([`announce_inactive`]), so that a peer finds it through a tracker as through a
-//! direct address; one whose trackers name other peers is activated and dials them
-//! (a leecher may wait for a seed to dial it). Nothing ever makes a torrent inactive again while the engine runs.
+//! direct address; one whose trackers name other peers is activated and dials them (a
+//! leecher may wait for a seed to dial it). Nothing makes a torrent inactive again
+//! while the engine runs.
 //!
 //! The store decides what exists: a handshake for an info-hash the catalog has no
 //! record of is refused, as before.
@@ -22,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
-use super::{Engine, Source};
+use super::{Engine, Fetch, Source};
 use crate::{InfoHash, Store};
 
 /// Announces sent at once to trackers for inactive torrents.
@@ -87,16 +89,26 @@ impl Engine {
         if self.is_active(&ih) {
             return true;
         }
-        let record = match self.store.catalog().torrent(&ih) {
-            Ok(Some(r)) => r,
+        let catalog = self.store.catalog();
+        let found = catalog.torrent(&ih).and_then(|record| match record {
+            Some(r) => Ok(Some((r.metainfo, Fetch::Whole, Vec::new()))),
+            // A lazy download (`cas get --lazy`): it serves what it holds.
+            None if catalog.is_lazy(&ih) => Ok(catalog
+                .download(&ih)?
+                .map(|t| (t, Fetch::Lazy, catalog.lazy_peers(&ih).unwrap_or_default()))),
+            None => Ok(None),
+        });
+        let (torrent, fetch, mut known) = match found {
+            Ok(Some(found)) => found,
             Ok(None) => return false,
             Err(e) => {
                 tracing::warn!("activating torrent {ih}: {e}");
                 return false;
             }
         };
+        known.extend_from_slice(peers);
         let started = Instant::now();
-        match self.add(Source::Torrent(record.metainfo), peers).await {
+        match self.add_with(Source::Torrent(torrent), &known, fetch).await {
             Ok((_, h)) => match h.wait_until_initialized().await {
                 Ok(()) => {
                     tracing::debug!("torrent {ih} activated in {:?}", started.elapsed());

@@ -182,6 +182,11 @@ impl Engine {
             torrents += usize::from(!opts.on_demand);
         }
         for ih in store.catalog().downloads()? {
+            if opts.on_demand && store.catalog().is_lazy(&ih) {
+                // A read through the mount, or a peer, adds it.
+                torrents += 1;
+                continue;
+            }
             let Some(torrent) = store.catalog().download(&ih)? else {
                 continue;
             };

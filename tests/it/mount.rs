@@ -262,9 +262,16 @@ fn a_lazy_tree_fetches_only_the_pieces_a_read_needs() {
     let _serving = serve;
     let mp = b.path("mnt");
     let m = Mounted::start(&b, &mp);
-    // The whole tree shows at once.
+    // The whole tree shows at once; the lazy file's torrent is not in the session.
     let f = mp.join("refs/vm/disk.img");
     assert_eq!(std::fs::metadata(&f).unwrap().len(), 64 << 20);
+    let active = || {
+        let s = b.json(&["status"]);
+        s["node"]["active_torrents"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{s}"))
+    };
+    let inactive = active();
     let last = *data.last().unwrap();
     let g = f.clone();
     let byte = within(move || {
@@ -276,6 +283,7 @@ fn a_lazy_tree_fetches_only_the_pieces_a_read_needs() {
         b[0]
     });
     assert_eq!(byte, last);
+    assert_eq!(active(), inactive + 1, "the read added the lazy torrent");
     assert!(m.stop().success());
     let pulled = stored_chunks(&b) - before;
     assert!(
