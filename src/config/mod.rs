@@ -34,6 +34,7 @@ pub struct ServeSection {
     pub listen: Item<SocketAddr>,
     pub bind_interface: Item<String>,
     pub announce_ip: Item<std::net::IpAddr>,
+    pub encryption: Item<crate::engine::Encryption>,
     pub lsd: Item<bool>,
     pub dht: Item<bool>,
     pub dht_bootstrap: Item<Vec<String>>,
@@ -60,6 +61,7 @@ pub struct SyncSection {
     pub listen: Item<SocketAddr>,
     pub tracker: Item<Vec<String>>,
     pub allow: Item<Vec<ipnet::IpNet>>,
+    pub encryption: Item<crate::engine::Encryption>,
 }
 
 /// `[limits]`: rate limits (bytes a second, 0 none) and share limits, for both.
