@@ -17,15 +17,21 @@ pub struct LtSeed {
 impl LtSeed {
     /// Seeds `torrent` from `save` (the directory holding the torrent's name).
     pub fn start(env: &Env, torrent: &Path, save: &Path) -> LtSeed {
-        LtSeed::start_limited(env, torrent, save, 0)
+        LtSeed::start_with(env, torrent, save, 0, "{}")
     }
 
     /// Seeds with uploads capped at `rate` bytes a second (0: no cap).
     fn start_limited(env: &Env, torrent: &Path, save: &Path, rate: u64) -> LtSeed {
+        LtSeed::start_with(env, torrent, save, rate, "{}")
+    }
+
+    /// Seeds with more libtorrent settings (a JSON object, as `LT_SETTINGS`).
+    pub fn start_with(env: &Env, torrent: &Path, save: &Path, rate: u64, settings: &str) -> LtSeed {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/peers/lt_seed.py");
         let port = free_port();
         let status = env.path(&format!("lt-seed-{port}.json"));
         let child = Command::new("/usr/bin/python3")
+            .env("LT_SETTINGS", settings)
             .arg(script)
             .arg(torrent)
             .arg(save)
