@@ -93,17 +93,21 @@ impl AsyncReadVectored for MseRead {
         if this.prefix_pos < this.prefix.len() {
             return Poll::Ready(Ok(this.take_prefix(vec)));
         }
-        let n = ready!(Pin::new(&mut this.inner).poll_read_vectored(cx, vec))?;
+        // The inner reader may advance the slices it is given past what it filled
+        // (uTP's does), so it gets slices of its own over the same buffers: at most
+        // two, what librqbit's ring buffer asks for.
+        let (first, second): (&mut [u8], &mut [u8]) = match vec {
+            [] => return Poll::Ready(Ok(0)),
+            [a] => (&mut a[..], &mut []),
+            [a, b, ..] => (&mut a[..], &mut b[..]),
+        };
+        let mut slices = [IoSliceMut::new(&mut *first), IoSliceMut::new(&mut *second)];
+        let n = ready!(Pin::new(&mut this.inner).poll_read_vectored(cx, &mut slices))?;
         if let Some(cipher) = this.cipher.as_mut() {
-            let mut left = n;
-            for slice in vec.iter_mut() {
-                if left == 0 {
-                    break;
-                }
-                let k = left.min(slice.len());
-                cipher.apply_keystream(&mut slice[..k]);
-                left -= k;
-            }
+            let in_first = n.min(first.len());
+            cipher.apply_keystream(&mut first[..in_first]);
+            let in_second = (n - in_first).min(second.len());
+            cipher.apply_keystream(&mut second[..in_second]);
         }
         Poll::Ready(Ok(n))
     }
