@@ -53,28 +53,35 @@ async fn round_trip(
     let initiator = initiate_padded(ar, aw, &ih, provide, &ia, pads);
     let receiver = accept_padded(br, bw, policy, known, pads);
     let (a, b) = tokio::join!(initiator, receiver);
-    let (mut a, mut b) = (a?, b?);
+    // The receiver's error first: the initiator only sees the connection end.
+    let (b, a) = (b?, a?);
     assert_eq!(b.info_hash, Some(info_hash()));
+    let (mut a_read, mut a_write, mut b_read, mut b_write) = (a.read, a.write, b.read, b.write);
 
     let (to_b, to_a) = (bytes(len, 2), bytes(len, 3));
-    let a_side = async {
-        a.write.write_all(&to_b).await.unwrap();
-        a.write.flush().await.unwrap();
+    // Each side writes and reads at once: the duplex holds less than is sent.
+    let a_sends = async {
+        a_write.write_all(&to_b).await.unwrap();
+        a_write.flush().await.unwrap();
+    };
+    let a_gets = async {
         let mut got = vec![0u8; len];
-        a.read.read_exact(&mut got).await.unwrap();
+        a_read.read_exact(&mut got).await.unwrap();
         got
     };
-    let b_side = async {
+    let b_sends = async {
+        b_write.write_all(&to_a).await.unwrap();
+        b_write.flush().await.unwrap();
+    };
+    let b_gets = async {
         let mut got_ia = vec![0u8; ia.len()];
-        b.read.read_exact(&mut got_ia).await.unwrap();
+        b_read.read_exact(&mut got_ia).await.unwrap();
         assert_eq!(got_ia, ia, "the initial payload comes first");
-        b.write.write_all(&to_a).await.unwrap();
-        b.write.flush().await.unwrap();
         let mut got = vec![0u8; len];
-        b.read.read_exact(&mut got).await.unwrap();
+        b_read.read_exact(&mut got).await.unwrap();
         got
     };
-    let (got_a, got_b) = tokio::join!(a_side, b_side);
+    let ((), got_a, (), got_b) = tokio::join!(a_sends, a_gets, b_sends, b_gets);
     assert!(got_a == to_a, "what the receiver sent arrived");
     assert!(got_b == to_b, "what the initiator sent arrived");
     Ok((a.selected, b.selected))
