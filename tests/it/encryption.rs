@@ -114,6 +114,42 @@ fn cas_get_fetches_from_a_libtorrent_seed_that_forces_rc4() {
     }
 }
 
+#[test]
+fn cas_get_prefers_encryption_but_falls_back_to_a_plaintext_seed() {
+    let s = Served::new(87);
+    let big = s.read("big.bin");
+    let seed_dir = s.env.path("seed");
+    write(&seed_dir.join(blake3_name(&big)), &big);
+    let torrent = s.env.path("file.torrent");
+    std::fs::write(&torrent, &s.file_torrent).unwrap();
+    // libtorrent with encryption disabled drops an encrypted handshake.
+    let seed = LtSeed::start(&s.env, &torrent, &seed_dir);
+    let leech = Env::with_piece_length("16K");
+    let out = leech.path("out");
+    get_export(
+        &leech,
+        torrent.to_str().unwrap(),
+        &["--peer", &seed.peer()],
+        &out,
+    );
+    assert_eq!(b3(&only_file(&out)), blake3_name(&big));
+    // Requiring encryption, cas gets nothing from it.
+    let other = Env::with_piece_length("16K");
+    let err = other.fails(&[
+        "get",
+        torrent.to_str().unwrap(),
+        "--peer",
+        &seed.peer(),
+        "--encryption",
+        "require",
+        "--listen",
+        "127.0.0.1:0",
+        "--timeout",
+        "10",
+    ]);
+    assert!(err.contains("timed out with 0 of 700000 bytes"), "{err}");
+}
+
 /// Sends a plaintext BitTorrent handshake for `torrent` to `port`: whether one came
 /// back.
 fn plaintext_handshake_answered(port: u16, torrent: &[u8]) -> bool {
