@@ -299,6 +299,29 @@ mod tests {
     }
 
     #[test]
+    fn encryption_is_read_from_serve_and_sync() {
+        use crate::engine::Encryption;
+        let c = parse("[serve]\nencryption = \"require\"\n[sync]\nencryption = \"off\"\n").unwrap();
+        let (serve, sync) = (&c.sections.serve.encryption, &c.sections.sync.encryption);
+        assert_eq!(
+            serve.as_ref().map(|s| *s.get_ref()),
+            Some(Encryption::Require)
+        );
+        assert_eq!(sync.as_ref().map(|s| *s.get_ref()), Some(Encryption::Off));
+        let text = parse("[serve]\nencryption = \"maybe\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("line 2") && text.contains("`serve.encryption`"),
+            "{text}"
+        );
+        assert!(text.contains("prefer"), "{text}");
+        assert_eq!("prefer".parse::<Encryption>(), Ok(Encryption::Prefer));
+        assert!("on".parse::<Encryption>().is_err());
+        assert_eq!(Encryption::Require.to_string(), "require");
+    }
+
+    #[test]
     fn schedules_are_read_from_the_file() {
         let c = parse(
             "[[schedule]]\ndays = \"mon-fri\"\nfrom = \"08:00\"\nto = \"18:00\"\nupload-limit = \"1M\"\n",
