@@ -494,9 +494,7 @@ impl<H: PeerConnectionHandler> PeerConnection<H> {
                     with_timeout(
                         "writing",
                         rwtimeout,
-                        write
-                            .write_all(&batch_buf[..batch_len])
-                            .map_err(Error::Write),
+                        write.write_all(&batch_buf[..batch_len]).map_err(Error::Write),
                     )
                     .await?;
                 }
