@@ -35,7 +35,7 @@ fn known(req2: &[u8; 20]) -> Option<Id20> {
 
 fn bytes(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
-        .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+        .map(|i| i.to_le_bytes()[0].wrapping_mul(31) ^ seed)
         .collect()
 }
 
