@@ -1,7 +1,8 @@
 //! Protocol encryption (MSE/PE) with real clients, both ways: rtorrent with its usual
 //! `allow_incoming,try_outgoing` and qBittorrent requiring encryption download from
 //! `cas serve`; `cas get` fetches from a libtorrent seed that forces RC4; `cas serve
-//! --encryption require` refuses a plaintext peer and `--encryption off` serves one.
+//! --encryption require` refuses a plaintext peer and `--encryption off` serves one;
+//! two cas talk RC4 to each other.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -203,4 +204,19 @@ fn cas_serve_with_encryption_off_serves_a_plaintext_peer() {
     assert_eq!(r["seeding"], true, "{r}");
     let got = std::fs::read(s.env.path("plain").join(blake3_name(&s.read("big.bin")))).unwrap();
     assert_eq!(blake3_name(&got), blake3_name(&s.read("big.bin")));
+}
+
+#[test]
+fn cas_gets_from_cas_serve_with_rc4_required_on_both_sides() {
+    let s = Served::new(88);
+    let serve = Serve::start_with(&s.env, &["--encryption", "require"]);
+    let torrent = s.env.path("file.torrent");
+    std::fs::write(&torrent, &s.file_torrent).unwrap();
+    let leech = Env::with_piece_length("16K");
+    let out = leech.path("out");
+    let peer = format!("127.0.0.1:{}", serve.port);
+    let how = ["--peer", &peer, "--encryption", "require"];
+    get_export(&leech, torrent.to_str().unwrap(), &how, &out);
+    assert_eq!(b3(&only_file(&out)), blake3_name(&s.read("big.bin")));
+    leech.ok(&["fsck"]);
 }
