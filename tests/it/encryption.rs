@@ -1,6 +1,6 @@
 //! Protocol encryption (MSE/PE) with real clients, both ways: rtorrent with its usual
-//! `allow_incoming,try_outgoing` and qBittorrent requiring encryption download from
-//! `cas serve`; `cas get` fetches from a libtorrent seed that forces RC4; `cas serve
+//! `allow_incoming,try_outgoing`, qBittorrent (which dials cas) and Transmission (which
+//! cas dials) requiring encryption download from `cas serve`; `cas get` fetches from a libtorrent seed that forces RC4; `cas serve
 //! --encryption require` refuses a plaintext peer and `--encryption off` serves one;
 //! two cas talk RC4 to each other.
 
@@ -8,6 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use crate::clients::Transmission;
 use crate::common::*;
 use crate::get::LtSeed;
 use crate::qbittorrent::{content, Qbt};
@@ -219,4 +220,30 @@ fn cas_gets_from_cas_serve_with_rc4_required_on_both_sides() {
     get_export(&leech, torrent.to_str().unwrap(), &how, &out);
     assert_eq!(b3(&only_file(&out)), blake3_name(&s.read("big.bin")));
     leech.ok(&["fsck"]);
+}
+
+#[test]
+fn transmission_requiring_encryption_downloads_from_cas_serve() {
+    let tools = ["transmission-daemon", "transmission-remote", "opentracker"];
+    if !have_tools("encryption", &tools) {
+        return;
+    }
+    let s = Served::new(89);
+    let env = &s.env;
+    let ih = info_hash_hex(&s.file_torrent);
+    let port = Tracker::port();
+    let url = Tracker::url(port);
+    let torrent = env.path("file.torrent");
+    std::fs::write(&torrent, with_announce(&s.file_torrent, &url)).unwrap();
+    // Transmission dials no loopback peer a tracker names: it announces first, and
+    // cas, hearing of it, dials it.
+    let mut tracker = Tracker::start(env, port, &[&ih]);
+    let mut tm = Transmission::start_with(env, 2);
+    tm.remote_ok(&["-a", torrent.to_str().unwrap()]);
+    tracker.wait_for(&ih, 0, 1, "transmission");
+    let _serve = Serve::start_with(env, &["--tracker", &url]);
+    let want = s.read("big.bin");
+    let got = env.path("transmission-downloads").join(blake3_name(&want));
+    tm.wait_done(&ih, &got, &want);
+    assert_eq!(b3(&got), blake3_name(&want));
 }
