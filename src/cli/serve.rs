@@ -9,7 +9,7 @@ use clap::Args;
 
 use cas::config::{Config, Resolver, ServeSection};
 use cas::engine::get::{fetch, GetOptions};
-use cas::engine::{Engine, EngineOptions};
+use cas::engine::{Encryption, Engine, EngineOptions};
 use cas::service::MountOptions;
 
 pub(super) use super::limits::LimitArgs;
@@ -31,6 +31,11 @@ pub struct NetArgs {
     /// Tell trackers to give peers this address for us (a NAT's outside address)
     #[arg(long, value_name = "ADDR")]
     announce_ip: Option<std::net::IpAddr>,
+    /// Protocol encryption (MSE/PE) with peers: prefer (encrypted first, plaintext
+    /// if that fails; both accepted), require (encrypted only), off (plaintext only)
+    /// [default: prefer]
+    #[arg(long, value_name = "POLICY")]
+    encryption: Option<Encryption>,
     /// Find peers on the local network (BEP 14)
     #[arg(long)]
     lsd: bool,
@@ -146,6 +151,12 @@ impl NetArgs {
                 &s.bind_interface,
             ),
             announce_ip: r.optional("announce-ip", self.announce_ip, &s.announce_ip),
+            encryption: r.value(
+                "encryption",
+                self.encryption,
+                &s.encryption,
+                Encryption::Prefer,
+            ),
             dht_bootstrap: r.list("dht-bootstrap", &self.dht_bootstrap, &s.dht_bootstrap),
             trackers: r.list("tracker", &self.trackers, &s.tracker),
             allow: r.list("allow", &self.allow, &s.allow),

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use cas::channel::{Channel, Channels, SecretKey};
 use cas::config::{Config, Resolver};
-use cas::engine::EngineOptions;
+use cas::engine::{Encryption, EngineOptions};
 use cas::sync::node::SyncOptions;
 
 use super::serve::{LimitArgs, Plan, ANY_PORT};
@@ -85,6 +85,10 @@ pub struct SyncArgs {
     /// Only exchange data and updates with peers in this network (repeatable)
     #[arg(long = "allow", value_name = "CIDR")]
     allow: Vec<ipnet::IpNet>,
+    /// Protocol encryption (MSE/PE) with peers: prefer, require or off (see `cas
+    /// serve --help`) [default: prefer]
+    #[arg(long, value_name = "POLICY")]
+    encryption: Option<Encryption>,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -117,6 +121,12 @@ impl SyncArgs {
             lsd: !no_lsd,
             trackers: r.list("tracker", &self.trackers, &s.tracker),
             allow: r.list("allow", &self.allow, &s.allow),
+            encryption: r.value(
+                "encryption",
+                self.encryption,
+                &s.encryption,
+                Encryption::Prefer,
+            ),
             seed_all: true,
             peers: peers.clone(),
             limits: self.limits.resolve(config, &mut r),

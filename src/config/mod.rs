@@ -34,6 +34,7 @@ pub struct ServeSection {
     pub listen: Item<SocketAddr>,
     pub bind_interface: Item<String>,
     pub announce_ip: Item<std::net::IpAddr>,
+    pub encryption: Item<crate::engine::Encryption>,
     pub lsd: Item<bool>,
     pub dht: Item<bool>,
     pub dht_bootstrap: Item<Vec<String>>,
@@ -60,6 +61,7 @@ pub struct SyncSection {
     pub listen: Item<SocketAddr>,
     pub tracker: Item<Vec<String>>,
     pub allow: Item<Vec<ipnet::IpNet>>,
+    pub encryption: Item<crate::engine::Encryption>,
 }
 
 /// `[limits]`: rate limits (bytes a second, 0 none) and share limits, for both.
@@ -294,6 +296,29 @@ mod tests {
                 ("serve.lsd", "default")
             ]
         );
+    }
+
+    #[test]
+    fn encryption_is_read_from_serve_and_sync() {
+        use crate::engine::Encryption;
+        let c = parse("[serve]\nencryption = \"require\"\n[sync]\nencryption = \"off\"\n").unwrap();
+        let (serve, sync) = (&c.sections.serve.encryption, &c.sections.sync.encryption);
+        assert_eq!(
+            serve.as_ref().map(|s| *s.get_ref()),
+            Some(Encryption::Require)
+        );
+        assert_eq!(sync.as_ref().map(|s| *s.get_ref()), Some(Encryption::Off));
+        let text = parse("[serve]\nencryption = \"maybe\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("line 2") && text.contains("`serve.encryption`"),
+            "{text}"
+        );
+        assert!(text.contains("prefer"), "{text}");
+        assert_eq!("prefer".parse::<Encryption>(), Ok(Encryption::Prefer));
+        assert!("on".parse::<Encryption>().is_err());
+        assert_eq!(Encryption::Require.to_string(), "require");
     }
 
     #[test]

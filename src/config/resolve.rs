@@ -30,7 +30,8 @@ show_display!(
     std::net::IpAddr,
     ipnet::IpNet,
     Rate,
-    Seconds
+    Seconds,
+    crate::engine::Encryption
 );
 
 impl Show for PathBuf {

@@ -31,7 +31,7 @@ pub mod watch;
 use committer::committer;
 pub use limits::Limits;
 pub use node::NodeStats;
-pub use options::{safe_magnet, EngineOptions, Fetch, Source};
+pub use options::{safe_magnet, Encryption, EngineOptions, Fetch, Source};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

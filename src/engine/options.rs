@@ -35,11 +35,50 @@ pub struct EngineOptions {
     pub peers: Vec<SocketAddr>,
     /// Rate and share limits.
     pub limits: super::Limits,
+    /// BitTorrent protocol encryption (MSE/PE) with peers.
+    pub encryption: Encryption,
+}
+
+/// Whether peer connections are encrypted (BitTorrent's Message Stream Encryption,
+/// also called Protocol Encryption), in both directions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encryption {
+    /// Dial with an encrypted handshake, and again in plaintext if that fails;
+    /// accept both, RC4 or plaintext as the peer offers. Reaches every peer.
+    #[default]
+    Prefer,
+    /// Encrypted (RC4) connections only, both ways; plaintext peers are refused.
+    Require,
+    /// Plaintext only; peers that require encryption cannot connect.
+    Off,
+}
+
+impl std::str::FromStr for Encryption {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Encryption, String> {
+        match s {
+            "prefer" => Ok(Encryption::Prefer),
+            "require" => Ok(Encryption::Require),
+            "off" => Ok(Encryption::Off),
+            _ => Err(format!("{s:?}: use prefer, require or off")),
+        }
+    }
+}
+
+impl std::fmt::Display for Encryption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Encryption::Prefer => "prefer",
+            Encryption::Require => "require",
+            Encryption::Off => "off",
+        })
+    }
 }
 
 impl Default for EngineOptions {
     /// A local engine: any free port on every address, TCP and uTP, no DHT, no LSD,
-    /// no trackers, no limits.
+    /// no trackers, no limits, encryption preferred.
     fn default() -> Self {
         EngineOptions {
             listen: SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
@@ -55,6 +94,7 @@ impl Default for EngineOptions {
             on_demand: false,
             peers: Vec::new(),
             limits: super::Limits::default(),
+            encryption: Encryption::Prefer,
         }
     }
 }

@@ -107,6 +107,11 @@ impl Engine {
                 disable_local_service_discovery: !opts.lsd,
                 bind_device_name: opts.bind_interface.clone(),
                 announce_ip: opts.announce_ip,
+                encryption: match opts.encryption {
+                    super::Encryption::Prefer => librqbit::EncryptionPolicy::Prefer,
+                    super::Encryption::Require => librqbit::EncryptionPolicy::Require,
+                    super::Encryption::Off => librqbit::EncryptionPolicy::Off,
+                },
                 // librqbit's default of 8 blocking-work permits, plus one for each
                 // stream that spreads a fetch's piece order (each holds one).
                 runtime_worker_threads: Some(8 + order::STREAMS),

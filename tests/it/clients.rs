@@ -26,6 +26,12 @@ pub struct Transmission {
 
 impl Transmission {
     pub fn start(env: &Env) -> Transmission {
+        Transmission::start_with(env, 0)
+    }
+
+    /// With Transmission's `encryption` setting: 0 prefers plaintext, 1 prefers
+    /// encryption, 2 requires it.
+    pub fn start_with(env: &Env, encryption: u8) -> Transmission {
         let config = env.path("transmission");
         let downloads = env.path("transmission-downloads");
         std::fs::create_dir_all(&config).unwrap();
@@ -41,8 +47,7 @@ impl Transmission {
             "peer-port-random-on-start": false,
             "bind-address-ipv4": "127.0.0.1",
             "bind-address-ipv6": "::1",
-            // librqbit speaks no MSE/PE: plaintext first.
-            "encryption": 0,
+            "encryption": encryption,
             "rpc-enabled": true,
             "rpc-port": rpc_port,
             "rpc-bind-address": "127.0.0.1",

@@ -62,12 +62,16 @@ fn lie(
     pieces: usize,
     mode: Mode,
     sent: &AtomicU64,
+    connections: &AtomicU64,
 ) -> std::io::Result<()> {
     let mut hs = [0u8; 68];
     s.read_exact(&mut hs)?;
-    if hs[28..48] != info_hash {
+    // A plaintext peer: an encrypted handshake (cas tries one first) is hung up on,
+    // and only handshakes for its torrent count as connections.
+    if &hs[..20] != b"\x13BitTorrent protocol" || hs[28..48] != info_hash {
         return Ok(());
     }
+    connections.fetch_add(1, Ordering::Relaxed);
     handshake(&mut s, info_hash, b"-LI0001-liarliarliar");
     let mut bitfield = vec![0u8; pieces.div_ceil(8)];
     for i in 0..pieces {
@@ -112,9 +116,8 @@ impl Liar {
         let (s2, c2) = (sent.clone(), connections.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
-                c2.fetch_add(1, Ordering::Relaxed);
-                let s3 = s2.clone();
-                std::thread::spawn(move || lie(conn, info_hash, pieces, mode, &s3));
+                let (s3, c3) = (s2.clone(), c2.clone());
+                std::thread::spawn(move || lie(conn, info_hash, pieces, mode, &s3, &c3));
             }
         });
         Liar {

@@ -13,6 +13,7 @@ mod collisions;
 mod crash;
 mod damage;
 mod dedup;
+mod encryption;
 mod fsck;
 mod gc;
 mod get;

@@ -17,15 +17,15 @@ use crate::serve::{free_port, Serve};
 const RUNS: usize = 3;
 
 /// A qbittorrent-nox with its own profile, killed on drop.
-struct Qbt {
+pub struct Qbt {
     proc: Proc,
     web: u16,
     /// Where it listens for peers.
-    port: u16,
+    pub port: u16,
 }
 
 impl Qbt {
-    fn start(env: &Env, name: &str) -> Qbt {
+    pub fn start(env: &Env, name: &str) -> Qbt {
         let (web, port) = (free_port(), free_port());
         let profile = env.path(&format!("{name}-profile"));
         let conf = profile.join("qBittorrent/config/qBittorrent.conf");
@@ -97,7 +97,7 @@ impl Qbt {
         (status, body)
     }
 
-    fn form(&mut self, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
+    pub fn form(&mut self, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
         let body: Vec<String> = fields
             .iter()
             .map(|(k, v)| format!("{k}={}", url_encode(v)))
@@ -111,7 +111,7 @@ impl Qbt {
     }
 
     /// Adds a .torrent (multipart, as the Web UI sends it), saving under `save`.
-    fn add_torrent(&mut self, torrent: &[u8], save: &Path) {
+    pub fn add_torrent(&mut self, torrent: &[u8], save: &Path) {
         let b = "----casqbtboundary";
         let mut body = format!(
             "--{b}\r\nContent-Disposition: form-data; name=\"torrents\"; filename=\"t.torrent\"\r\n\
@@ -147,7 +147,7 @@ impl Qbt {
     }
 
     /// Tells qBittorrent of a peer for a torrent, once the torrent is in its list.
-    fn add_peer(&mut self, info_hash: &str, port: u16) {
+    pub fn add_peer(&mut self, info_hash: &str, port: u16) {
         let peer = format!("127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -166,7 +166,7 @@ impl Qbt {
         }
     }
 
-    fn torrent(&mut self, info_hash: &str) -> serde_json::Value {
+    pub fn torrent(&mut self, info_hash: &str) -> serde_json::Value {
         let (status, body) = self.form("/api/v2/torrents/info", &[("hashes", info_hash)]);
         assert_eq!(status, 200, "{body}");
         let list: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -174,7 +174,7 @@ impl Qbt {
     }
 
     /// Waits until qBittorrent has every piece of `info_hash`; its entry then.
-    fn wait_complete(&mut self, info_hash: &str, within: Duration) -> serde_json::Value {
+    pub fn wait_complete(&mut self, info_hash: &str, within: Duration) -> serde_json::Value {
         let deadline = Instant::now() + within;
         loop {
             let t = self.torrent(info_hash);
@@ -188,7 +188,7 @@ impl Qbt {
         }
     }
 
-    fn remove(&mut self, info_hash: &str) {
+    pub fn remove(&mut self, info_hash: &str) {
         let r = self.form(
             "/api/v2/torrents/delete",
             &[("hashes", info_hash), ("deleteFiles", "true")],
@@ -209,7 +209,7 @@ fn url_encode(s: &str) -> String {
 }
 
 /// The file a qBittorrent entry's `content_path` names, or under a directory's.
-fn content(entry: &serde_json::Value, rel: &str) -> Vec<u8> {
+pub fn content(entry: &serde_json::Value, rel: &str) -> Vec<u8> {
     let path = PathBuf::from(entry["content_path"].as_str().unwrap());
     std::fs::read(if rel.is_empty() { path } else { path.join(rel) }).unwrap()
 }

@@ -15,7 +15,7 @@ use crate::tracker::{with_announce, with_tracker, Tracker};
 const RUNS: usize = 3;
 
 /// An rtorrent daemon loading every .torrent of its watch folder; killed on drop.
-struct Rtorrent {
+pub struct Rtorrent {
     proc: Proc,
     dir: PathBuf,
 }
@@ -24,6 +24,17 @@ impl Rtorrent {
     /// Starts rtorrent on 127.0.0.2 (rtorrent drops the peers a tracker gives at its own
     /// address, and cas is at 127.0.0.1) with `torrents` (file name, bytes) to load.
     fn start(env: &Env, name: &str, torrents: &[(&str, &[u8])], downloads: &Path) -> Rtorrent {
+        Rtorrent::start_with(env, name, torrents, downloads, "")
+    }
+
+    /// [`Rtorrent::start`] with more lines of rtorrent.rc.
+    pub fn start_with(
+        env: &Env,
+        name: &str,
+        torrents: &[(&str, &[u8])],
+        downloads: &Path,
+        rc_lines: &str,
+    ) -> Rtorrent {
         let dir = env.path(name);
         for d in ["session", "watch", "done"] {
             std::fs::create_dir_all(dir.join(d)).unwrap();
@@ -48,7 +59,8 @@ impl Rtorrent {
                  system.daemon.set = true\n\
                  method.set_key = event.download.finished, casdone, \
                  \"execute.throw=touch,(cat,{d}/done/,(d.hash))\"\n\
-                 schedule2 = watch_start, 1, 1, \"load.start={d}/watch/*.torrent\"\n",
+                 schedule2 = watch_start, 1, 1, \"load.start={d}/watch/*.torrent\"\n\
+                 {rc_lines}\n",
                 downloads = downloads.display(),
                 d = dir.display(),
             ),
@@ -63,7 +75,7 @@ impl Rtorrent {
     }
 
     /// Waits until rtorrent says it finished downloading `info_hash`.
-    fn wait_done(&mut self, info_hash: &str, within: Duration) {
+    pub fn wait_done(&mut self, info_hash: &str, within: Duration) {
         let done = self.dir.join("done").join(info_hash.to_uppercase());
         let deadline = Instant::now() + within;
         while !done.exists() {

@@ -3,8 +3,9 @@
 usage: lt_download.py TORRENT|MAGNET SAVE_PATH LISTEN_PORT PEER_HOST PEER_PORT [TIMEOUT_S]
 Prints one JSON object: num_pieces, have, seeding, error, downloaded, failed_bytes
 (bytes of pieces that failed their hash check: what a lying or broken seeder sent),
-hash_failed (how many times a piece failed it). Settings that librqbit
-needs: no MSE/PE encryption, no uTP, several connections per IP; no DHT/LSD/UPnP.
+hash_failed (how many times a piece failed it). Settings (ltpeer.py): no
+MSE/PE encryption unless LT_SETTINGS says so, no uTP, several connections per IP; no
+DHT/LSD/UPnP.
 """
 import json
 import os

@@ -4,8 +4,8 @@ usage: lt_seed.py TORRENT SAVE_PATH LISTEN_PORT STATUS_FILE [UPLOAD_BYTES_PER_S]
 LT_SETTINGS: more libtorrent settings, as a JSON object (listen_interfaces "[::1]:P").
 The data must already be in SAVE_PATH. Once libtorrent has checked it and seeds, and
 then twice a second, STATUS_FILE is replaced with one JSON object: seeding, uploaded
-(payload bytes sent), peers. Settings that librqbit needs: no MSE/PE encryption, no
-uTP, several connections per IP; no DHT/LSD/UPnP.
+(payload bytes sent), peers. Settings (ltpeer.py): no MSE/PE encryption unless
+LT_SETTINGS says so, no uTP, several connections per IP; no DHT/LSD/UPnP.
 """
 import json
 import os

@@ -1,6 +1,7 @@
 """A libtorrent session that can talk to librqbit on loopback.
 
-librqbit has no MSE/PE encryption, so encryption is off; uTP is off (cas takes it, but
+MSE/PE encryption is off (cas prefers it but falls back to plaintext; the encryption
+tests turn it on through LT_SETTINGS); uTP is off (cas takes it, but
 TCP is what the tests measure unless one says otherwise), and several connections per
 IP are allowed; DHT, LSD, UPnP and NAT-PMP are
 off so that nothing leaves loopback.

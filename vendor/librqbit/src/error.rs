@@ -31,6 +31,13 @@ pub enum Error {
     #[error("connecting to ourselves")]
     ConnectingToOurselves,
 
+    #[error("encrypted handshake: {0:#}")]
+    Mse(
+        #[from]
+        #[source]
+        crate::mse::MseError,
+    ),
+
     #[error("error writing handshake: {0:#}")]
     WriteHandshake(#[source] std::io::Error),
     #[error("error reading handshake: {0:#}")]

@@ -61,6 +61,7 @@ mod ip_ranges;
 pub mod limits;
 mod listen;
 mod merge_streams;
+pub mod mse;
 mod peer_connection;
 mod peer_info_reader;
 mod piece_tracker;
@@ -90,6 +91,7 @@ pub use create_torrent_file::{CreateTorrentOptions, CreateTorrentResult, create_
 pub use dht;
 pub use librqbit_core::spawn_utils::spawn as librqbit_spawn;
 pub use listen::{ListenerMode, ListenerOptions};
+pub use mse::EncryptionPolicy;
 pub use peer_connection::PeerConnectionOptions;
 pub use session::{
     AddTorrent, AddTorrentOptions, AddTorrentResponse, DhtSessionConfig, ListOnlyResponse,

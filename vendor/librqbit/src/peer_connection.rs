@@ -222,7 +222,6 @@ impl<H: PeerConnectionHandler> PeerConnection<H> {
         outgoing_chan: tokio::sync::mpsc::UnboundedReceiver<WriterRequest>,
         have_broadcast: tokio::sync::broadcast::Receiver<ValidPieceIndex>,
     ) -> Result<()> {
-        use tokio::io::AsyncWriteExt;
         let rwtimeout = self
             .options
             .read_write_timeout
@@ -234,27 +233,28 @@ impl<H: PeerConnectionHandler> PeerConnection<H> {
             .unwrap_or_else(|| Duration::from_secs(10));
 
         let now = Instant::now();
-        let (ckind, mut read, mut write) = with_timeout(
-            "connecting",
-            connect_timeout,
-            self.connector.connect(self.addr),
+        let mut write_buf = Box::new([0u8; MAX_MSG_LEN]);
+        let handshake = Handshake::new(self.info_hash, self.peer_id);
+        let hsz = handshake.serialize_unchecked_len(&mut *write_buf);
+        // Connected, and our handshake sent: in plaintext, or inside an encrypted
+        // handshake (MSE/PE), as the session's encryption policy says.
+        let (ckind, mut read, write) = crate::mse::dial(
+            self.connector.encryption(),
+            || {
+                with_timeout(
+                    "connecting",
+                    connect_timeout,
+                    self.connector.connect(self.addr),
+                )
+            },
+            self.info_hash,
+            &write_buf[..hsz],
+            rwtimeout,
         )
         .await?;
 
         async move {
             self.handler.on_connected(now.elapsed());
-
-            let mut write_buf = Box::new([0u8; MAX_MSG_LEN]);
-            let handshake = Handshake::new(self.info_hash, self.peer_id);
-            let hsz = handshake.serialize_unchecked_len(&mut *write_buf);
-            with_timeout(
-                "writing",
-                rwtimeout,
-                write
-                    .write_all(&write_buf[..hsz])
-                    .map_err(Error::WriteHandshake),
-            )
-            .await?;
 
             let mut read_buf = ReadBuf::new();
             let h = read_buf.read_handshake(&mut read, rwtimeout).await?;

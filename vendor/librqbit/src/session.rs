@@ -23,7 +23,8 @@ use crate::{
     limits::{Limits, LimitsConfig},
     listen::{Accept, ListenerOptions},
     merge_streams::merge_streams,
-    peer_connection::PeerConnectionOptions,
+    mse::{self, EncryptionPolicy},
+    peer_connection::{PeerConnectionOptions, with_timeout},
     read_buf::ReadBuf,
     session_persistence::{SessionPersistenceStore, json::JsonSessionPersistenceStore},
     session_stats::SessionStats,
@@ -154,6 +155,7 @@ pub struct Session {
     pub ipv4_only: bool,
     pub peer_limit: Option<usize>,
     client_name_and_version: String,
+    encryption: EncryptionPolicy,
 }
 
 /// A 40 character hex string is a v1 info hash. Checking the length alone
@@ -498,6 +500,10 @@ pub struct SessionOptions {
     /// Override the client name and version used in User-Agent headers and
     /// peer extended handshakes. Defaults to "rqbit X.Y.Z".
     pub client_name_and_version: Option<String>,
+
+    /// BitTorrent protocol encryption (MSE/PE) on peer connections, both ways.
+    /// Defaults to off: plaintext only.
+    pub encryption: EncryptionPolicy,
 }
 
 impl Default for SessionOptions {
@@ -527,6 +533,7 @@ impl Default for SessionOptions {
             disable_local_service_discovery: false,
             ipv4_only: false,
             client_name_and_version: None,
+            encryption: EncryptionPolicy::Off,
         }
     }
 }
@@ -751,6 +758,7 @@ impl Session {
                     utp_socket: listen_result.as_ref().and_then(|l| l.utp_socket.clone()),
                     bind_device: bind_device.clone(),
                     ipv4_only: opts.ipv4_only,
+                    encryption: opts.encryption,
                 })
                 .await
                 .context("error creating stream connector")?,
@@ -827,6 +835,7 @@ impl Session {
                 disable_trackers: opts.disable_trackers,
                 peer_limit: opts.peer_limit,
                 client_name_and_version,
+                encryption: opts.encryption,
 
                 #[cfg(feature = "disable-upload")]
                 _disable_upload: opts.disable_upload,
@@ -927,7 +936,7 @@ impl Session {
         self: Arc<Self>,
         addr: SocketAddr,
         kind: ConnectionKind,
-        mut reader: BoxAsyncReadVectored,
+        reader: BoxAsyncReadVectored,
         writer: BoxAsyncWrite,
     ) -> anyhow::Result<(Arc<TorrentStateLive>, CheckedIncomingConnection)> {
         let rwtimeout = self
@@ -956,12 +965,35 @@ impl Session {
             bail!("Incoming ip {incoming_ip} is not in allowlist");
         }
 
+        // An encrypted handshake first, if there is one (MSE/PE).
+        let mse::Accepted {
+            read: mut reader,
+            write: writer,
+            info_hash: mse_info_hash,
+            selected,
+        } = with_timeout(
+            "encrypted handshake",
+            rwtimeout,
+            mse::accept(reader, writer, self.encryption, |req2| {
+                self.info_hash_for_mse(req2)
+            })
+            .map_err(crate::Error::from),
+        )
+        .await
+        .context("error in the encrypted handshake")?;
+        if mse_info_hash.is_some() {
+            trace!(crypto_select = selected, "encrypted handshake from {addr}");
+        }
+
         let mut read_buf = ReadBuf::new();
         let h = read_buf
             .read_handshake(&mut reader, rwtimeout)
             .await
             .context("error reading handshake")?;
         trace!("received handshake from {addr}: {:?}", h);
+        if mse_info_hash.is_some_and(|ih| ih != h.info_hash) {
+            bail!("the encrypted handshake named another torrent than the handshake in it");
+        }
 
         if h.peer_id == self.peer_id {
             bail!("seems like we are connecting to ourselves, ignoring");
@@ -1003,6 +1035,17 @@ impl Session {
                 read_buf,
             },
         ))
+    }
+
+    /// The info-hash of the torrent an incoming encrypted handshake names: MSE names
+    /// it only as HASH('req2', info-hash).
+    fn info_hash_for_mse(&self, req2: &[u8; 20]) -> Option<Id20> {
+        self.db
+            .read()
+            .torrents
+            .values()
+            .map(|t| t.info_hash())
+            .find(|ih| mse::req2_hash(&ih.0) == *req2)
     }
 
     async fn task_listener<A: Accept>(

@@ -8,6 +8,7 @@ use tracing::debug;
 
 use crate::{
     Error, PeerConnectionOptions, Result,
+    mse::EncryptionPolicy,
     type_aliases::{BoxAsyncReadVectored, BoxAsyncWrite},
     vectored_traits::AsyncReadVectoredIntoCompat,
 };
@@ -65,6 +66,7 @@ pub(crate) struct StreamConnectorArgs {
     pub utp_socket: Option<Arc<UtpSocketUdp>>,
     pub bind_device: Option<BindDevice>,
     pub ipv4_only: bool,
+    pub encryption: EncryptionPolicy,
 }
 
 impl SocksProxyConfig {
@@ -135,6 +137,7 @@ pub(crate) struct StreamConnector {
     utp_socket: Option<Arc<librqbit_utp::UtpSocketUdp>>,
     stats: ConnectStatsAtomic,
     ipv4_only: bool,
+    encryption: EncryptionPolicy,
 }
 
 impl StreamConnector {
@@ -160,7 +163,13 @@ impl StreamConnector {
             bind_device: config.bind_device,
             stats: Default::default(),
             ipv4_only: config.ipv4_only,
+            encryption: config.encryption,
         })
+    }
+
+    /// Whether outgoing connections use MSE/PE (`SessionOptions::encryption`).
+    pub fn encryption(&self) -> EncryptionPolicy {
+        self.encryption
     }
 
     fn get_stat(&self, kind: ConnectionKind, is_v6: bool) -> &SingleStatAtomic {
