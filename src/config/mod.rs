@@ -44,6 +44,8 @@ pub struct ServeSection {
     pub watch: Item<PathBuf>,
     pub read_timeout: Item<u64>,
     pub direct_io: Item<bool>,
+    /// The web API's address (`--http`): `ADDR:PORT`, or a port on 127.0.0.1.
+    pub http: Item<String>,
 }
 
 /// `[sync]`: `cas sync`'s flags, and its directory.
@@ -76,6 +78,19 @@ pub struct LimitsSection {
     pub seed_time_limit: Item<Seconds>,
 }
 
+/// `[http]`: the web API's login (never a flag: the store's lock file records the
+/// command line) and the directories an add may name as its `savepath`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HttpSection {
+    pub username: Item<String>,
+    pub password: Item<String>,
+    /// `blake3:SALT:HASH`, HASH the BLAKE3 hex of SALT followed by the password.
+    pub password_hash: Item<String>,
+    /// Directories (and what is below them) an add's `savepath` may name.
+    pub save_paths: Item<Vec<PathBuf>>,
+}
+
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -88,6 +103,8 @@ pub struct Sections {
     pub sync: SyncSection,
     #[serde(default)]
     pub limits: LimitsSection,
+    #[serde(default)]
+    pub http: HttpSection,
     #[serde(default)]
     pub schedule: Vec<Spanned<Rule>>,
 }
