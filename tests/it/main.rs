@@ -36,3 +36,4 @@ mod socket;
 mod stop;
 mod sync;
 mod tracker;
+mod webapi;
