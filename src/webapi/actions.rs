@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 
 use super::http::{internal, ApiError, Params, Reply};
-use super::labels::{valid_category, valid_tag, Category, Labels};
+use super::labels::{valid_category, valid_tag, Category, Labels, TorrentLabels};
 use super::torrents::{self, Hashes};
 use super::{lock, unix_now, Api};
 use crate::engine::{safe_magnet, Limit, ShareLimits, Source};
@@ -157,7 +157,14 @@ impl Api {
         lock(&self.pending).insert(ih, magnet_name(&magnet));
         let api = self.clone();
         tokio::spawn(async move {
-            match api.engine.add(Source::Magnet(magnet), &[]).await {
+            // One the store knows is added from its .torrent: no peers needed.
+            let c = api.engine.store().catalog();
+            let known = match c.torrent(&ih) {
+                Ok(Some(r)) => Some(r.metainfo),
+                _ => c.download(&ih).ok().flatten(),
+            };
+            let source = known.map_or(Source::Magnet(magnet), Source::Torrent);
+            match api.engine.add(source, &[]).await {
                 Ok(_) if paused => {
                     if let Err(e) = api.engine.pause(&ih).await {
                         tracing::warn!("web API: pausing {ih}: {e:#}");
@@ -316,9 +323,12 @@ async fn delete(api: &Api, p: &Params) -> Result<Reply, ApiError> {
     let chosen = chosen(api, p)?;
     api.labels.update(|l: &mut Labels| {
         for ih in &chosen {
-            let t = l.torrents.entry(*ih).or_default();
-            t.removed = true;
-            t.paused = false;
+            // Forgotten, as qBittorrent forgets a torrent it removes.
+            let removed = TorrentLabels {
+                removed: true,
+                ..Default::default()
+            };
+            l.torrents.insert(*ih, removed);
         }
         Ok::<_, ApiError>(())
     })?;

@@ -10,14 +10,15 @@ sync/maindata, the call, then sync/maindata with the rid of the first. Prints a 
 import json
 import sys
 import time
+from collections.abc import Mapping, Sequence
 
 import qbittorrentapi
 
 
 def plain(x):
-    if isinstance(x, dict):
+    if isinstance(x, Mapping):
         return {str(k): plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
+    if isinstance(x, Sequence) and not isinstance(x, str):
         return [plain(v) for v in x]
     if isinstance(x, (str, int, float, bool)) or x is None:
         return x

@@ -143,7 +143,7 @@ pub fn replay(port: u16, name: &str, mut vars: HashMap<&str, String>, torrent: &
         let expect: Vec<String> = lines
             .map(str::trim)
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(str::to_string)
+            .map(|l| String::from_utf8(fill(l, &vars, b"")).unwrap())
             .collect();
         let (head, body) = request.split_once("\n\n").unwrap_or((request, ""));
         let deadline = Instant::now() + Duration::from_secs(10);
