@@ -432,8 +432,11 @@ fn form_encode(s: &str) -> String {
         .collect()
 }
 
-/// The store's catalog and the web API's labels, to compare before and after.
-fn stored(env: &Env) -> (Vec<(String, u64, String)>, Option<Vec<u8>>, Value) {
+/// The store's catalog and the web API's labels, to compare before and after:
+/// each catalog and pack file (path, length, BLAKE3), the labels file, `cas stats`.
+type Stored = (Vec<(String, u64, String)>, Option<Vec<u8>>, Value);
+
+fn stored(env: &Env) -> Stored {
     let mut catalog = Vec::new();
     for d in ["torrents", "downloads", "pins", "refs", "trees", "packs"] {
         for e in std::fs::read_dir(env.store().join(d)).unwrap() {

@@ -118,7 +118,7 @@ fn check(a: &Answer, status: u16, expect: &[String]) -> Result<(), String> {
                     let (k, want) = kv.split_once('=').unwrap();
                     match &v[0][k] {
                         serde_json::Value::String(s) => s == want,
-                        other => other.to_string() == want,
+                        other => serde_json::to_string(other).is_ok_and(|s| s == want),
                     }
                 })
             }),
