@@ -25,14 +25,14 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # From PyPI, for Debian's /usr/bin/python3: qbittorrent-api (the client library
-# seedbox tools use, driving `cas serve --http`) and prometheus-client (parses
-# /metrics). Debian 12 and 13 mark their python as externally managed: these go to
+# seedbox tools use, driving `cas serve --http`), prometheus-client (parses
+# /metrics) and prometheus-qbittorrent-exporter (scrapes the API). Debian 12 and 13 mark their python as externally managed: these go to
 # /usr/local, beside Debian's packages, which they do not replace.
-if ! /usr/bin/python3 -c 'import qbittorrentapi, prometheus_client' 2>/dev/null; then
+if ! /usr/bin/python3 -c 'import qbittorrentapi, prometheus_client, qbittorrent_exporter' 2>/dev/null; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo /usr/bin/python3 -m pip install --quiet --break-system-packages \
-        qbittorrent-api prometheus-client </dev/null
+        qbittorrent-api prometheus-client prometheus-qbittorrent-exporter </dev/null
 fi
 
 if ! command -v cargo >/dev/null; then

@@ -3,6 +3,7 @@
 //! autobrr replayed as raw HTTP; bad input refused with nothing stored changed;
 //! `/metrics` parsed by prometheus-client.
 
+mod oracle;
 mod replay;
 
 use std::collections::HashMap;
@@ -605,4 +606,56 @@ print(json.dumps(out))
         b"",
     );
     assert_eq!(refused.status, 403);
+}
+
+#[test]
+fn prometheus_qbittorrent_exporter_scrapes_cas_without_an_error() {
+    let ok = Command::new("/usr/bin/python3")
+        .args(["-c", "import qbittorrent_exporter.exporter"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok
+        && lacks_capability(
+            "prometheus-qbittorrent-exporter for /usr/bin/python3 (bash tests/run.sh installs it)",
+        )
+    {
+        return;
+    }
+    let served = Served::new(77);
+    let env = &served.env;
+    let web = Web::start(env, &config(env, &env.path("data")), &[]);
+    let scrape = r#"
+import json, logging, sys
+from qbittorrent_exporter import exporter
+errors = []
+class Errors(logging.Handler):
+    def emit(self, r):
+        if r.levelno >= logging.ERROR:
+            errors.append(r.getMessage())
+exporter.logger.addHandler(Errors())
+cfg = exporter.get_config()
+cfg.update(host="127.0.0.1", port=sys.argv[1], username=sys.argv[2], password=sys.argv[3],
+           export_metrics_by_torrent=True, export_metrics_by_tag=True)
+out = {}
+for f in exporter.QbittorrentMetricsCollector(cfg).collect():
+    for s in f.samples:
+        out.setdefault(s.name, []).append([s.labels, s.value])
+print(json.dumps({"errors": errors, "metrics": out}))
+"#;
+    let o = Command::new("/usr/bin/python3")
+        .args(["-c", scrape, &web.port.to_string(), USER, PASSWORD])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["errors"], json!([]), "{r}");
+    let m = &r["metrics"];
+    assert_eq!(m["qbittorrent_up"][0][0]["version"], "v4.6.7", "{m}");
+    assert_eq!(m["qbittorrent_up"][0][1], 1.0);
+    assert_eq!(m["qbittorrent_connected"][0][1], 1.0);
+    let torrents = stats(env)["torrents"].as_u64().unwrap() as usize;
+    assert_eq!(
+        m["qbittorrent_torrent_size"].as_array().unwrap().len(),
+        torrents
+    );
 }

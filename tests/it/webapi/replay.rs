@@ -50,12 +50,22 @@ pub fn send(port: u16, head: &str, body: &[u8]) -> Answer {
     ));
     s.write_all(req.as_bytes()).unwrap();
     s.write_all(body).unwrap();
+    // qBittorrent keeps the connection open whatever the request says: read the
+    // head, then as many bytes as Content-Length says (else to the end).
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a response head");
+    let mut buf = [0u8; 8192];
+    let split = loop {
+        if let Some(at) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at;
+        }
+        let n = s.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "no response head: {:?}",
+            String::from_utf8_lossy(&raw)
+        );
+        raw.extend_from_slice(&buf[..n]);
+    };
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.lines();
     let status = lines
@@ -63,14 +73,28 @@ pub fn send(port: u16, head: &str, body: &[u8]) -> Answer {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|c| c.parse().ok())
         .expect("a status line");
-    let headers = lines
+    let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
+    let mut body = raw[split + 4..].to_vec();
+    match headers.iter().find(|(k, _)| k == "content-length") {
+        Some((_, len)) => {
+            let len: usize = len.parse().unwrap();
+            while body.len() < len {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "the body ended early: {head}");
+                body.extend_from_slice(&buf[..n]);
+            }
+        }
+        None => {
+            s.read_to_end(&mut body).unwrap();
+        }
+    }
     Answer {
         status,
         headers,
-        body: raw[split + 4..].to_vec(),
+        body,
     }
 }
 
