@@ -199,6 +199,22 @@ fn a_client_library_is_refused_before_login_and_with_a_wrong_password() {
         json!([["app_version", {}], ["app_web_api_version", {}]]),
     );
     assert_eq!(r, vec![json!("v4.6.7"), json!("2.9.3")]);
+    // Five failed logins in a row ban the address: even the right password gets 403.
+    let login = |password: &str| {
+        replay::send(
+            web.port,
+            &format!(
+                "POST /api/v2/auth/login HTTP/1.1\nHost: 127.0.0.1:{}\n\
+                 Content-Type: application/x-www-form-urlencoded",
+                web.port
+            ),
+            format!("username={USER}&password={password}").as_bytes(),
+        )
+    };
+    for _ in 0..5 {
+        assert_eq!(login("guess").text(), "Fails.");
+    }
+    assert_eq!(login(PASSWORD).status, 403);
 }
 
 #[test]
@@ -651,8 +667,10 @@ print(json.dumps({"errors": errors, "metrics": out}))
     assert_eq!(r["errors"], json!([]), "{r}");
     let m = &r["metrics"];
     assert_eq!(m["qbittorrent_up"][0][0]["version"], "v4.6.7", "{m}");
-    assert_eq!(m["qbittorrent_up"][0][1], 1.0);
-    assert_eq!(m["qbittorrent_connected"][0][1], 1.0);
+    // The exporter gives booleans as they are (prometheus-client prints them as 1).
+    let yes = |v: &Value| v == &json!(true) || v == &json!(1.0);
+    assert!(yes(&m["qbittorrent_up"][0][1]), "{m}");
+    assert!(yes(&m["qbittorrent_connected"][0][1]), "{m}");
     let torrents = stats(env)["torrents"].as_u64().unwrap() as usize;
     assert_eq!(
         m["qbittorrent_torrent_size"].as_array().unwrap().len(),
