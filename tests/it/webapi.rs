@@ -59,15 +59,23 @@ impl Web {
     }
 
     /// Stops it as systemd would (SIGTERM) and waits.
-    pub fn stop(mut self) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
+    pub fn stop(self) {
+        drop(self);
     }
 }
 
 impl Drop for Web {
+    /// SIGTERM first, so that a mount goes with the process; SIGKILL after 10 s.
     fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -676,4 +684,45 @@ print(json.dumps({"errors": errors, "metrics": out}))
         m["qbittorrent_torrent_size"].as_array().unwrap().len(),
         torrents
     );
+}
+
+#[test]
+fn content_path_is_under_the_mount_and_reads_back_the_torrents_bytes() {
+    if !have_python_clients() {
+        return;
+    }
+    if !is_root() && lacks_capability("mounting needs root") {
+        return;
+    }
+    if !Path::new("/dev/fuse").exists() && lacks_capability("mounting needs /dev/fuse") {
+        return;
+    }
+    let served = Served::new(88);
+    let env = &served.env;
+    let mnt = env.path("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let web = Web::start(
+        env,
+        &config(env, &env.path("data")),
+        &["--mount", mnt.to_str().unwrap()],
+    );
+    let fih = info_hash_hex(&served.file_torrent);
+    let r = run_ok(
+        &web,
+        json!([["app_preferences", {}], ["torrents_info", {"torrent_hashes": fih}]]),
+    );
+    assert_eq!(r[0]["save_path"], mnt.to_str().unwrap());
+    let t = &r[1][0];
+    let (save, content) = (
+        t["save_path"].as_str().unwrap(),
+        t["content_path"].as_str().unwrap(),
+    );
+    assert_ne!(
+        save, content,
+        "Sonarr takes content_path == save_path for an error"
+    );
+    assert!(content.starts_with(save), "{content} under {save}");
+    // What an *arr tool copies from is the torrent's bytes.
+    assert_eq!(std::fs::read(content).unwrap(), served.read("big.bin"));
+    web.stop();
 }
