@@ -4,17 +4,22 @@
 //!
 //! Files: `http.rs` (parameters, errors, replies), `auth.rs` (login, sessions,
 //! bans, the Host and Origin checks), `labels.rs` (categories, tags and each
-//! torrent's labels, kept in `STORE/webapi.json`), `torrents.rs` (listing and the
-//! per-torrent reads), `actions.rs` (add, delete, pause and the rest), `app.rs`
-//! (`app/*`, `transfer/info`), `sync.rs` (`sync/maindata`), `metrics.rs`.
+//! torrent's labels, kept in `STORE/webapi.json`), `torrents.rs` (the listing),
+//! `properties.rs` (one torrent's properties, files, trackers), `add.rs`
+//! (`torrents/add`), `actions.rs` (delete, pause and the rest; the dispatch),
+//! `categories.rs` (categories and tags), `app.rs` (`app/*`, `transfer/info`),
+//! `sync.rs` (`sync/maindata`), `metrics.rs`.
 //! What each call means in cas's terms: docs/webapi.md.
 
 mod actions;
+mod add;
 mod app;
 mod auth;
+mod categories;
 mod http;
 mod labels;
 mod metrics;
+mod properties;
 mod sync;
 mod torrents;
 
