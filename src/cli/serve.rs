@@ -96,8 +96,8 @@ impl ServeArgs {
         let watch = r.optional("watch", self.watch.clone(), &s.watch);
         let read_timeout = r.value("read-timeout", self.read_timeout, &s.read_timeout, 60);
         let direct_io = r.switch("direct-io", self.direct_io, &s.direct_io);
-        engine.limits = self.limits.resolve(config, &mut r);
         let http = r.optional("http", self.http.clone(), &s.http);
+        engine.limits = self.limits.resolve(config, &mut r);
         let web = match http {
             Some(addr) => Some(web_options(&addr, config, mount_at.clone())?),
             None => None,

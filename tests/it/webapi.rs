@@ -219,4 +219,12 @@ fn http_on_a_public_address_needs_credentials_from_the_config_file() {
         "0.0.0.0:0",
     ]);
     assert!(err.contains("no username and password"), "{err}");
+    // `cas config show` names the address and where it came from, never the password.
+    let cfg = config(&env, &env.path("data"));
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("\n[serve]\nhttp = \"8080\"\n");
+    write(&cfg, text.as_bytes());
+    let shown = env.ok(&["--config", cfg.to_str().unwrap(), "config", "show"]);
+    assert!(shown.contains("serve.http = 8080"), "{shown}");
+    assert!(!shown.contains(PASSWORD), "{shown}");
 }
