@@ -93,9 +93,6 @@ pub async fn add(api: &Arc<Api>, p: &Params) -> Result<Reply, ApiError> {
         .map(str::trim)
         .filter(|u| !u.is_empty())
         .collect();
-    if urls.is_empty() && p.uploads.is_empty() {
-        return Err(ApiError::missing("urls or torrents"));
-    }
     let mut files = Vec::new();
     for u in &p.uploads {
         match Metainfo::parse(&u.bytes) {

@@ -48,6 +48,14 @@ pub fn edit_category(api: &Api, p: &Params, create: bool) -> Result<Reply, ApiEr
             (false, false) => return Err(ApiError::Conflict("Unable to edit category".into())),
             _ => {}
         }
+        // qBittorrent refuses an edit that changes nothing.
+        if !create
+            && l.categories
+                .get(&name)
+                .is_some_and(|c| c.save_path == save_path)
+        {
+            return Err(ApiError::Conflict("Unable to edit category".into()));
+        }
         l.categories.insert(
             name.clone(),
             Category {

@@ -187,217 +187,70 @@ fn qbittorrent_nox_and_cas_answer_the_same_requests_with_the_same_codes_and_keys
     add.extend_from_slice(format!("\r\n--{b}\r\nContent-Disposition: form-data; name=\"paused\"\r\n\r\ntrue\r\n--{b}--\r\n").as_bytes());
     let multipart = format!("multipart/form-data; boundary={b}");
     let garbage = format!("--{b}\r\nContent-Disposition: form-data; name=\"torrents\"; filename=\"bad.torrent\"\r\n\r\nnot a torrent\r\n--{b}--\r\n").into_bytes();
-    let h = |s: &str| s.replace("H", &hash);
-    let steps: Vec<(&str, String, &str, Vec<u8>, Keys)> = vec![
-        ("GET", "app/version".into(), form, vec![], Keys::None),
-        ("POST", "app/webapiVersion".into(), form, vec![], Keys::None),
-        (
-            "GET",
-            "app/preferences".into(),
-            form,
-            vec![],
-            Keys::OursAmongTheirs,
-        ),
-        ("POST", "torrents/add".into(), &multipart, add, Keys::None),
-        (
-            "POST",
-            "torrents/add".into(),
-            &multipart,
-            garbage,
-            Keys::None,
-        ),
-        (
-            "GET",
-            "torrents/info".into(),
-            form,
-            vec![],
-            Keys::TheirsAmongOurs,
-        ),
-        (
-            "POST",
-            "torrents/info".into(),
-            form,
-            h("hashes=H").into_bytes(),
-            Keys::TheirsAmongOurs,
-        ),
-        (
-            "GET",
-            h("torrents/properties?hash=H"),
-            form,
-            vec![],
-            Keys::TheirsAmongOurs,
-        ),
-        (
-            "GET",
-            "torrents/properties?hash=0000000000000000000000000000000000000000".into(),
-            form,
-            vec![],
-            Keys::None,
-        ),
-        (
-            "GET",
-            "torrents/properties".into(),
-            form,
-            vec![],
-            Keys::None,
-        ),
-        (
-            "GET",
-            h("torrents/files?hash=H"),
-            form,
-            vec![],
-            Keys::TheirsAmongOurs,
-        ),
-        (
-            "GET",
-            h("torrents/trackers?hash=H"),
-            form,
-            vec![],
-            Keys::TheirsAmongOurs,
-        ),
-        (
-            "POST",
-            "torrents/createCategory".into(),
-            form,
-            b"category=tv&savePath=".to_vec(),
-            Keys::None,
-        ),
-        (
-            "POST",
-            "torrents/createCategory".into(),
-            form,
-            b"category=tv&savePath=".to_vec(),
-            Keys::None,
-        ),
-        (
-            "POST",
-            "torrents/createCategory".into(),
-            form,
-            b"category=&savePath=".to_vec(),
-            Keys::None,
-        ),
-        (
-            "POST",
-            "torrents/editCategory".into(),
-            form,
-            b"category=nope&savePath=".to_vec(),
-            Keys::None,
-        ),
-        (
-            "GET",
-            "torrents/categories".into(),
-            form,
-            vec![],
-            Keys::TheirsAmongOurs,
-        ),
-        (
-            "POST",
-            "torrents/setCategory".into(),
-            form,
-            h("hashes=H&category=nope").into_bytes(),
-            Keys::None,
-        ),
-        (
-            "POST",
-            "torrents/setCategory".into(),
-            form,
-            h("hashes=H&category=tv").into_bytes(),
-            Keys::None,
-        ),
-        (
-            "POST",
-            "torrents/createTags".into(),
-            form,
-            b"tags=x,y".to_vec(),
-            Keys::None,
-        ),
-        (
-            "POST",
-            "torrents/addTags".into(),
-            form,
-            h("hashes=H&tags=x").into_bytes(),
-            Keys::None,
-        ),
-        ("GET", "torrents/tags".into(), form, vec![], Keys::None),
-        (
-            "POST",
-            "torrents/setShareLimits".into(),
-            form,
-            h("hashes=H&ratioLimit=2&seedingTimeLimit=-1&inactiveSeedingTimeLimit=-2").into_bytes(),
-            Keys::None,
-        ),
-        (
-            "POST",
-            "torrents/topPrio".into(),
-            form,
-            h("hashes=H").into_bytes(),
-            Keys::None,
-        ),
-        (
-            "POST",
-            "torrents/setForceStart".into(),
-            form,
-            h("hashes=H&value=false").into_bytes(),
-            Keys::None,
-        ),
-        (
-            "POST",
-            "torrents/pause".into(),
-            form,
-            h("hashes=H").into_bytes(),
-            Keys::None,
-        ),
-        (
-            "POST",
-            "torrents/resume".into(),
-            form,
-            h("hashes=H").into_bytes(),
-            Keys::None,
-        ),
-        (
-            "POST",
-            "torrents/reannounce".into(),
-            form,
-            h("hashes=H").into_bytes(),
-            Keys::None,
-        ),
-        (
-            "GET",
-            "torrents/pause?hashes=all".into(),
-            form,
-            vec![],
-            Keys::None,
-        ),
-        (
-            "POST",
-            "torrents/nosuchcall".into(),
-            form,
-            vec![],
-            Keys::None,
-        ),
-        (
-            "GET",
-            "transfer/info".into(),
-            form,
-            vec![],
-            Keys::TheirsAmongOurs,
-        ),
-        (
-            "GET",
-            "sync/maindata?rid=0".into(),
-            form,
-            vec![],
-            Keys::TheirsAmongOurs,
-        ),
-        (
-            "POST",
-            "torrents/delete".into(),
-            form,
-            h("hashes=H&deleteFiles=false").into_bytes(),
-            Keys::None,
-        ),
-    ];
-    for (method, path, kind, body, json) in &steps {
-        both.check(method, path, kind, body, *json);
+    both.check("GET", "app/preferences", form, b"", Keys::OursAmongTheirs);
+    both.check("POST", "torrents/add", &multipart, &add, Keys::None);
+    both.check("POST", "torrents/add", &multipart, &garbage, Keys::None);
+    for line in STEPS.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (method, path, body, keys) = (f[0], f[1].replace('H', &hash), f[2], f[3]);
+        let body = if body == "-" {
+            String::new()
+        } else {
+            body.replace('H', &hash)
+        };
+        let keys = match keys {
+            "theirs" => Keys::TheirsAmongOurs,
+            _ => Keys::None,
+        };
+        both.check(method, &path, form, body.as_bytes(), keys);
     }
 }
+
+/// Method, call, urlencoded body (`-`: none; `H`: the torrent's info-hash), and
+/// whether qBittorrent's JSON keys must all be cas's (`theirs`).
+const STEPS: &str = "
+    GET  app/version                      -                                   -
+    POST app/webapiVersion                -                                   -
+    GET  app/defaultSavePath              -                                   -
+    POST torrents/add                     -                                   -
+    GET  torrents/info                    -                                   theirs
+    POST torrents/info                    hashes=H                            theirs
+    GET  torrents/info?filter=paused      -                                   theirs
+    GET  torrents/properties?hash=H       -                                   theirs
+    GET  torrents/properties?hash=0000000000000000000000000000000000000000 - -
+    GET  torrents/properties              -                                   -
+    GET  torrents/files?hash=H            -                                   theirs
+    GET  torrents/files?hash=0000000000000000000000000000000000000000 -   -
+    GET  torrents/trackers?hash=H         -                                   theirs
+    GET  torrents/trackers?hash=0000000000000000000000000000000000000000 - -
+    POST torrents/createCategory          category=tv&savePath=               -
+    POST torrents/createCategory          category=tv&savePath=               -
+    POST torrents/createCategory          category=&savePath=                 -
+    POST torrents/editCategory            category=nope&savePath=             -
+    POST torrents/editCategory            category=tv&savePath=               -
+    GET  torrents/categories              -                                   theirs
+    POST torrents/setCategory             hashes=H&category=nope              -
+    POST torrents/setCategory             hashes=H&category=tv                -
+    POST torrents/setCategory             hashes=H                            -
+    POST torrents/createTags              tags=x,y                            -
+    POST torrents/addTags                 hashes=H&tags=x                     -
+    POST torrents/addTags                 tags=x                              -
+    GET  torrents/tags                    -                                   -
+    POST torrents/removeTags              hashes=H&tags=x                     -
+    POST torrents/deleteTags              tags=y                              -
+    POST torrents/setShareLimits          hashes=H&ratioLimit=2&seedingTimeLimit=-1&inactiveSeedingTimeLimit=-2 -
+    POST torrents/topPrio                 hashes=H                            -
+    POST torrents/setForceStart           hashes=H&value=false                -
+    POST torrents/setAutoManagement       hashes=H&enable=false               -
+    POST torrents/pause                   hashes=H                            -
+    POST torrents/resume                  hashes=H                            -
+    POST torrents/recheck                 hashes=H                            -
+    POST torrents/reannounce              hashes=H                            -
+    GET  torrents/pause?hashes=all        -                                   -
+    POST torrents/nosuchcall              -                                   -
+    POST nosuchscope/version              -                                   -
+    GET  transfer/info                    -                                   theirs
+    GET  sync/maindata?rid=0              -                                   theirs
+    POST torrents/removeCategories        categories=tv                       -
+    POST torrents/delete                  hashes=H&deleteFiles=false          -
+";
