@@ -175,3 +175,19 @@ pub fn maindata(api: &Api, p: &Params, session: &str) -> Result<Reply, ApiError>
     syncs.insert(session.to_string(), next);
     Ok(Reply::Json(Value::Object(out)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_what_changed_and_what_went_are_sent() {
+        let before = object(json!({"a": {"x": 1}, "b": 2, "c": 3}));
+        let now = object(json!({"a": {"x": 1}, "b": 5, "d": 4}));
+        assert_eq!(
+            Value::Object(changed(&before, &now)),
+            json!({"b": 5, "d": 4})
+        );
+        assert_eq!(gone(&before, &now), vec![json!("c")]);
+    }
+}

@@ -409,3 +409,98 @@ impl Api {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn torrent(complete: bool, state: RunState, up: u64, down: u64, metadata: bool) -> Torrent {
+        Torrent {
+            ih: InfoHash([7; 20]),
+            meta: None,
+            status: Some(TorrentStatus {
+                name: None,
+                state,
+                has_metadata: metadata,
+                finished: complete,
+                progress_bytes: if complete { 10 } else { 5 },
+                total_bytes: 10,
+                uploaded_bytes: 0,
+                fetched_bytes: 0,
+                download_speed: down,
+                upload_speed: up,
+                peers: 0,
+                seeders: 0,
+                eta: None,
+                error: None,
+            }),
+            complete,
+            labels: TorrentLabels::default(),
+            pending_name: None,
+        }
+    }
+
+    #[test]
+    fn states_and_filters_are_qbittorrents() {
+        use RunState::*;
+        let cases = [
+            (
+                torrent(true, Live, 0, 0, true),
+                "stalledUP",
+                &["seeding", "completed", "inactive", "running", "stalled"][..],
+            ),
+            (
+                torrent(true, Live, 5, 0, true),
+                "uploading",
+                &["seeding", "completed", "active"][..],
+            ),
+            (
+                torrent(true, Paused, 0, 0, true),
+                "pausedUP",
+                &["paused", "stopped", "completed"][..],
+            ),
+            (
+                torrent(false, Live, 0, 9, true),
+                "downloading",
+                &["downloading", "active", "resumed"][..],
+            ),
+            (
+                torrent(false, Live, 0, 0, false),
+                "metaDL",
+                &["downloading"][..],
+            ),
+            (
+                torrent(false, Paused, 0, 0, true),
+                "pausedDL",
+                &["downloading", "paused"][..],
+            ),
+            (
+                torrent(false, Checking, 0, 0, true),
+                "checkingDL",
+                &["checking", "downloading"][..],
+            ),
+            (torrent(false, Error, 0, 0, true), "error", &["errored"][..]),
+        ];
+        for (t, state, filters) in cases {
+            assert_eq!(t.state(), state);
+            for f in filters {
+                assert!(passes(f, &t), "{state} passes {f}");
+            }
+            assert!(passes("all", &t));
+        }
+        let seeding = torrent(true, Live, 0, 0, true);
+        for f in ["downloading", "paused", "errored", "checking", "active"] {
+            assert!(!passes(f, &seeding), "stalledUP does not pass {f}");
+        }
+        assert_eq!(torrent(false, Live, 0, 0, true).progress(), 0.5);
+    }
+
+    #[test]
+    fn hashes_parse_as_qbittorrent_reads_them() {
+        let a = "0123456789abcdef0123456789abcdef01234567";
+        let h = Hashes::parse(&format!("{}|nothex|", a.to_uppercase()));
+        assert!(h.contains(&a.parse().unwrap()));
+        assert!(!h.contains(&InfoHash([0; 20])));
+        assert!(Hashes::parse("all").contains(&InfoHash([0; 20])));
+    }
+}
