@@ -171,7 +171,9 @@ pub async fn add(api: &Arc<Api>, p: &Params) -> Result<Reply, ApiError> {
     }
     for (meta, upload) in files {
         let bytes = upload.bytes.to_vec();
-        if let Some(dir) = &adopt_from {
+        // A torrent the store holds whole needs nothing read.
+        let held = api.engine.store().catalog().has_torrent(&meta.info_hash);
+        if let (Some(dir), false) = (&adopt_from, held) {
             adopt(api, &bytes, &upload.file_name, dir).await?;
         }
         api.engine
