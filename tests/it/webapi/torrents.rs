@@ -70,6 +70,8 @@ fn torrents_added_by_file_and_magnet_are_fetched_listed_and_labelled_and_keep_th
         ["torrents_files", {"torrent_hash": fih}],
         ["torrents_properties", {"torrent_hash": fih}],
         ["sync_maindata", {"rid": 0}],
+        ["torrents_info", {"sort": "size", "reverse": true}],
+        ["torrents_info", {"sort": "size", "limit": 1, "offset": 1}],
     ]);
     let r = run_ok(&web, calls.clone());
     let mut both = vec![fih.clone(), mih.clone()];
@@ -86,6 +88,15 @@ fn torrents_added_by_file_and_magnet_are_fetched_listed_and_labelled_and_keep_th
     assert_eq!(r[18][0]["size"], 700_000);
     assert_eq!(r[19]["total_size"], 700_000);
     assert_eq!(r[20]["full_update"], true);
+    let sizes = |v: &serde_json::Value| -> Vec<u64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["size"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(sizes(&r[21]), vec![700_000, 64 << 10]);
+    assert_eq!(sizes(&r[22]), vec![700_000]);
     // The bytes came over the wire, each once.
     assert_eq!(stats(&env)["content_bytes"], 700_000 + (64 << 10));
     // sync/maindata: the next answer, asked with the rid just given, holds only
