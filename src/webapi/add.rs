@@ -57,7 +57,8 @@ impl Api {
     }
 
     /// Adds a magnet in the background (librqbit asks peers for its metadata
-    /// first); listed as `metaDL` meanwhile.
+    /// first); listed as `metaDL` meanwhile. Not paused, it is fetched as `cas get`
+    /// fetches (a tree's files too).
     fn add_magnet(self: &Arc<Self>, ih: InfoHash, magnet: String, paused: bool) {
         lock(&self.pending).insert(ih, magnet_name(&magnet));
         let api = self.clone();
@@ -68,14 +69,25 @@ impl Api {
                 Ok(Some(r)) => Some(r.metainfo),
                 _ => c.download(&ih).ok().flatten(),
             };
-            let source = known.map_or(Source::Magnet(magnet), Source::Torrent);
-            match api.engine.add(source, &[]).await {
-                Ok(_) if paused => {
+            let r = match (known, paused) {
+                (Some(t), _) => api.engine.add(Source::Torrent(t), &[]).await.map(drop),
+                (None, true) => api.engine.add(Source::Magnet(magnet), &[]).await.map(drop),
+                // As `cas get` inside `cas serve`: a tree's manifest is followed, and
+                // what is fetched is kept.
+                (None, false) => {
+                    let opts = crate::engine::get::GetOptions::default();
+                    crate::engine::get::fetch(&api.engine, &magnet, &opts, None, &|_, _| {})
+                        .await
+                        .map(drop)
+                }
+            };
+            match r {
+                Ok(()) if paused => {
                     if let Err(e) = api.engine.pause(&ih).await {
                         tracing::warn!("web API: pausing {ih}: {e:#}");
                     }
                 }
-                Ok(_) => {}
+                Ok(()) => {}
                 Err(e) => tracing::warn!("web API: adding magnet {ih}: {e:#}"),
             }
             lock(&api.pending).remove(&ih);

@@ -110,6 +110,25 @@ fn torrents_added_by_file_and_magnet_are_fetched_listed_and_labelled_and_keep_th
     assert_eq!(next.get("full_update"), None, "{next}");
     assert_eq!(next["tags"], json!(["new"]), "{next}");
     assert_eq!(first["torrents"].as_object().unwrap().len(), 2);
+    // A tree's manifest by magnet is fetched as `cas get` fetches it: its files too,
+    // the tree kept under a ref (its id), each byte stored once.
+    let manifest = seeder
+        .env
+        .ok(&["magnet", "--manifest", "src"])
+        .trim()
+        .to_string();
+    run_ok(&web, json!([["torrents_add", {"urls": manifest}]]));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while stats(&env)["refs"] != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tree never arrived"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let s = stats(&env);
+    assert_eq!(s["logical_bytes"], 700_000 + (64 << 10) + 13, "{s}");
+    assert_eq!(s["content_bytes"], 700_000 + (64 << 10) + 13, "{s}");
     // Labels, pauses and share limits survive a restart.
     web.stop();
     let web = Web::start(&env, &cfg, &["--peer", &peer]);
