@@ -4,8 +4,9 @@
 //! `$XDG_CONFIG_HOME/cas/config.toml` (else `~/.config/cas/config.toml`), or the file
 //! `--config` names. Each key is the long name of a flag (without `--`; a repeatable
 //! flag's key takes a list): `[serve]` holds `cas serve`'s (and `cas mount`'s),
-//! `[sync]` `cas sync`'s, `[limits]` the rate and share limits of both, and each
-//! `[[schedule]]` table a period of alternative limits. A flag given overrides the
+//! `[sync]` `cas sync`'s, `[limits]` the rate and share limits of both, each
+//! `[[schedule]]` table a period of alternative limits, and `[http]` the web API's
+//! login and save paths (never flags). A flag given overrides the
 //! file; [`Resolver`] records where every value in force came from, for
 //! `cas config show`. An unknown key, or a value that does not parse, is an error
 //! naming the file, the line and the key.
