@@ -16,6 +16,7 @@
 //! - [`mount`]: the store as a read-only tree for the FUSE crate;
 //! - [`channel`]: signing keys and signed updates; [`sync`]: a directory kept the same
 //!   on every node of a channel;
+//! - [`webapi`]: qBittorrent's Web API and Prometheus metrics (`cas serve --http`);
 //! - [`service`]: `cas serve` as a library;
 //! - the `cas` binary (`src/main.rs`, `src/cli/`) is a thin layer over these.
 //!
@@ -43,6 +44,7 @@ pub mod service;
 pub mod stats;
 pub mod store;
 pub mod sync;
+pub mod webapi;
 
 pub use error::{Error, Result};
 pub use id::{ChunkId, ContentId, InfoHash, PieceHash, TreeId};

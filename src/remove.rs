@@ -40,9 +40,7 @@ pub fn remove(store: &Store, spec: &str) -> Result<Removed> {
             Ok(Removed::Tree { id, refs })
         }
         Target::Torrent(ih) => {
-            let pinned = catalog.unpin(&ih)?;
-            let downloading = catalog.remove_download(&ih)?;
-            if !pinned && !downloading {
+            if !remove_torrent(store, &ih)? {
                 return Err(Error::NotKept(ih));
             }
             Ok(Removed::Torrent(ih))
@@ -51,4 +49,13 @@ pub fn remove(store: &Store, spec: &str) -> Result<Removed> {
             "{spec}: cas rm takes a ref, a tree id or an info-hash"
         ))),
     }
+}
+
+/// Stops keeping torrent `ih` for its own sake: unpinned, and no longer fetched if
+/// it was. False if it was neither (a ref may still keep it).
+pub fn remove_torrent(store: &Store, ih: &InfoHash) -> Result<bool> {
+    let catalog = store.catalog();
+    let pinned = catalog.unpin(ih)?;
+    let downloading = catalog.remove_download(ih)?;
+    Ok(pinned || downloading)
 }

@@ -15,6 +15,7 @@ use crate::engine::{Engine, EngineOptions};
 use crate::mount::StoreTree;
 use crate::store::Store;
 use crate::sync::node::{Node, SyncOptions};
+use crate::webapi::{WebOptions, WebServer};
 
 /// A mount of the store while the service runs.
 #[derive(Clone, Debug)]
@@ -35,6 +36,8 @@ pub struct ServiceOptions {
     /// A folder whose .torrent files are added as they appear.
     pub watch: Option<PathBuf>,
     pub mount: Option<MountOptions>,
+    /// qBittorrent's Web API and `/metrics` (`--http`).
+    pub web: Option<WebOptions>,
 }
 
 /// A running service. [`Service::stop`] ends it.
@@ -43,13 +46,15 @@ pub struct Service {
     syncs: Vec<Arc<Node>>,
     running: JoinSet<anyhow::Result<()>>,
     mounted: Option<cas_fuse::Mount>,
+    /// Where the web API listens.
+    web: Option<std::net::SocketAddr>,
     /// A mount a dead process had left on the mount point, detached first.
     pub detached_stale_mount: bool,
 }
 
 impl Service {
     /// Starts the engine (seeding every torrent of the store), then the channel's
-    /// node, the watch and the mount. Call from within a multi-thread tokio runtime.
+    /// node, the watch, the web API and the mount. Call from within a multi-thread tokio runtime.
     pub async fn start(store: Arc<Store>, opts: ServiceOptions) -> anyhow::Result<Service> {
         if let Some(dir) = &opts.watch {
             anyhow::ensure!(dir.is_dir(), "{}: not a directory to watch", dir.display());
@@ -72,11 +77,18 @@ impl Service {
                 Ok(())
             });
         }
+        let mut web = None;
+        if let Some(w) = opts.web {
+            let server = WebServer::bind(engine.clone(), w).await?;
+            web = Some(server.local_addr());
+            running.spawn(async move { server.run().await.context("the web API stopped") });
+        }
         let mut service = Service {
             engine,
             syncs,
             running,
             mounted: None,
+            web,
             detached_stale_mount: false,
         };
         if let Some(m) = &opts.mount {
@@ -92,6 +104,11 @@ impl Service {
     /// The channels this service keeps.
     pub fn syncs(&self) -> &[Arc<Node>] {
         &self.syncs
+    }
+
+    /// Where the web API listens, if it does.
+    pub fn web_addr(&self) -> Option<std::net::SocketAddr> {
+        self.web
     }
 
     /// Where the store is mounted, if it is.

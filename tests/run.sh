@@ -9,9 +9,9 @@ cd "$(dirname "$0")/.."
 # and aria2 (download from `cas serve`), opentracker (a tracker on loopback), mktorrent
 # and bc (benchmarks), util-linux (setpriv, mount, umount), iproute2 (network namespaces
 # for the LSD and private-torrent tests), qbittorrent-nox (driven through its Web API),
-# rtorrent (downloads from cas serve, seeds to cas get) and systemd (systemd-analyze
-# verify of the unit file).
-packages=(python3-libtorrent transmission-cli transmission-daemon aria2 opentracker mktorrent bc util-linux iproute2 qbittorrent-nox rtorrent systemd)
+# rtorrent (downloads from cas serve, seeds to cas get), systemd (systemd-analyze
+# verify of the unit file) and python3-pip (for the PyPI packages below).
+packages=(python3-libtorrent transmission-cli transmission-daemon aria2 opentracker mktorrent bc util-linux iproute2 qbittorrent-nox rtorrent systemd python3-pip)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -22,6 +22,17 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]}" >&2
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+fi
+
+# From PyPI, for Debian's /usr/bin/python3: qbittorrent-api (the client library
+# seedbox tools use, driving `cas serve --http`), prometheus-client (parses
+# /metrics) and prometheus-qbittorrent-exporter (scrapes the API). Debian 12 and 13 mark their python as externally managed: these go to
+# /usr/local, beside Debian's packages, which they do not replace.
+if ! /usr/bin/python3 -c 'import qbittorrentapi, prometheus_client, qbittorrent_exporter' 2>/dev/null; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo /usr/bin/python3 -m pip install --quiet --break-system-packages \
+        qbittorrent-api prometheus-client prometheus-qbittorrent-exporter </dev/null
 fi
 
 if ! command -v cargo >/dev/null; then

@@ -47,7 +47,7 @@ pub fn run(cli: &Cli, cmd: &ConfigCommand) -> Result<i32> {
                     (None, None) => "default".into(),
                 },
             }];
-            let serve = super::serve::ServeArgs::default().plan(config);
+            let serve = super::serve::ServeArgs::default().plan(config)?;
             settings.extend(serve.settings);
             let sync = super::sync::SyncArgs::default().resolve(config);
             // The limits are shared: shown once, with `serve`'s.

@@ -21,6 +21,8 @@ pub(super) struct Plan {
     pub mount: Option<MountOptions>,
     pub watch: Option<PathBuf>,
     pub sync: Option<SyncOptions>,
+    /// The web API (`cas serve --http`).
+    pub web: Option<cas::webapi::WebOptions>,
     /// The limit flags, to resolve again over a config file read again.
     pub limit_args: LimitArgs,
     /// `--allow` flags, to resolve again over `[serve]` on a reload (`cas serve`
@@ -48,6 +50,7 @@ pub(super) fn run_daemon(cli: &Cli, plan: Plan) -> Result<i32> {
             mount,
             watch,
             sync,
+            web,
             limit_args,
             allow_args,
             settings,
@@ -59,6 +62,7 @@ pub(super) fn run_daemon(cli: &Cli, plan: Plan) -> Result<i32> {
                 sync: sync.clone(),
                 watch,
                 mount,
+                web,
             },
         )
         .await?;
@@ -89,6 +93,9 @@ pub(super) fn run_daemon(cli: &Cli, plan: Plan) -> Result<i32> {
             }
         };
         outln!("{ready}");
+        if let Some(addr) = service.web_addr() {
+            outln!("web API on http://{addr}");
+        }
         if let (Some(at), true) = (service.mounted_at(), service.detached_stale_mount) {
             errln!(
                 "{}: a mount left by a process that died (transport endpoint is not connected) \

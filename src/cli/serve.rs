@@ -11,6 +11,7 @@ use cas::config::{Config, Resolver, ServeSection};
 use cas::engine::get::{fetch, GetOptions};
 use cas::engine::{Encryption, Engine, EngineOptions};
 use cas::service::MountOptions;
+use cas::webapi::{Credentials, WebError, WebOptions};
 
 pub(super) use super::limits::LimitArgs;
 pub(super) use super::run::{run_daemon, Plan};
@@ -67,6 +68,10 @@ pub struct ServeArgs {
     /// With --mount: open files with direct I/O (see `cas mount --help`)
     #[arg(long)]
     direct_io: bool,
+    /// Serve qBittorrent's Web API and /metrics here (a bare port: on 127.0.0.1);
+    /// the login is the config file's [http] username and password
+    #[arg(long, value_name = "ADDR:PORT")]
+    http: Option<String>,
     /// Connect to this peer for every torrent being fetched (repeatable)
     #[arg(long = "peer", value_name = "ADDR:PORT")]
     peers: Vec<SocketAddr>,
@@ -87,7 +92,7 @@ impl ServeArgs {
 
     /// What `cas serve` runs: these flags, else `[serve]` and `[limits]`, else the
     /// defaults.
-    pub(super) fn plan(&self, config: &Config) -> Plan {
+    pub(super) fn plan(&self, config: &Config) -> Result<Plan> {
         let s = &config.sections.serve;
         let mut r = Resolver::new(config, "serve");
         let mut engine = self.net.resolve(&mut r, s, true);
@@ -96,9 +101,15 @@ impl ServeArgs {
         let watch = r.optional("watch", self.watch.clone(), &s.watch);
         let read_timeout = r.value("read-timeout", self.read_timeout, &s.read_timeout, 60);
         let direct_io = r.switch("direct-io", self.direct_io, &s.direct_io);
+        let http = r.optional("http", self.http.clone(), &s.http);
         engine.limits = self.limits.resolve(config, &mut r);
-        Plan {
+        let web = match http {
+            Some(addr) => Some(web_options(&addr, config, mount_at.clone())?),
+            None => None,
+        };
+        Ok(Plan {
             engine,
+            web,
             mount: mount_at.map(|at| MountOptions {
                 at,
                 read_timeout: Duration::from_secs(read_timeout),
@@ -109,8 +120,38 @@ impl ServeArgs {
             limit_args: self.limits.clone(),
             allow_args: Some(self.net.allow.clone()),
             settings: r.settings,
-        }
+        })
     }
+}
+
+/// The web API's options: `--http`'s address, `[http]`'s login and save paths.
+fn web_options(addr: &str, config: &Config, mount: Option<PathBuf>) -> Result<WebOptions> {
+    let h = &config.sections.http;
+    let get = |i: &cas::config::Item<String>| i.as_ref().map(|s| s.get_ref().clone());
+    let credentials = match get(&h.username) {
+        Some(user) => Some(
+            Credentials::new(
+                &user,
+                get(&h.password).as_deref(),
+                get(&h.password_hash).as_deref(),
+            )
+            .map_err(WebError::Credentials)?,
+        ),
+        None if h.password.is_some() || h.password_hash.is_some() => {
+            return Err(WebError::Credentials("a password without a username".into()).into())
+        }
+        None => None,
+    };
+    Ok(WebOptions {
+        addr: cas::webapi::parse_address(addr)?,
+        credentials,
+        mount,
+        save_paths: h
+            .save_paths
+            .as_ref()
+            .map(|s| s.get_ref().clone())
+            .unwrap_or_default(),
+    })
 }
 
 impl From<&super::mount::MountArgs> for ServeArgs {
@@ -120,6 +161,7 @@ impl From<&super::mount::MountArgs> for ServeArgs {
             watch: None,
             read_timeout: m.read_timeout,
             direct_io: m.direct_io,
+            http: None,
             peers: m.peers.clone(),
             net: m.net.clone(),
             limits: LimitArgs::default(),
@@ -241,7 +283,7 @@ pub(super) fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<i32> {
-    run_daemon(cli, args.plan(cli.config()))
+    run_daemon(cli, args.plan(cli.config())?)
 }
 
 pub fn get_cmd(cli: &Cli, args: &GetArgs) -> Result<i32> {

@@ -335,6 +335,7 @@ pub fn sync(cli: &Cli, args: &SyncArgs) -> Result<i32> {
             mount: None,
             watch: None,
             sync: Some(sync),
+            web: None,
             limit_args: args.limits.clone(),
             allow_args: None,
             settings: plan.settings,

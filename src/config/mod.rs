@@ -4,8 +4,9 @@
 //! `$XDG_CONFIG_HOME/cas/config.toml` (else `~/.config/cas/config.toml`), or the file
 //! `--config` names. Each key is the long name of a flag (without `--`; a repeatable
 //! flag's key takes a list): `[serve]` holds `cas serve`'s (and `cas mount`'s),
-//! `[sync]` `cas sync`'s, `[limits]` the rate and share limits of both, and each
-//! `[[schedule]]` table a period of alternative limits. A flag given overrides the
+//! `[sync]` `cas sync`'s, `[limits]` the rate and share limits of both, each
+//! `[[schedule]]` table a period of alternative limits, and `[http]` the web API's
+//! login and save paths (never flags). A flag given overrides the
 //! file; [`Resolver`] records where every value in force came from, for
 //! `cas config show`. An unknown key, or a value that does not parse, is an error
 //! naming the file, the line and the key.
@@ -45,6 +46,8 @@ pub struct ServeSection {
     pub watch: Item<PathBuf>,
     pub read_timeout: Item<u64>,
     pub direct_io: Item<bool>,
+    /// The web API's address (`--http`): `ADDR:PORT`, or a port on 127.0.0.1.
+    pub http: Item<String>,
 }
 
 /// `[sync]`: `cas sync`'s flags, and its directory.
@@ -78,6 +81,19 @@ pub struct LimitsSection {
     pub seed_time_limit: Item<Seconds>,
 }
 
+/// `[http]`: the web API's login (never a flag: the store's lock file records the
+/// command line) and the directories an add may name as its `savepath`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HttpSection {
+    pub username: Item<String>,
+    pub password: Item<String>,
+    /// `blake3:SALT:HASH`, HASH the BLAKE3 hex of SALT followed by the password.
+    pub password_hash: Item<String>,
+    /// Directories (and what is below them) an add's `savepath` may name.
+    pub save_paths: Item<Vec<PathBuf>>,
+}
+
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -90,6 +106,8 @@ pub struct Sections {
     pub sync: SyncSection,
     #[serde(default)]
     pub limits: LimitsSection,
+    #[serde(default)]
+    pub http: HttpSection,
     #[serde(default)]
     pub schedule: Vec<Spanned<Rule>>,
 }

@@ -38,10 +38,40 @@ impl Limits {
     }
 }
 
+/// One share limit of one torrent.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum Limit<T> {
+    /// The engine's ([`Limits::ratio`], [`Limits::seed_time`]).
+    #[default]
+    Global,
+    /// None for this torrent.
+    Unlimited,
+    At(T),
+}
+
+impl<T: Copy> Limit<T> {
+    fn or(self, global: Option<T>) -> Option<T> {
+        match self {
+            Limit::Global => global,
+            Limit::Unlimited => None,
+            Limit::At(v) => Some(v),
+        }
+    }
+}
+
+/// A torrent's own share limits, in place of the engine's.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ShareLimits {
+    pub ratio: Limit<f64>,
+    pub seed_time: Limit<Duration>,
+}
+
 /// What the limits task shares with the engine.
 #[derive(Default)]
 pub(super) struct LimitState {
     limits: Mutex<Limits>,
+    /// Torrents with share limits of their own.
+    own: Mutex<HashMap<InfoHash, ShareLimits>>,
     in_force: Mutex<Option<InForce>>,
     /// When each torrent was first seen complete, and whether it was stopped.
     seeding: Mutex<HashMap<InfoHash, (Instant, bool)>>,
@@ -93,9 +123,8 @@ pub(super) async fn run(state: Arc<LimitState>, session: Weak<Session>, clock: C
             );
         }
         per_torrent(&session, &limits);
-        if limits.ratio.is_some() || limits.seed_time.is_some() {
-            stop_shared_enough(&state, &session, &limits).await;
-        }
+        // Also when no limit is set: it notes when each torrent became complete.
+        stop_shared_enough(&state, &session, &limits).await;
         drop(session);
         tokio::time::sleep(TICK).await;
     }
@@ -141,8 +170,18 @@ async fn stop_shared_enough(state: &LimitState, session: &Arc<Session>, limits: 
             }
             e.0
         };
+        let own = state
+            .own
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&ih)
+            .copied()
+            .unwrap_or_default();
         let ratio = stats.uploaded_bytes as f64 / stats.total_bytes.max(1) as f64;
-        let why = match (limits.ratio, limits.seed_time) {
+        let why = match (
+            own.ratio.or(limits.ratio),
+            own.seed_time.or(limits.seed_time),
+        ) {
             (Some(r), _) if ratio >= r => format!("ratio {ratio:.2} reached {r}"),
             (_, Some(t)) if since.elapsed() >= t => {
                 format!("seeded {} s", since.elapsed().as_secs())
@@ -171,6 +210,47 @@ impl Engine {
     /// share limits and the schedule take effect within a second.
     pub fn set_limits(&self, limits: Limits) {
         *self.limits.limits.lock().unwrap_or_else(|e| e.into_inner()) = limits;
+    }
+
+    /// The limits the engine runs under.
+    pub fn limits(&self) -> Limits {
+        self.limits.limits()
+    }
+
+    /// Gives torrent `ih` share limits of its own (all [`Limit::Global`]: the
+    /// engine's again). A torrent a limit stopped is looked at again under them.
+    pub fn set_share_limits(&self, ih: &InfoHash, limits: ShareLimits) {
+        let mut own = self.limits.own.lock().unwrap_or_else(|e| e.into_inner());
+        if limits == ShareLimits::default() {
+            own.remove(ih);
+        } else {
+            own.insert(*ih, limits);
+        }
+        drop(own);
+        let mut seeding = self
+            .limits
+            .seeding
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = seeding.get_mut(ih) {
+            e.1 = false;
+        }
+    }
+
+    /// Torrent `ih`'s own share limits.
+    pub fn share_limits(&self, ih: &InfoHash) -> ShareLimits {
+        let own = self.limits.own.lock().unwrap_or_else(|e| e.into_inner());
+        own.get(ih).copied().unwrap_or_default()
+    }
+
+    /// How long torrent `ih` has been seen complete since the engine started.
+    pub fn seeding_for(&self, ih: &InfoHash) -> Option<Duration> {
+        let seeding = self
+            .limits
+            .seeding
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        seeding.get(ih).map(|(since, _)| since.elapsed())
     }
 
     /// The global limits in force, once the engine has set them.

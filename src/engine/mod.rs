@@ -9,6 +9,7 @@
 //! Files: `options.rs` (what it is told), `session.rs` (starting it), `add.rs`
 //! (adding a torrent), `committer.rs` (received pieces made durable), `limits.rs`
 //! (rate limits, the schedule, share limits), `node.rs` (the node's figures),
+//! `status.rs` (each torrent's state; pause, resume, forget),
 //! `storage.rs` (librqbit's storage over the store) with `staging.rs` (pieces being
 //! received), `get.rs` (a fetch), `lazy.rs` (a piece fetched for a read), `order.rs`
 //! (a fetch's piece order steered by other nodes), `watch.rs` (a folder of
@@ -25,13 +26,15 @@ mod options;
 pub mod order;
 mod session;
 mod staging;
+mod status;
 mod storage;
 pub mod watch;
 
 use committer::committer;
-pub use limits::Limits;
+pub use limits::{Limit, Limits, ShareLimits};
 pub use node::NodeStats;
 pub use options::{safe_magnet, Encryption, EngineOptions, Fetch, Source};
+pub use status::{RunState, TorrentStatus};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -38,3 +38,4 @@ mod socket;
 mod stop;
 mod sync;
 mod tracker;
+mod webapi;
