@@ -143,7 +143,7 @@ pub struct Session {
     pub blocklist: IpRanges,
     pub(crate) allowlist: arc_swap::ArcSwapOption<IpRanges>,
     /// Asked when an incoming handshake names a torrent the session lacks.
-    torrent_resolver: arc_swap::ArcSwapOption<TorrentResolver>,
+    torrent_resolver: arc_swap::ArcSwapOption<Box<dyn TorrentResolver>>,
 
     // Monitoring / tracing / logging
     pub(crate) stats: Arc<SessionStats>,
@@ -427,10 +427,18 @@ impl Default for DhtSessionConfig {
     }
 }
 
-/// See [`Session::set_torrent_resolver`]: given an info-hash the session lacks, adds
-/// the torrent if it can and says whether it did.
-pub type TorrentResolver =
-    Box<dyn Fn(Id20) -> futures::future::BoxFuture<'static, bool> + Send + Sync>;
+/// See [`Session::set_torrent_resolver`]: what a session asks of torrents it lacks.
+pub trait TorrentResolver: Send + Sync {
+    /// Adds torrent `info_hash`, which the session lacks, if it can, and says whether
+    /// it did.
+    fn resolve(&self, info_hash: Id20) -> futures::future::BoxFuture<'static, bool>;
+
+    /// The info-hash of a torrent the session lacks whose `HASH('req2', info_hash)` is
+    /// `req2`: an encrypted handshake names its torrent by that hash only.
+    fn find_by_req2(&self, _req2: &[u8; 20]) -> Option<Id20> {
+        None
+    }
+}
 
 pub struct SessionOptions {
     /// DHT configuration. Set to None to disable DHT entirely.
@@ -1011,7 +1019,7 @@ impl Session {
         if found.is_none() {
             let resolver = self.torrent_resolver.load_full();
             if let Some(resolver) = resolver {
-                if resolver(h.info_hash).await {
+                if resolver.resolve(h.info_hash).await {
                     found = find();
                 }
             }
@@ -1046,6 +1054,12 @@ impl Session {
             .values()
             .map(|t| t.info_hash())
             .find(|ih| mse::req2_hash(&ih.0) == *req2)
+            .or_else(|| {
+                self.torrent_resolver
+                    .load()
+                    .as_ref()
+                    .and_then(|r| r.find_by_req2(req2))
+            })
     }
 
     async fn task_listener<A: Accept>(
@@ -1204,7 +1218,7 @@ impl Session {
     /// does not have (`None`: such connections are refused, as without one). The
     /// resolver may add the torrent (a torrent kept inactive until a peer wants it)
     /// and answer true; the connection then goes on as if the torrent had been there.
-    pub fn set_torrent_resolver(&self, resolver: Option<TorrentResolver>) {
+    pub fn set_torrent_resolver(&self, resolver: Option<Box<dyn TorrentResolver>>) {
         self.torrent_resolver.store(resolver.map(Arc::new));
     }
 
