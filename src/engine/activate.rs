@@ -133,18 +133,28 @@ impl Engine {
         if !self.on_demand {
             return;
         }
-        let weak = Arc::downgrade(self);
+        self.learn_req2(&self.store.catalog().torrents().unwrap_or_default());
         self.session
-            .set_torrent_resolver(Some(Box::new(move |ih: librqbit_core::Id20| {
-                let engine = weak.clone();
-                Box::pin(async move {
-                    match engine.upgrade() {
-                        Some(e) => e.activate(InfoHash(ih.0)).await,
-                        None => false,
-                    }
-                })
-            })));
+            .set_torrent_resolver(Some(Box::new(Resolver(Arc::downgrade(self)))));
         tokio::spawn(announce_inactive(Arc::downgrade(self)));
+    }
+
+    /// Keeps `HASH('req2', info-hash)` of every stored torrent (and lazy download),
+    /// by which an encrypted handshake names its torrent.
+    fn learn_req2(&self, torrents: &[InfoHash]) {
+        use sha1::Digest;
+        let lazy = self.store.catalog().downloads().unwrap_or_default();
+        let map = torrents
+            .iter()
+            .chain(&lazy)
+            .map(|ih| {
+                let mut h = sha1::Sha1::new();
+                h.update(b"req2");
+                h.update(ih.0);
+                (<[u8; 20]>::from(h.finalize()), *ih)
+            })
+            .collect();
+        *self.req2.write().unwrap_or_else(|e| e.into_inner()) = map;
     }
 
     /// Starts a round of announces of inactive torrents now (after an import).
@@ -177,6 +187,27 @@ impl Engine {
     }
 }
 
+/// librqbit's way to the torrents outside its session.
+struct Resolver(Weak<Engine>);
+
+impl librqbit::TorrentResolver for Resolver {
+    fn resolve(&self, ih: librqbit_core::Id20) -> futures::future::BoxFuture<'static, bool> {
+        let engine = self.0.clone();
+        Box::pin(async move {
+            match engine.upgrade() {
+                Some(e) => e.activate(InfoHash(ih.0)).await,
+                None => false,
+            }
+        })
+    }
+
+    fn find_by_req2(&self, req2: &[u8; 20]) -> Option<librqbit_core::Id20> {
+        let e = self.0.upgrade()?;
+        let map = e.req2.read().unwrap_or_else(|e| e.into_inner());
+        map.get(req2).map(|ih| librqbit_core::Id20::new(ih.0))
+    }
+}
+
 /// Announces every inactive torrent that has a tracker, at most
 /// [`ANNOUNCES_PER_SECOND`], a round every [`ROUND`] or when an import asks. Ends with
 /// the engine.
@@ -192,6 +223,7 @@ async fn announce_inactive(engine: Weak<Engine>) {
                     Vec::new()
                 }
             };
+            e.learn_req2(&list);
             (list, e.announce_now.clone())
         };
         let gap = Duration::from_secs(1) / ANNOUNCES_PER_SECOND;

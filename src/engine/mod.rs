@@ -109,6 +109,8 @@ pub struct Engine {
     activating: tokio::sync::Mutex<()>,
     /// Wakes the announcer of inactive torrents.
     announce_now: Arc<tokio::sync::Notify>,
+    /// Stored torrents by `HASH('req2', info-hash)` (an encrypted handshake's name).
+    req2: std::sync::RwLock<std::collections::HashMap<[u8; 20], InfoHash>>,
 }
 
 impl Engine {

@@ -155,6 +155,7 @@ impl Engine {
             announce_ip: opts.announce_ip,
             activating: Default::default(),
             announce_now: Default::default(),
+            req2: Default::default(),
         };
         tokio::spawn(committer(store.clone(), Arc::downgrade(&engine.session)));
         tokio::spawn(limits::run(

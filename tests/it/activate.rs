@@ -82,3 +82,16 @@ fn an_inactive_torrent_is_announced_and_found_through_its_tracker() {
     s.assert_magnet_file(&got, "found through the tracker");
     assert_eq!(counts(&s.env), (5, 3));
 }
+
+#[test]
+fn an_encrypted_handshake_for_an_inactive_torrent_is_answered() {
+    // RC4 forced: the handshake names the torrent only by HASH('req2', info-hash).
+    let forced = r#"{"out_enc_policy": 0, "in_enc_policy": 0, "allowed_enc_level": 2}"#;
+    let s = Served::new(94);
+    let serve = Serve::start(&s.env);
+    let got = s.env.path("lt-rc4");
+    let r = crate::serve::lt_download_with(Path::new(&s.magnet), &got, serve.port, 60, forced);
+    assert_eq!(r["seeding"], true, "{r}");
+    s.assert_magnet_file(&got, "an inactive torrent over an encrypted connection");
+    assert_eq!(counts(&s.env), (5, 3));
+}
