@@ -16,7 +16,7 @@
 //! Records written one by one cost two fsyncs each; an import writes its torrent
 //! records through a [`CatalogBatch`] (`batch.rs`), durable at one sync point.
 
-mod batch;
+pub(crate) mod batch;
 pub use batch::CatalogBatch;
 
 use std::path::{Path, PathBuf};
