@@ -29,6 +29,8 @@ use crate::{ContentId, Error, Result};
 pub(super) const SMALL_PIECES: u64 = 4;
 /// The largest file read whole by one worker.
 pub(super) const SMALL_BYTES: u64 = 16 << 20;
+/// From this many files in the stat cache, the torrent records are listed once.
+const LIST_TORRENTS_FROM: usize = 1000;
 /// How far, in file bytes, the workers may read ahead of the stores.
 const AHEAD_BYTES: u64 = 64 << 20;
 
@@ -55,6 +57,17 @@ pub(super) fn read_all(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Vec<Content>> {
     use std::os::unix::ffi::OsStrExt;
+    // Many files known: one listing of the torrents beats a lookup each.
+    let listed = match reuse {
+        Some(c) if c.len() > LIST_TORRENTS_FROM => Some(
+            store
+                .catalog()
+                .torrents()?
+                .into_iter()
+                .collect::<std::collections::HashSet<_>>(),
+        ),
+        _ => None,
+    };
     let mut plan = Vec::with_capacity(found.len());
     for f in found {
         let known = || {
@@ -63,7 +76,9 @@ pub(super) fn read_all(
                 EntryKind::File {
                     info_hash: Some(ih),
                     ..
-                } => store.catalog().has_torrent(ih),
+                } => listed
+                    .as_ref()
+                    .map_or_else(|| store.catalog().has_torrent(ih), |l| l.contains(ih)),
                 _ => true,
             };
             (holds && k.stat == FileStat::of(&f.meta)).then(|| k.clone())

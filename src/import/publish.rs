@@ -29,16 +29,15 @@ pub(super) fn publish_torrent(
     publish: &Publish,
 ) -> Result<Published> {
     let ih = torrent::info_hash(&made.info);
-    if !batch.has_torrent(&ih) {
-        let record = TorrentRecord {
-            kind: made.kind,
-            length: made.length,
-            piece_length: made.piece_length,
-            pieces: made.pieces,
-            metainfo: torrent::metainfo(made.info, publish),
-        };
-        batch.put_torrent(&ih, &record)?;
-    }
+    let record = TorrentRecord {
+        kind: made.kind,
+        length: made.length,
+        piece_length: made.piece_length,
+        pieces: made.pieces,
+        metainfo: torrent::metainfo(made.info, publish),
+    };
+    // Written only if neither the catalog nor the batch has it.
+    batch.put_torrent(&ih, &record)?;
     Ok(Published {
         info_hash: ih,
         magnet: torrent::magnet(&ih, made.name, &publish.trackers),
