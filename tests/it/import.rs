@@ -174,3 +174,40 @@ fn a_re_import_under_the_same_ref_gives_what_a_first_import_gives() {
     assert_eq!(cat("t:many/9"), random_bytes(9, 5000));
     assert_eq!(cat("t:zz/deep/er/last.bin"), random_bytes(3, 8 << 10));
 }
+
+#[test]
+fn small_sparse_files_give_the_torrents_of_their_dense_copies() {
+    use std::io::{Seek, SeekFrom, Write};
+    let env = Env::with_piece_length("16K");
+    let (sparse, dense) = (env.path("sparse"), env.path("dense"));
+    std::fs::create_dir_all(&sparse).unwrap();
+    // Three pieces, the middle one a hole; one piece, all hole.
+    let mut f = std::fs::File::create(sparse.join("holey")).unwrap();
+    f.write_all(&random_bytes(4, 16 << 10)).unwrap();
+    f.seek(SeekFrom::Start(32 << 10)).unwrap();
+    f.write_all(&random_bytes(5, 1000)).unwrap();
+    drop(f);
+    std::fs::File::create(sparse.join("hole"))
+        .unwrap()
+        .set_len(9000)
+        .unwrap();
+    for name in ["holey", "hole"] {
+        write(
+            &dense.join(name),
+            &std::fs::read(sparse.join(name)).unwrap(),
+        );
+    }
+    let a = env.import(&sparse, "sparse");
+    let b = env.import(&dense, "dense");
+    // Same content ids and info-hashes (the trees differ by their mtimes).
+    assert_eq!(a["files"], b["files"]);
+    let holey = env
+        .cmd()
+        .args(["cat", "sparse:holey"])
+        .output()
+        .unwrap()
+        .stdout;
+    assert_eq!(holey, std::fs::read(dense.join("holey")).unwrap());
+    assert_eq!(env.ok(&["cat", "sparse:hole"]), "\0".repeat(9000));
+    assert_eq!(a["files"][1]["blake3"], b3(&dense.join("holey")).as_str());
+}
