@@ -129,7 +129,7 @@ pub fn import(
         .remember
         .then(|| cache::Key::new(dir, pl, opts.publish.private))
         .flatten();
-    let remembered = match (&opts.reuse, &key) {
+    let mut remembered = match (&opts.reuse, &key) {
         (None, Some(key)) => cache::load(store, &ref_name, key),
         _ => None,
     };
@@ -144,20 +144,17 @@ pub fn import(
     let mut entries = Vec::with_capacity(found.len());
     let mut files = Vec::new();
     let mut new_bytes = 0;
-    let mut cache = StatCache::default();
+    // Files the next import may take unread: their place in the walk and metadata.
+    let mut settled_files = Vec::new();
     let mut read_any = false;
     for (f, content) in found.iter().zip(&contents) {
         let (mode, mtime_secs, mtime_nanos) = walk::mode_and_mtime(&f.meta);
-        let (kind, pieces, padded) = match content {
-            Content::Dir => (EntryKind::Dir, None, None),
-            Content::Symlink(target) => (
-                EntryKind::Symlink {
-                    target: target.clone(),
-                },
-                None,
-                None,
-            ),
-            Content::Reused(k) => (k.kind.clone(), Some(&k.pieces), k.padded),
+        let kind = match content {
+            Content::Dir => EntryKind::Dir,
+            Content::Symlink(target) => EntryKind::Symlink {
+                target: target.clone(),
+            },
+            Content::Reused(k) => k.kind.clone(),
             Content::Stored(file) => {
                 read_any = true;
                 new_bytes += file.new_bytes;
@@ -174,23 +171,18 @@ pub fn import(
                     })
                     .transpose()?
                     .map(|p| p.info_hash);
-                let kind = EntryKind::File {
+                EntryKind::File {
                     size: file.size,
                     content: file.content,
                     info_hash,
-                };
-                let padded = file.padded_tail.map(|p| p.sha1);
-                (kind, Some(&file.pieces), padded)
+                }
             }
         };
-        if let (
-            EntryKind::File {
-                size,
-                content,
-                info_hash,
-            },
-            Some(pieces),
-        ) = (&kind, pieces)
+        if let EntryKind::File {
+            size,
+            content,
+            info_hash,
+        } = &kind
         {
             files.push(ImportedFile {
                 path: f.rel.clone(),
@@ -200,13 +192,7 @@ pub fn import(
             });
             let stat = FileStat::of(&f.meta);
             if stat.changed_before(settled) {
-                let known = Known {
-                    stat,
-                    kind: kind.clone(),
-                    pieces: pieces.clone(),
-                    padded,
-                };
-                cache.0.insert(f.rel.clone(), known);
+                settled_files.push((entries.len(), stat));
             }
         }
         entries.push(Entry {
@@ -263,13 +249,19 @@ pub fn import(
     if store.catalog().get_ref(&ref_name).ok().flatten() != Some(tree) {
         store.catalog().set_ref(&ref_name, &tree)?;
     }
-    if let Some(key) = &key {
-        let same = remembered
+    // Nothing read and the same files settled: the cache loaded is the new one.
+    let unchanged = !read_any
+        && remembered
             .as_ref()
-            .is_some_and(|(c, t)| *t == tree && c.len() == cache.len());
-        if read_any || !same {
-            cache::save(store, &ref_name, key, tree, &cache)?;
-        }
+            .is_some_and(|(c, t)| *t == tree && c.len() == settled_files.len());
+    let made = (!unchanged).then(|| settled_cache(&found, &contents, &manifest, &settled_files));
+    drop(contents);
+    let cache = match made {
+        Some(c) => c,
+        None => remembered.take().map(|(c, _)| c).unwrap_or_default(),
+    };
+    if let (Some(key), false) = (&key, unchanged) {
+        cache::save(store, &ref_name, key, tree, &cache)?;
     }
     Ok(ImportReport {
         tree,
@@ -281,6 +273,31 @@ pub fn import(
         new_bytes,
         stat_cache: cache,
     })
+}
+
+/// What the next import may take unread: the files that settled before this one.
+fn settled_cache(
+    found: &[walk::Found],
+    contents: &[Content],
+    manifest: &Manifest,
+    settled: &[(usize, FileStat)],
+) -> StatCache {
+    let mut cache = StatCache::default();
+    for &(i, stat) in settled {
+        let (pieces, padded) = match &contents[i] {
+            Content::Reused(k) => (k.pieces.clone(), k.padded),
+            Content::Stored(f) => (f.pieces.clone(), f.padded_tail.map(|p| p.sha1)),
+            Content::Dir | Content::Symlink(_) => continue,
+        };
+        let known = Known {
+            stat,
+            kind: manifest.entries[i].kind.clone(),
+            pieces,
+            padded,
+        };
+        cache.0.insert(found[i].rel.clone(), known);
+    }
+    cache
 }
 
 /// The directory torrent over every file's pieces, in manifest order: a file read

@@ -35,11 +35,11 @@ const LIST_TORRENTS_FROM: usize = 1000;
 const AHEAD_BYTES: u64 = 64 << 20;
 
 /// What the walk found at one place, and what became of it.
-pub(super) enum Content {
+pub(super) enum Content<'c> {
     Dir,
     Symlink(Vec<u8>),
     /// A file taken from the stat cache unread.
-    Reused(Known),
+    Reused(&'c Known),
     /// A file read, its pieces stored.
     Stored(StoredFile),
 }
@@ -48,14 +48,14 @@ pub(super) enum Content {
 /// file `reuse` knows unchanged (and whose torrent the store holds) is not read.
 /// The last piece of every non-empty file but the `last_nonempty` one is also
 /// hashed padded, for the directory torrent.
-pub(super) fn read_all(
+pub(super) fn read_all<'c>(
     store: &Store,
     found: &[Found],
-    reuse: Option<&StatCache>,
+    reuse: Option<&'c StatCache>,
     piece_length: u32,
     last_nonempty: Option<usize>,
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<Vec<Content>> {
+) -> Result<Vec<Content<'c>>> {
     use std::os::unix::ffi::OsStrExt;
     // Many files known: one listing of the torrents beats a lookup each.
     let listed = match reuse {
@@ -81,7 +81,7 @@ pub(super) fn read_all(
                     .map_or_else(|| store.catalog().has_torrent(ih), |l| l.contains(ih)),
                 _ => true,
             };
-            (holds && k.stat == FileStat::of(&f.meta)).then(|| k.clone())
+            (holds && k.stat == FileStat::of(&f.meta)).then_some(k)
         };
         plan.push(if f.meta.is_dir() {
             Some(Content::Dir)
