@@ -17,6 +17,7 @@ mod pool;
 #[cfg(test)]
 mod powerloss;
 mod publish;
+mod small;
 mod walk;
 
 pub use cache::StatCache;

@@ -4,26 +4,30 @@
 //! A small file (at most [`SMALL_PIECES`] pieces and [`SMALL_BYTES`]) is one job: a
 //! worker opens it, reads it with one `pread`, hashes its pieces (BLAKE3, and SHA-1
 //! only for chunks the index lacks; a one-piece file's piece id is its content id,
-//! hashed once) and checks it did not change. Workers run ahead of the calling
+//! hashed once) and checks it did not change (`small.rs`). Workers run ahead of the calling
 //! thread by at most [`AHEAD_BYTES`]; the calling thread takes their results in walk
 //! order and stores the pieces, so the packs' order and what counts as new are the
 //! same whatever the threads' timing.
+//!
+//! What a small file costs is mostly its padded tail: the directory torrent lists the
+//! SHA-1 of its last piece followed by zeros up to the piece length, so a 4 KiB file
+//! in 1 MiB pieces costs a whole MiB of SHA-1 (nothing shortens SHA-1 over zeros).
+//! That is most of the CPU time of an import of many small files.
 
 use std::collections::HashMap;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
 use super::cache::{FileStat, Known, StatCache};
-use super::hasher::{store_file, Holes, Piece, StoredFile};
+use super::hasher::{store_file, StoredFile};
+use super::small::{read_small, store_read, ReadFile};
 use super::walk::Found;
-use crate::chunks::chunk::{Hashed, Padded, VerifiedChunk};
 use crate::chunks::index::Index;
 use crate::manifest::EntryKind;
 use crate::store::Store;
-use crate::{ContentId, Error, Result};
+use crate::{Error, Result};
 
 /// The most pieces a file read whole by one worker has.
 pub(super) const SMALL_PIECES: u64 = 4;
@@ -156,14 +160,6 @@ pub(super) struct Job<'a> {
     pub pad_tail: bool,
 }
 
-/// A small file read and hashed, not yet stored.
-pub(super) struct ReadFile {
-    content: ContentId,
-    size: u64,
-    pieces: Vec<Hashed>,
-    padded: Option<Padded>,
-}
-
 /// Worker threads reading small files; results are taken in any order of `at`.
 pub(super) struct Pool<'a> {
     jobs: Option<Sender<Job<'a>>>,
@@ -249,150 +245,4 @@ impl Drop for Pool<'_> {
         self.stop.store(true, Ordering::Relaxed);
         self.jobs = None;
     }
-}
-
-/// Reads and hashes one small file; refuses it if it is not what the walk saw or
-/// changes while read.
-fn read_small(
-    index: &Index,
-    path: &Path,
-    expect: &std::fs::Metadata,
-    piece_length: u32,
-    pad_tail: bool,
-) -> Result<ReadFile> {
-    let changed = || Error::BadInput {
-        path: path.to_path_buf(),
-        reason: "file changed while being read; import again when it is quiet".into(),
-    };
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(Error::io(path, "open"))?;
-    let before = file.metadata().map_err(Error::io(path, "read metadata"))?;
-    if !before.is_file() || before.ino() != expect.ino() || before.len() != expect.len() {
-        return Err(changed());
-    }
-    let size = before.len();
-    let pl = u64::from(piece_length);
-    let count = size.div_ceil(pl);
-    // Fewer blocks than bytes: maybe holes, which are not read.
-    let sparse = before.blocks().saturating_mul(512) < size;
-    let mut holes = Holes::new(&file, size);
-    let mut buf = vec![0u8; size as usize + 1];
-    let mut got = 0;
-    if sparse {
-        for i in 0..count {
-            let at = i * pl;
-            let len = (size - at).min(pl);
-            if !holes.is_hole(at, len) {
-                let end = (at + len) as usize;
-                read_full(&file, &mut buf[at as usize..end], at, path)?;
-            }
-        }
-        got = read_full(&file, &mut buf[size as usize..], size, path)? + size as usize;
-    } else {
-        while got < buf.len() {
-            match file.read_at(&mut buf[got..], got as u64) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::io(path, "read")(e)),
-            }
-        }
-    }
-    if got != size as usize {
-        return Err(changed());
-    }
-    buf.truncate(size as usize);
-    let hash = |bytes: Vec<u8>| {
-        VerifiedChunk::hash_unless_known(bytes, |id| Ok(index.get(id)?.map(|e| e.sha1)))
-    };
-    let padded = (pad_tail && size % pl != 0)
-        .then(|| Padded::hash(&buf[((count - 1) * pl) as usize..], piece_length))
-        .flatten();
-    let (content, pieces) = if count == 1 {
-        let piece = hash(buf)?;
-        (ContentId(piece.id().0), vec![piece])
-    } else {
-        let content = ContentId(*blake3::hash(&buf).as_bytes());
-        let pieces = buf
-            .chunks(pl as usize)
-            .map(|p| hash(p.to_vec()))
-            .collect::<Result<Vec<_>>>()?;
-        (content, pieces)
-    };
-    let after = file.metadata().map_err(Error::io(path, "read metadata"))?;
-    if after.len() != size
-        || after.mtime() != before.mtime()
-        || after.mtime_nsec() != before.mtime_nsec()
-    {
-        return Err(changed());
-    }
-    Ok(ReadFile {
-        content,
-        size,
-        pieces,
-        padded,
-    })
-}
-
-/// Reads until `buf` is full or the file ends; returns the bytes read.
-fn read_full(file: &std::fs::File, buf: &mut [u8], at: u64, path: &Path) -> Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match file.read_at(&mut buf[got..], at + got as u64) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::io(path, "read")(e)),
-        }
-    }
-    Ok(got)
-}
-
-/// Stores the pieces of a file a worker read, in order.
-pub(super) fn store_read(
-    store: &Store,
-    read: ReadFile,
-    progress: &(dyn Fn(u64) + Sync),
-) -> Result<StoredFile> {
-    let mut pieces = Vec::with_capacity(read.pieces.len());
-    let (mut new_bytes, mut told) = (0, 0);
-    for h in read.pieces {
-        let piece = match h {
-            Hashed::New(chunk) => {
-                new_bytes += store.put(&chunk)?;
-                told += chunk.len() as u64;
-                progress(chunk.len() as u64);
-                Piece {
-                    id: chunk.id(),
-                    sha1: chunk.sha1(),
-                }
-            }
-            Hashed::Known { id, sha1 } => Piece { id, sha1 },
-        };
-        pieces.push(piece);
-    }
-    // Pieces the store held count as consumed too.
-    if read.size > told {
-        progress(read.size - told);
-    }
-    let padded_tail = match read.padded {
-        Some(p) => {
-            store.chunks().put_padded(p)?;
-            Some(Piece {
-                id: p.id(),
-                sha1: p.sha1(),
-            })
-        }
-        None => None,
-    };
-    Ok(StoredFile {
-        content: read.content,
-        size: read.size,
-        pieces,
-        padded_tail,
-        new_bytes,
-    })
 }
