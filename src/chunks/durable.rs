@@ -16,6 +16,9 @@ pub(crate) enum Synced<'a> {
     Dir(&'a Path),
     /// The sled index, whose files are in this directory.
     Index(&'a Path),
+    /// The whole file system holding this directory (`syncfs`): every file's contents
+    /// and every directory's entries below it, as they are now.
+    FileSystem(&'a Path),
 }
 
 #[inline]
@@ -30,6 +33,22 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .and_then(|d| d.sync_all())
         .map_err(Error::io(dir, "sync directory"))?;
     synced(Synced::Dir(dir));
+    Ok(())
+}
+
+/// Makes everything written so far on the file system that holds `dir` durable
+/// (`syncfs(2)`): one sync point for many files written without an fsync each. It
+/// also waits for whatever else is being written on that file system.
+pub fn sync_filesystem(dir: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let d = File::open(dir).map_err(Error::io(dir, "open directory"))?;
+    // SAFETY: syncfs takes a descriptor this function owns; no memory is passed.
+    if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
+        return Err(Error::io(dir, "sync file system")(
+            std::io::Error::last_os_error(),
+        ));
+    }
+    synced(Synced::FileSystem(dir));
     Ok(())
 }
 

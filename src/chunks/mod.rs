@@ -28,7 +28,7 @@ use std::sync::{Mutex, MutexGuard, RwLock};
 
 use crate::{ChunkId, Error, PieceHash, Result};
 use chunk::{Collision, Padded, VerifiedChunk};
-pub use durable::{sync_dir, write_atomic};
+pub use durable::{sync_dir, sync_filesystem, write_atomic};
 pub(crate) use durable::{synced, Synced};
 use index::{Index, IndexBatch, IndexEntry, PaddedEntry};
 use lock::StoreLock;

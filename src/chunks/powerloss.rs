@@ -4,8 +4,11 @@
 //! The model drops everything that was not made durable: a file keeps the contents it
 //! had at its last fsync (none if it never had one); a directory keeps the entries it
 //! had at its last fsync (a name pointing at whatever its inode held when last
-//! synced); the sled index is as it was at its last flush. Directories themselves are
-//! taken as durable once made (the store makes them before its first write).
+//! synced); the sled index is as it was at its last flush; a file system sync
+//! (`syncfs`) of the store keeps every file's contents and every directory's entries
+//! below the root as they are then (the index aside: sled's own flush says what of it
+//! counts). Directories themselves are taken as durable once made (the store makes
+//! them before its first write).
 //! [`record`] sees every sync point ([`super::synced`]) and keeps one image per point.
 
 use std::collections::HashMap;
@@ -47,6 +50,19 @@ fn files_below(root: &Path, dir: &Path, out: &mut Files) {
 }
 
 impl Recorder {
+    /// Notes a directory's entries as durable.
+    fn sync_dir(&mut self, p: &Path) {
+        let mut entries = Vec::new();
+        for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+            if let Ok(m) = e.metadata() {
+                if m.is_file() {
+                    entries.push((e.file_name(), m.ino()));
+                }
+            }
+        }
+        self.dirs.insert(p.to_path_buf(), entries);
+    }
+
     fn image(&self) -> Files {
         let mut out = self.index.clone();
         for (dir, entries) in &self.dirs {
@@ -67,7 +83,7 @@ pub(crate) fn record(what: Synced<'_>) {
         return;
     };
     let path = match &what {
-        Synced::File(p) | Synced::Dir(p) | Synced::Index(p) => *p,
+        Synced::File(p) | Synced::Dir(p) | Synced::Index(p) | Synced::FileSystem(p) => *p,
     };
     if !path.starts_with(&r.root) {
         return;
@@ -78,16 +94,24 @@ pub(crate) fn record(what: Synced<'_>) {
                 r.content.insert(m.ino(), bytes);
             }
         }
-        Synced::Dir(p) => {
-            let mut entries = Vec::new();
-            for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
-                if let Ok(m) = e.metadata() {
-                    if m.is_file() {
-                        entries.push((e.file_name(), m.ino()));
+        Synced::Dir(p) => r.sync_dir(p),
+        Synced::FileSystem(p) => {
+            let index = r.root.join("index");
+            let mut dirs = vec![p.to_path_buf()];
+            while let Some(d) = dirs.pop() {
+                if d == index {
+                    continue;
+                }
+                r.sync_dir(&d);
+                for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                    let Ok(m) = e.metadata() else { continue };
+                    if m.is_dir() {
+                        dirs.push(e.path());
+                    } else if let (true, Ok(bytes)) = (m.is_file(), std::fs::read(e.path())) {
+                        r.content.insert(m.ino(), bytes);
                     }
                 }
             }
-            r.dirs.insert(p.to_path_buf(), entries);
         }
         Synced::Index(p) => {
             let mut files = Vec::new();

@@ -36,6 +36,7 @@ pub fn run(cli: &Cli, args: &ImportArgs) -> Result<i32> {
     let opts = ImportOptions {
         ignore: Vec::new(),
         reuse: None,
+        remember: true,
         cut_with: None,
         name: args.name.clone(),
         piece_length: args.piece_length,

@@ -122,6 +122,8 @@ pub fn rebuild(cli: &Cli, json: bool) -> Result<i32> {
     // The packs alone do not say which pieces are padded: the directory torrents do.
     let store = cli.open_exclusive()?;
     cas::store::migrate::padded_pieces(&store)?;
+    // Chunks of damaged records are gone: the next import reads every file again.
+    store.forget_stat_caches()?;
     drop(store);
     if json {
         print_json(&r)?;

@@ -25,7 +25,7 @@ use crate::store::Store;
 use crate::{ChunkId, ContentId, Error, PieceHash, Result};
 
 /// A stored piece: its identity and the SHA-1 a torrent lists for it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Piece {
     pub id: ChunkId,
     pub sha1: PieceHash,
@@ -184,7 +184,7 @@ fn feed_zeros(hasher: &mut blake3::Hasher, mut n: usize) {
 
 /// Where a file's data lies, asked of the file system as the reader goes
 /// (`SEEK_DATA`, `SEEK_HOLE`). A file system that cannot tell says all is data.
-struct Holes<'f> {
+pub(super) struct Holes<'f> {
     file: &'f std::fs::File,
     size: u64,
     /// No data in `from..data`, data from `data` to `hole` (end of what is known).
@@ -193,7 +193,7 @@ struct Holes<'f> {
 }
 
 impl<'f> Holes<'f> {
-    fn new(file: &'f std::fs::File, size: u64) -> Self {
+    pub(super) fn new(file: &'f std::fs::File, size: u64) -> Self {
         Holes {
             file,
             size,
@@ -210,7 +210,7 @@ impl<'f> Holes<'f> {
     }
 
     /// Whether `at..at + len` lies wholly in a hole. Asked in increasing `at`.
-    fn is_hole(&mut self, at: u64, len: u64) -> bool {
+    pub(super) fn is_hole(&mut self, at: u64, len: u64) -> bool {
         if at >= self.hole {
             match self.seek(at, libc::SEEK_DATA) {
                 Some(d) => {

@@ -2,29 +2,37 @@
 //! its torrent), a BEP 47 directory torrent and a ref.
 //!
 //! Order of writes, for crash safety: all chunks (synced, then indexed), then the
-//! torrent records, then the tree record, then the ref. A crash at any instant leaves
-//! at worst chunks or records that nothing live reaches; the ref, the only thing a
-//! user names, appears last.
+//! torrent records (one [`crate::catalog::CatalogBatch`]: durable at one sync point,
+//! then renamed into place), then the tree record, then the ref. A crash at any
+//! instant leaves at worst chunks or records that nothing live reaches; the ref, the
+//! only thing a user names, appears last.
+//!
+//! Small files are read whole on threads kept for the import (`pool.rs`), large ones
+//! piece by piece (`hasher.rs`); the torrents are built in `publish.rs`; what the
+//! import saw of each file is kept for the next one (`cache.rs`).
 
 mod cache;
 mod hasher;
+mod pool;
 #[cfg(test)]
 mod powerloss;
+mod publish;
+mod small;
 mod walk;
 
-use cache::FileStat;
 pub use cache::StatCache;
+use cache::{FileStat, Known};
 pub use hasher::{store_file, Piece, StoredFile};
+use pool::Content;
+pub(crate) use publish::publish_bytes;
 
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use serde::Serialize;
 
-use crate::catalog::{check_ref_name, TorrentKind, TorrentRecord, TreeRecord};
-use crate::chunks::chunk::VerifiedChunk;
+use crate::catalog::{check_ref_name, TorrentKind, TreeRecord};
 use crate::manifest::{Entry, EntryKind, Manifest};
-use crate::meta::torrent::{self, Publish, TorrentFile};
+use crate::meta::torrent::{self, Publish};
 use crate::store::Store;
 use crate::{ContentId, Error, InfoHash, Result, TreeId};
 
@@ -42,9 +50,12 @@ pub struct ImportOptions {
     /// Names at the top of the directory to leave out (a sync's working folder).
     pub ignore: Vec<String>,
     /// A file whose metadata is as the last import of this directory saw it is taken
-    /// from that import unread (`ImportReport::stat_cache`). No directory torrent is
-    /// made then: it would need every file's pieces.
+    /// from that import unread (`ImportReport::stat_cache`). The directory torrent is
+    /// still made, from the pieces the cache lists.
     pub reuse: Option<StatCache>,
+    /// Keep what this import saw in the store (`imports/<ref>`), and, without
+    /// `reuse`, start from what the last import of this directory under this ref kept.
+    pub remember: bool,
 }
 
 /// One published torrent.
@@ -79,67 +90,6 @@ pub struct ImportReport {
     pub stat_cache: StatCache,
 }
 
-/// Builds, records and returns a torrent over stored pieces.
-#[allow(clippy::too_many_arguments)]
-fn publish_torrent(
-    store: &Store,
-    kind: TorrentKind,
-    info: crate::meta::bencode::Value,
-    name: &str,
-    length: u64,
-    piece_length: u32,
-    pieces: Vec<crate::ChunkId>,
-    publish: &Publish,
-) -> Result<Published> {
-    let ih = torrent::info_hash(&info);
-    if !store.catalog().has_torrent(&ih) {
-        let record = TorrentRecord {
-            kind,
-            length,
-            piece_length,
-            pieces,
-            metainfo: torrent::metainfo(info, publish),
-        };
-        store.catalog().put_torrent(&ih, &record)?;
-    }
-    Ok(Published {
-        info_hash: ih,
-        magnet: torrent::magnet(&ih, name, &publish.trackers),
-    })
-}
-
-/// Stores a byte string (a manifest, a channel's name) as pieces and publishes it as
-/// a single-file torrent named `name`.
-pub(crate) fn publish_bytes(
-    store: &Store,
-    bytes: &[u8],
-    name: &str,
-    kind: TorrentKind,
-    piece_length: u32,
-    publish: &Publish,
-) -> Result<Published> {
-    let mut ids = Vec::new();
-    let mut sha1s = Vec::new();
-    for piece in bytes.chunks(piece_length as usize) {
-        let chunk = VerifiedChunk::hash(piece.to_vec());
-        store.put(&chunk)?;
-        ids.push(chunk.id());
-        sha1s.push(chunk.sha1());
-    }
-    store.commit()?;
-    let info = torrent::single_file_info(name, bytes.len() as u64, piece_length, &sha1s, publish);
-    publish_torrent(
-        store,
-        kind,
-        info,
-        name,
-        bytes.len() as u64,
-        piece_length,
-        ids,
-        publish,
-    )
-}
-
 /// Imports `dir`. `progress` is told of every byte of file content consumed, after
 /// `total` (the sum of file sizes) has been announced through `start`.
 pub fn import(
@@ -157,7 +107,7 @@ pub fn import(
             asked,
         });
     }
-    let piece_length = match opts.cut_with {
+    let pl = match opts.cut_with {
         Some(p) => crate::meta::check_piece_length(p.into())?,
         None => piece_length,
     };
@@ -176,70 +126,76 @@ pub fn import(
     let last_nonempty = found
         .iter()
         .rposition(|f| f.meta.is_file() && f.meta.len() > 0);
+    let key = opts
+        .remember
+        .then(|| cache::Key::new(dir, pl, opts.publish.private))
+        .flatten();
+    let mut remembered = match (&opts.reuse, &key) {
+        (None, Some(key)) => cache::load(store, &ref_name, key),
+        _ => None,
+    };
+    let reuse = opts.reuse.as_ref().or(remembered.as_ref().map(|r| &r.0));
 
-    let mut entries = Vec::with_capacity(found.len());
-    let mut stored = Vec::new();
-    let mut reused = Vec::new();
-    let mut new_bytes = 0;
-    let mut stats = Vec::with_capacity(found.len());
     let settled = cache::settle_point();
-    for (i, f) in found.iter().enumerate() {
+    let contents = pool::read_all(store, &found, reuse, pl, last_nonempty, progress)?;
+    store.commit()?;
+
+    // The file torrents, then the manifest and the directory torrent, one batch.
+    let mut batch = store.catalog().batch();
+    let mut entries = Vec::with_capacity(found.len());
+    let mut files = Vec::new();
+    let mut new_bytes = 0;
+    // Files the next import may take unread: their place in the walk and metadata.
+    let mut settled_files = Vec::new();
+    let mut read_any = false;
+    for (f, content) in found.iter().zip(&contents) {
         let (mode, mtime_secs, mtime_nanos) = walk::mode_and_mtime(&f.meta);
-        let stat = FileStat::of(&f.meta);
-        let known = opts
-            .reuse
-            .as_ref()
-            .and_then(|c| c.0.get(&f.rel))
-            .filter(|(s, k)| {
-                *s == stat
-                    && match k {
-                        EntryKind::File {
-                            info_hash: Some(ih),
-                            ..
-                        } => store.catalog().has_torrent(ih),
-                        _ => true,
-                    }
-            });
-        let kind = if f.meta.is_dir() {
-            EntryKind::Dir
-        } else if f.meta.file_type().is_symlink() {
-            let target = std::fs::read_link(&f.disk).map_err(Error::io(&f.disk, "read link"))?;
-            EntryKind::Symlink {
-                target: target.as_os_str().as_bytes().to_vec(),
-            }
-        } else if let Some((_, kind)) = f.meta.is_file().then_some(known).flatten() {
-            reused.push(entries.len());
-            kind.clone()
-        } else {
-            let file = store_file(
-                store,
-                &f.disk,
-                &f.meta,
-                piece_length,
-                Some(i) != last_nonempty,
-                progress,
-            )
-            .map_err(|err| match err {
-                Error::Io { ref path, .. } | Error::BadInput { ref path, .. }
-                    if *path == f.disk =>
-                {
-                    err
+        let kind = match content {
+            Content::Dir => EntryKind::Dir,
+            Content::Symlink(target) => EntryKind::Symlink {
+                target: target.clone(),
+            },
+            Content::Reused(k) => k.kind.clone(),
+            Content::Stored(file) => {
+                read_any = true;
+                new_bytes += file.new_bytes;
+                let info_hash = (file.size > 0)
+                    .then(|| {
+                        publish::file_torrent(
+                            &mut batch,
+                            file.content,
+                            file.size,
+                            &file.pieces,
+                            pl,
+                            &opts.publish,
+                        )
+                    })
+                    .transpose()?
+                    .map(|p| p.info_hash);
+                EntryKind::File {
+                    size: file.size,
+                    content: file.content,
+                    info_hash,
                 }
-                err => Error::Importing {
-                    path: f.disk.clone(),
-                    err: Box::new(err),
-                },
-            })?;
-            new_bytes += file.new_bytes;
-            let kind = EntryKind::File {
-                size: file.size,
-                content: file.content,
-                info_hash: None,
-            };
-            stored.push((entries.len(), file));
-            kind
+            }
         };
-        stats.push((f.meta.is_file() && stat.changed_before(settled)).then_some(stat));
+        if let EntryKind::File {
+            size,
+            content,
+            info_hash,
+        } = &kind
+        {
+            files.push(ImportedFile {
+                path: f.rel.clone(),
+                size: *size,
+                blake3: *content,
+                info_hash: *info_hash,
+            });
+            let stat = FileStat::of(&f.meta);
+            if stat.changed_before(settled) {
+                settled_files.push((entries.len(), stat));
+            }
+        }
         entries.push(Entry {
             path: f.rel.as_bytes().to_vec(),
             mode,
@@ -248,138 +204,66 @@ pub fn import(
             kind,
         });
     }
-    store.commit()?;
-
-    // Per-file torrents, then the directory torrent over the same pieces.
-    let mut files = Vec::new();
-    let mut dir_files = Vec::new();
-    let mut dir_pieces = Vec::new();
-    let mut dir_ids = Vec::new();
-    let mut dir_len = 0u64;
-    for (at, file) in &stored {
-        let entry = &mut entries[*at];
-        let path = String::from_utf8_lossy(&entry.path).into_owned();
-        let info_hash = if file.size > 0 {
-            let name = file.content.to_hex();
-            let sha1s: Vec<_> = file.pieces.iter().map(|p| p.sha1).collect();
-            let info =
-                torrent::single_file_info(&name, file.size, piece_length, &sha1s, &opts.publish);
-            let ids = file.pieces.iter().map(|p| p.id).collect();
-            let kind = TorrentKind::File {
-                content: file.content,
-            };
-            Some(
-                publish_torrent(
-                    store,
-                    kind,
-                    info,
-                    &name,
-                    file.size,
-                    piece_length,
-                    ids,
-                    &opts.publish,
-                )?
-                .info_hash,
-            )
-        } else {
-            None
-        };
-        if let EntryKind::File { info_hash: ih, .. } = &mut entry.kind {
-            *ih = info_hash;
-        }
-        dir_files.push(TorrentFile {
-            path: path.split('/').map(str::to_string).collect(),
-            length: file.size,
-            pad: false,
-        });
-        dir_len += file.size;
-        let mut pieces = file.pieces.clone();
-        if let Some(tail) = file.padded_tail {
-            pieces.pop();
-            pieces.push(tail);
-            let pad = u64::from(piece_length) - file.size % u64::from(piece_length);
-            dir_files.push(TorrentFile {
-                path: vec![".pad".into(), pad.to_string()],
-                length: pad,
-                pad: true,
-            });
-            dir_len += pad;
-        }
-        dir_pieces.extend(pieces.iter().map(|p| p.sha1));
-        dir_ids.extend(pieces.iter().map(|p| p.id));
-        files.push(ImportedFile {
-            path,
-            size: file.size,
-            blake3: file.content,
-            info_hash,
-        });
-    }
-
-    for &at in &reused {
-        if let EntryKind::File {
-            size,
-            content,
-            info_hash,
-        } = &entries[at].kind
-        {
-            files.push(ImportedFile {
-                path: entries[at].path_lossy(),
-                size: *size,
-                blake3: *content,
-                info_hash: *info_hash,
-            });
-        }
-    }
-    let mut cache = StatCache::default();
-    for (e, stat) in entries.iter().zip(&stats) {
-        if let Some(stat) = stat {
-            cache.0.insert(e.path_lossy(), (*stat, e.kind.clone()));
-        }
-    }
     let manifest = Manifest { entries };
     let bytes = manifest.encode();
     let tree = Manifest::id_of(&bytes);
-    let tree_torrent = publish_bytes(
+    let existing = store.catalog().tree(&tree)?;
+
+    // The tree imported before under this name keeps its directory torrent.
+    let kept = existing
+        .as_ref()
+        .filter(|r| r.name == ref_name)
+        .and_then(|r| r.directory)
+        .filter(|ih| store.catalog().has_torrent(ih));
+    let directory = match kept {
+        Some(_) => None,
+        None => Some(directory_of(store, &found, &contents, last_nonempty, pl)?),
+    };
+    let tree_torrent = publish::put_bytes(
         store,
+        &mut batch,
         &bytes,
         &tree.to_hex(),
         TorrentKind::Manifest { tree },
-        piece_length,
+        pl,
         &opts.publish,
     )?;
-    let directory_torrent = if dir_pieces.is_empty() || opts.reuse.is_some() {
-        None
-    } else {
-        let info = torrent::multi_file_info(
-            &ref_name,
-            &dir_files,
-            piece_length,
-            &dir_pieces,
-            &opts.publish,
-        );
-        Some(publish_torrent(
-            store,
-            TorrentKind::Directory { tree },
-            info,
-            &ref_name,
-            dir_len,
-            piece_length,
-            dir_ids,
-            &opts.publish,
-        )?)
+    let directory_torrent = match (kept, directory) {
+        (Some(ih), _) => Some(Published {
+            info_hash: ih,
+            magnet: torrent::magnet(&ih, &ref_name, &opts.publish.trackers),
+        }),
+        (None, Some(d)) if !d.is_empty() => {
+            Some(d.publish(&mut batch, &ref_name, tree, pl, &opts.publish)?)
+        }
+        (None, _) => None,
     };
-    // Without a directory torrent, a record that has one is kept as it is.
-    if directory_torrent.is_some() || store.catalog().tree(&tree)?.is_none() {
-        store.catalog().put_tree(
-            &tree,
-            &TreeRecord {
-                manifest: tree_torrent.info_hash,
-                directory: directory_torrent.as_ref().map(|p| p.info_hash),
-                name: ref_name.clone(),
-            },
-        )?;
+    batch.commit()?;
+    let record = TreeRecord {
+        manifest: tree_torrent.info_hash,
+        directory: directory_torrent.as_ref().map(|p| p.info_hash),
+        name: ref_name.clone(),
+    };
+    if existing.as_ref() != Some(&record) {
+        store.catalog().put_tree(&tree, &record)?;
     }
-    store.catalog().set_ref(&ref_name, &tree)?;
+    if store.catalog().get_ref(&ref_name).ok().flatten() != Some(tree) {
+        store.catalog().set_ref(&ref_name, &tree)?;
+    }
+    // Nothing read and the same files settled: the cache loaded is the new one.
+    let unchanged = !read_any
+        && remembered
+            .as_ref()
+            .is_some_and(|(c, t)| *t == tree && c.len() == settled_files.len());
+    let made = (!unchanged).then(|| settled_cache(&found, &contents, &manifest, &settled_files));
+    drop(contents);
+    let cache = match made {
+        Some(c) => c,
+        None => remembered.take().map(|(c, _)| c).unwrap_or_default(),
+    };
+    if let (Some(key), false) = (&key, unchanged) {
+        cache::save(store, &ref_name, key, tree, &cache)?;
+    }
     Ok(ImportReport {
         tree,
         ref_name,
@@ -390,6 +274,63 @@ pub fn import(
         new_bytes,
         stat_cache: cache,
     })
+}
+
+/// What the next import may take unread: the files that settled before this one.
+fn settled_cache(
+    found: &[walk::Found],
+    contents: &[Content],
+    manifest: &Manifest,
+    settled: &[(usize, FileStat)],
+) -> StatCache {
+    let mut cache = StatCache::default();
+    for &(i, stat) in settled {
+        let (pieces, padded) = match &contents[i] {
+            Content::Reused(k) => (k.pieces.clone(), k.padded),
+            Content::Stored(f) => (f.pieces.clone(), f.padded_tail.map(|p| p.sha1)),
+            Content::Dir | Content::Symlink(_) => continue,
+        };
+        let known = Known {
+            stat,
+            kind: manifest.entries[i].kind.clone(),
+            pieces,
+            padded,
+        };
+        cache.0.insert(found[i].rel.clone(), known);
+    }
+    cache
+}
+
+/// The directory torrent over every file's pieces, in manifest order: a file read
+/// now brings its padded tail; a file taken unread, the one the cache kept (or, if it
+/// was never computed, one hashed from its stored chunk).
+fn directory_of(
+    store: &Store,
+    found: &[walk::Found],
+    contents: &[Content],
+    last_nonempty: Option<usize>,
+    pl: u32,
+) -> Result<publish::Directory> {
+    let mut d = publish::Directory::default();
+    for (i, (f, content)) in found.iter().zip(contents).enumerate() {
+        match content {
+            Content::Stored(file) => d.add(&f.rel, file.size, &file.pieces, file.padded_tail, pl),
+            Content::Reused(k) => {
+                let EntryKind::File { size, .. } = k.kind else {
+                    continue;
+                };
+                let padded = Some(i) != last_nonempty && size % u64::from(pl) != 0;
+                let tail = match (k.pieces.last(), k.padded) {
+                    (Some(last), Some(sha1)) if padded => Some(Piece { id: last.id, sha1 }),
+                    (Some(last), None) if padded => Some(publish::padded_tail_of(store, last, pl)?),
+                    _ => None,
+                };
+                d.add(&f.rel, size, &k.pieces, tail, pl);
+            }
+            Content::Dir | Content::Symlink(_) => {}
+        }
+    }
+    Ok(d)
 }
 
 fn default_ref_name(dir: &Path) -> Result<String> {

@@ -1,6 +1,7 @@
 //! The power-loss model applied to whole imports: a crash at every sync point of
 //! three imports leaves a store that opens, checks clean and keeps every import that
-//! had returned (the model is in `chunks::powerloss`).
+//! had returned (the model is in `chunks::powerloss`); and a crash among the renames
+//! of a batched catalog commit.
 
 use crate::chunks::powerloss::{points, start, stop};
 use crate::import::{import, ImportOptions};
@@ -17,6 +18,20 @@ fn read_back(store: &Store, spec: &str) -> crate::Result<Vec<u8>> {
     Ok(out.0)
 }
 
+fn many_bytes(n: usize, seed: u8) -> Vec<u8> {
+    format!("file {n} of tree {seed}\n")
+        .repeat(n + 1)
+        .into_bytes()
+}
+
+/// `count` small files of distinct content under `dir`, named 0, 1, ...
+fn many_files(dir: &std::path::Path, count: usize, seed: u8) {
+    std::fs::create_dir_all(dir).unwrap();
+    for n in 0..count {
+        std::fs::write(dir.join(n.to_string()), many_bytes(n, seed)).unwrap();
+    }
+}
+
 #[test]
 fn an_import_crashed_at_every_sync_point_leaves_a_sound_store() {
     let tmp = tempfile::tempdir().unwrap();
@@ -30,6 +45,10 @@ fn an_import_crashed_at_every_sync_point_leaves_a_sound_store() {
         std::fs::write(dir.join("shared.bin"), &shared).unwrap();
         let own: Vec<u8> = (0..40_000u32).map(|j| (j as u8) ^ (i * 31)).collect();
         std::fs::write(dir.join("sub/own.bin"), &own).unwrap();
+        if i == 1 {
+            // Enough records for the batch to sync the file system once.
+            many_files(&dir.join("many"), 20, i);
+        }
         sources.push((dir, own));
     }
     start(&root);
@@ -79,10 +98,70 @@ fn an_import_crashed_at_every_sync_point_leaves_a_sound_store() {
                     sources[i].1,
                     "crash at point {k}: {name}"
                 );
+                if i == 1 {
+                    assert_eq!(
+                        read_back(&store, &format!("{name}:many/19")).unwrap(),
+                        many_bytes(19, 1)
+                    );
+                }
             }
         }
         drop(store);
         std::fs::remove_dir_all(&at).unwrap();
     }
     eprintln!("{} crash points, every one sound", images.len());
+}
+
+#[test]
+fn a_crash_among_the_renames_of_a_batch_leaves_only_unreferenced_records() {
+    use crate::catalog::batch::CRASH_AFTER_RENAMES;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    let (before, after) = (tmp.path().join("before"), tmp.path().join("after"));
+    many_files(&before, 5, 0);
+    many_files(&after, 30, 1);
+    // 30 file torrents, the manifest's and the directory's: stopped after none, some,
+    // and all but the last renames.
+    for crash_at in [0, 1, 17, 31] {
+        let _ = std::fs::remove_dir_all(&root);
+        let store = Store::open(&root, Some(16 << 10)).unwrap();
+        let opts = |name: &str| ImportOptions {
+            name: Some(name.into()),
+            ..ImportOptions::default()
+        };
+        import(&store, &before, &opts("before"), &|_| {}, &|_| {}).unwrap();
+        CRASH_AFTER_RENAMES.set(Some(crash_at));
+        let err = import(&store, &after, &opts("after"), &|_| {}, &|_| {}).unwrap_err();
+        CRASH_AFTER_RENAMES.set(None);
+        assert!(err.to_string().contains("crashed"), "{err}");
+        drop(store);
+
+        let mut store = Store::open(&root, None).unwrap();
+        assert!(store.catalog().get_ref("after").unwrap().is_none());
+        // What was renamed is whole; the rest is temporary files nothing lists.
+        let listed = store.catalog().torrents().unwrap();
+        assert!(listed.len() >= 5 + crash_at, "{} records", listed.len());
+        for ih in &listed {
+            store.catalog().torrent(ih).unwrap().unwrap();
+        }
+        let report = fsck(&mut store, false).unwrap();
+        assert!(
+            report.is_clean(),
+            "crash after {crash_at} renames: {report:?}"
+        );
+        assert_eq!(read_back(&store, "before:4").unwrap(), many_bytes(4, 0));
+
+        // A new import completes what the crash left.
+        let r = import(&store, &after, &opts("after"), &|_| {}, &|_| {}).unwrap();
+        assert_eq!(r.files.len(), 30);
+        for n in [0, 17, 29] {
+            assert_eq!(
+                read_back(&store, &format!("after:{n}")).unwrap(),
+                many_bytes(n, 1),
+                "crash after {crash_at} renames"
+            );
+        }
+        let report = fsck(&mut store, false).unwrap();
+        assert!(report.is_clean(), "{report:?}");
+    }
 }

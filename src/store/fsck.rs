@@ -130,6 +130,8 @@ pub fn fsck(store: &mut Store, repair: bool) -> Result<FsckReport> {
     }
 
     if repair {
+        // A file taken unread from a stat cache would not bring lost pieces back.
+        store.forget_stat_caches()?;
         report.repaired = store.chunks_mut().repair(&check)?;
         // Unreadable records are moved aside, never guessed at.
         let mut lost_torrents = HashSet::new();

@@ -117,6 +117,23 @@ impl Store {
         &self.root
     }
 
+    /// Removes every stat cache `cas import` keeps (`imports/`): after a repair or an
+    /// index rebuild that may have dropped chunks, a file taken unread would not
+    /// store them again.
+    pub fn forget_stat_caches(&self) -> Result<()> {
+        let dir = self.root.join("imports");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(&dir, "list")(e)),
+        };
+        for entry in entries {
+            let path = entry.map_err(Error::io(&dir, "list"))?.path();
+            std::fs::remove_file(&path).map_err(Error::io(&path, "remove"))?;
+        }
+        crate::chunks::sync_dir(&dir)
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }

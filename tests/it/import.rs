@@ -131,3 +131,83 @@ fn trackers_and_private_flag_reach_the_torrent() {
         "{m}"
     );
 }
+
+#[test]
+fn a_re_import_under_the_same_ref_gives_what_a_first_import_gives() {
+    let env = Env::with_piece_length("16K");
+    let src = env.path("tree");
+    sample_tree(&src, 16 << 10);
+    for n in 0..40u64 {
+        write(&src.join(format!("many/{n}")), &random_bytes(n, 5000));
+    }
+    let first = env.import(&src, "t");
+    // Settled files are kept in the store's stat cache for the next import.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    env.import(&src, "t");
+    assert!(env.store().join("imports/t").is_file());
+    let again = env.import(&src, "t");
+    assert_eq!(again["tree"], first["tree"]);
+    assert_eq!(again["directory_torrent"], first["directory_torrent"]);
+    assert_eq!(again["files"].as_array().unwrap().len(), 46);
+    let cat = |spec: &str| env.cmd().args(["cat", spec]).output().unwrap().stdout;
+    assert_eq!(cat("t:many/3"), random_bytes(3, 5000));
+
+    // A changed file is seen; the directory torrent is made again, the same one a
+    // store that never saw the tree makes (zz/deep/er/last.bin, unread, is no longer
+    // the last file and gains a pad file).
+    write(&src.join("many/7"), b"changed");
+    write(&src.join("zzz"), b"the last file now");
+    let changed = env.import(&src, "t");
+    assert_ne!(changed["tree"], first["tree"]);
+    assert_eq!(env.ok(&["cat", "t:many/7"]), "changed");
+    let fresh = Env::with_piece_length("16K");
+    let full = fresh.import(&src, "t");
+    assert_eq!(full["tree"], changed["tree"]);
+    assert_eq!(full["directory_torrent"], changed["directory_torrent"]);
+
+    // A damaged cache only means the files are read again.
+    std::fs::write(env.store().join("imports/t"), b"CASSEEN\x01garbage").unwrap();
+    write(&src.join("many/8"), b"also changed");
+    let after = env.import(&src, "t");
+    assert_eq!(env.ok(&["cat", "t:many/8"]), "also changed");
+    assert_eq!(after["tree"], fresh.import(&src, "t")["tree"]);
+    assert_eq!(cat("t:many/9"), random_bytes(9, 5000));
+    assert_eq!(cat("t:zz/deep/er/last.bin"), random_bytes(3, 8 << 10));
+}
+
+#[test]
+fn small_sparse_files_give_the_torrents_of_their_dense_copies() {
+    use std::io::{Seek, SeekFrom, Write};
+    let env = Env::with_piece_length("16K");
+    let (sparse, dense) = (env.path("sparse"), env.path("dense"));
+    std::fs::create_dir_all(&sparse).unwrap();
+    // Three pieces, the middle one a hole; one piece, all hole.
+    let mut f = std::fs::File::create(sparse.join("holey")).unwrap();
+    f.write_all(&random_bytes(4, 16 << 10)).unwrap();
+    f.seek(SeekFrom::Start(32 << 10)).unwrap();
+    f.write_all(&random_bytes(5, 1000)).unwrap();
+    drop(f);
+    std::fs::File::create(sparse.join("hole"))
+        .unwrap()
+        .set_len(9000)
+        .unwrap();
+    for name in ["holey", "hole"] {
+        write(
+            &dense.join(name),
+            &std::fs::read(sparse.join(name)).unwrap(),
+        );
+    }
+    let a = env.import(&sparse, "sparse");
+    let b = env.import(&dense, "dense");
+    // Same content ids and info-hashes (the trees differ by their mtimes).
+    assert_eq!(a["files"], b["files"]);
+    let holey = env
+        .cmd()
+        .args(["cat", "sparse:holey"])
+        .output()
+        .unwrap()
+        .stdout;
+    assert_eq!(holey, std::fs::read(dense.join("holey")).unwrap());
+    assert_eq!(env.ok(&["cat", "sparse:hole"]), "\0".repeat(9000));
+    assert_eq!(a["files"][1]["blake3"], b3(&dense.join("holey")).as_str());
+}

@@ -12,6 +12,12 @@
 //! - `damaged/<refs|trees|torrents>/<name>-<unix seconds>`: records that did not
 //!   decode, moved aside by `cas fsck --repair` ([`Catalog::set_aside_ref`] and the
 //!   like); nothing reads them.
+//!
+//! Records written one by one cost two fsyncs each; an import writes its torrent
+//! records through a [`CatalogBatch`] (`batch.rs`), durable at one sync point.
+
+pub(crate) mod batch;
+pub use batch::CatalogBatch;
 
 use std::path::{Path, PathBuf};
 
@@ -50,7 +56,7 @@ pub struct TorrentRecord {
 }
 
 /// The torrents that carry one tree.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TreeRecord {
     /// The torrent of the manifest bytes.
     pub manifest: InfoHash,
