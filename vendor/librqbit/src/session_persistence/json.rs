@@ -29,9 +29,15 @@ struct SerializedSessionDatabase {
 pub struct JsonSessionPersistenceStore {
     output_folder: PathBuf,
     db_filename: PathBuf,
-    db_content: tokio::sync::RwLock<SerializedSessionDatabase>,
+    db_content: std::sync::Arc<tokio::sync::RwLock<SerializedSessionDatabase>>,
     spawner: BlockingSpawner,
+    /// A write of the session file is due (`store` and `update_metadata` coalesce).
+    flush_due: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// How long updates are gathered before the session file is written: it is written
+/// whole, so a write per update made adding N torrents write O(N^2) bytes.
+const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl std::fmt::Debug for JsonSessionPersistenceStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -65,8 +71,9 @@ impl JsonSessionPersistenceStore {
         Ok(Self {
             db_filename,
             output_folder,
-            db_content: tokio::sync::RwLock::new(db),
+            db_content: std::sync::Arc::new(tokio::sync::RwLock::new(db)),
             spawner,
+            flush_due: Default::default(),
         })
     }
 
@@ -85,34 +92,32 @@ impl JsonSessionPersistenceStore {
     }
 
     async fn flush(&self) -> anyhow::Result<()> {
-        // we don't need the write lock technically, but we need to stop concurrent modifications
-        let db_content = self.db_content.write().await;
-        let tmp_filename = format!("{}.tmp", self.db_filename.to_str().unwrap());
-        let mut tmp = tokio::fs::OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .open(&tmp_filename)
-            .await
-            .with_context(|| format!("error opening {tmp_filename:?}"))?;
-        trace!(?tmp_filename, "opened temp file");
-
-        let mut buf = Vec::new();
-        serde_json::to_writer(&mut buf, &*db_content).context("error serializing")?;
-
-        trace!(?tmp_filename, "serialized DB as JSON");
-        tmp.write_all(&buf)
-            .await
-            .with_context(|| format!("error writing {tmp_filename:?}"))?;
-        trace!(?tmp_filename, "wrote to temp file");
-
-        tokio::fs::rename(&tmp_filename, &self.db_filename)
-            .await
-            .context("error renaming persistence file")?;
-        trace!(filename=?self.db_filename, "wrote persistence");
-        Ok(())
+        write_db(&self.db_content, &self.db_filename).await
     }
 
+    /// Writes the session file [`FLUSH_AFTER`] from now, with every update made until
+    /// then, unless a write is already due.
+    fn flush_soon(&self) {
+        use std::sync::atomic::Ordering;
+        if self.flush_due.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (db, filename, due) = (
+            self.db_content.clone(),
+            self.db_filename.clone(),
+            self.flush_due.clone(),
+        );
+        tokio::spawn(async move {
+            tokio::time::sleep(FLUSH_AFTER).await;
+            due.store(false, Ordering::Release);
+            if let Err(e) = write_db(&db, &filename).await {
+                warn!(error=?e, file=?filename, "error writing the session file");
+            }
+        });
+    }
+}
+
+impl JsonSessionPersistenceStore {
     fn torrent_bytes_filename(&self, info_hash: &Id20) -> PathBuf {
         self.output_folder.join(format!("{info_hash:?}.torrent"))
     }
@@ -178,10 +183,42 @@ impl JsonSessionPersistenceStore {
         }
 
         self.db_content.write().await.torrents.insert(id, st);
-        self.flush().await?;
+        self.flush_soon();
 
         Ok(())
     }
+}
+
+async fn write_db(
+    db: &tokio::sync::RwLock<SerializedSessionDatabase>,
+    db_filename: &std::path::Path,
+) -> anyhow::Result<()> {
+    // we don't need the write lock technically, but we need to stop concurrent modifications
+    let db_content = db.write().await;
+    let tmp_filename = format!("{}.tmp", db_filename.to_str().unwrap());
+    let mut tmp = tokio::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&tmp_filename)
+        .await
+        .with_context(|| format!("error opening {tmp_filename:?}"))?;
+    trace!(?tmp_filename, "opened temp file");
+
+    let mut buf = Vec::new();
+    serde_json::to_writer(&mut buf, &*db_content).context("error serializing")?;
+
+    trace!(?tmp_filename, "serialized DB as JSON");
+    tmp.write_all(&buf)
+        .await
+        .with_context(|| format!("error writing {tmp_filename:?}"))?;
+    trace!(?tmp_filename, "wrote to temp file");
+
+    tokio::fs::rename(&tmp_filename, db_filename)
+        .await
+        .context("error renaming persistence file")?;
+    trace!(filename=?db_filename, "wrote persistence");
+    Ok(())
 }
 
 #[async_trait::async_trait]
