@@ -23,7 +23,7 @@ use toml::Spanned;
 
 pub use resolve::{Resolver, Setting, Show};
 pub use schedule::{Clock, InForce, Rule, Schedule, WallTime};
-pub use values::{Days, Rate, Seconds, TimeOfDay};
+pub use values::{Days, Encryption, Rate, Seconds, TimeOfDay};
 
 /// A value as the file gives it, with where it stands.
 pub type Item<T> = Option<Spanned<T>>;
@@ -35,7 +35,7 @@ pub struct ServeSection {
     pub listen: Item<SocketAddr>,
     pub bind_interface: Item<String>,
     pub announce_ip: Item<std::net::IpAddr>,
-    pub encryption: Item<crate::engine::Encryption>,
+    pub encryption: Item<crate::config::Encryption>,
     pub lsd: Item<bool>,
     pub dht: Item<bool>,
     pub dht_bootstrap: Item<Vec<String>>,
@@ -64,7 +64,7 @@ pub struct SyncSection {
     pub listen: Item<SocketAddr>,
     pub tracker: Item<Vec<String>>,
     pub allow: Item<Vec<ipnet::IpNet>>,
-    pub encryption: Item<crate::engine::Encryption>,
+    pub encryption: Item<crate::config::Encryption>,
 }
 
 /// `[limits]`: rate limits (bytes a second, 0 none) and share limits, for both.
@@ -318,7 +318,7 @@ mod tests {
 
     #[test]
     fn encryption_is_read_from_serve_and_sync() {
-        use crate::engine::Encryption;
+        use crate::config::Encryption;
         let c = parse("[serve]\nencryption = \"require\"\n[sync]\nencryption = \"off\"\n").unwrap();
         let (serve, sync) = (&c.sections.serve.encryption, &c.sections.sync.encryption);
         assert_eq!(

@@ -31,7 +31,7 @@ show_display!(
     ipnet::IpNet,
     Rate,
     Seconds,
-    crate::engine::Encryption
+    crate::config::Encryption
 );
 
 impl Show for PathBuf {

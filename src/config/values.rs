@@ -258,3 +258,40 @@ mod tests {
         assert_eq!(Days(0x60).to_string(), "sat,sun");
     }
 }
+
+/// Whether peer connections are encrypted (BitTorrent's Message Stream Encryption,
+/// also called Protocol Encryption), in both directions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encryption {
+    /// Dial with an encrypted handshake, and again in plaintext if that fails;
+    /// accept both, RC4 or plaintext as the peer offers. Reaches every peer.
+    #[default]
+    Prefer,
+    /// Encrypted (RC4) connections only, both ways; plaintext peers are refused.
+    Require,
+    /// Plaintext only; peers that require encryption cannot connect.
+    Off,
+}
+
+impl std::str::FromStr for Encryption {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Encryption, String> {
+        match s {
+            "prefer" => Ok(Encryption::Prefer),
+            "require" => Ok(Encryption::Require),
+            "off" => Ok(Encryption::Off),
+            _ => Err(format!("{s:?}: use prefer, require or off")),
+        }
+    }
+}
+
+impl std::fmt::Display for Encryption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Encryption::Prefer => "prefer",
+            Encryption::Require => "require",
+            Encryption::Off => "off",
+        })
+    }
+}

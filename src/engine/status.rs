@@ -94,7 +94,11 @@ impl Engine {
             return Ok(false);
         };
         if !h.is_paused() {
-            self.session.pause(&h).await?;
+            if let Err(e) = self.session.pause(&h).await {
+                if !h.is_paused() {
+                    return Err(e);
+                }
+            }
         }
         Ok(true)
     }
@@ -105,7 +109,12 @@ impl Engine {
             return Ok(false);
         };
         if h.is_paused() {
-            self.session.unpause(&h).await?;
+            if let Err(e) = self.session.unpause(&h).await {
+                // Started meanwhile (by the share limits' check, or another call).
+                if h.is_paused() {
+                    return Err(e);
+                }
+            }
         }
         Ok(true)
     }
