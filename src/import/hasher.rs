@@ -50,6 +50,32 @@ fn hash_piece(index: &Index, bytes: Vec<u8>) -> Result<Hashed> {
     VerifiedChunk::hash_unless_known(bytes, |id| Ok(index.get(id)?.map(|e| e.sha1)))
 }
 
+/// The error for a file that is not as the walk saw it, or changed while read.
+pub(super) fn changed(path: &Path) -> Error {
+    Error::BadInput {
+        path: path.to_path_buf(),
+        reason: "file changed while being read; import again when it is quiet".into(),
+    }
+}
+
+/// Opens `path` (no symlink followed, no FIFO waited on) and checks that it is the
+/// regular file of the walk's metadata `expect`: its handle and metadata then.
+pub(super) fn open_as_seen(
+    path: &Path,
+    expect: &std::fs::Metadata,
+) -> Result<(std::fs::File, std::fs::Metadata)> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(Error::io(path, "open"))?;
+    let before = file.metadata().map_err(Error::io(path, "read metadata"))?;
+    if !before.is_file() || before.ino() != expect.ino() || before.len() != expect.len() {
+        return Err(changed(path));
+    }
+    Ok((file, before))
+}
+
 /// Reads `path` and stores its pieces. `expect` is the metadata seen by the walk: a
 /// file that differs from it, or changes while being read, is refused.
 pub fn store_file(
@@ -60,19 +86,8 @@ pub fn store_file(
     pad_tail: bool,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<StoredFile> {
-    let changed = || Error::BadInput {
-        path: path.to_path_buf(),
-        reason: "file changed while being read; import again when it is quiet".into(),
-    };
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(Error::io(path, "open"))?;
-    let before = file.metadata().map_err(Error::io(path, "read metadata"))?;
-    if !before.is_file() || before.ino() != expect.ino() || before.len() != expect.len() {
-        return Err(changed());
-    }
+    let changed = || changed(path);
+    let (file, before) = open_as_seen(path, expect)?;
     let size = before.len();
     let pl = u64::from(piece_length);
     let count = size.div_ceil(pl) as usize;

@@ -2,7 +2,7 @@
 //! `pread`, its pieces hashed (a one-piece file's piece BLAKE3 is its content id),
 //! then stored in walk order by the calling thread.
 
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 
 use super::hasher::{Holes, Piece, StoredFile};
@@ -28,19 +28,8 @@ pub(super) fn read_small(
     piece_length: u32,
     pad_tail: bool,
 ) -> Result<ReadFile> {
-    let changed = || Error::BadInput {
-        path: path.to_path_buf(),
-        reason: "file changed while being read; import again when it is quiet".into(),
-    };
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(Error::io(path, "open"))?;
-    let before = file.metadata().map_err(Error::io(path, "read metadata"))?;
-    if !before.is_file() || before.ino() != expect.ino() || before.len() != expect.len() {
-        return Err(changed());
-    }
+    let changed = || super::hasher::changed(path);
+    let (file, before) = super::hasher::open_as_seen(path, expect)?;
     let size = before.len();
     let pl = u64::from(piece_length);
     let count = size.div_ceil(pl);
