@@ -197,7 +197,8 @@ impl Qbt {
     }
 }
 
-fn url_encode(s: &str) -> String {
+/// Percent-encodes every byte but the unreserved ones (RFC 3986).
+pub fn url_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

@@ -24,22 +24,11 @@ fn sonarr_cross_seed_and_autobrr_request_sequences_get_what_they_expect() {
     vars.insert("password", PASSWORD.to_string());
     vars.insert("hash", info_hash_hex(&served.file_torrent));
     vars.insert("data", data.display().to_string());
-    vars.insert("magnet_encoded", form_encode(&magnet));
+    vars.insert("magnet_encoded", crate::qbittorrent::url_encode(&magnet));
     vars.insert("magnet", magnet);
     for fixture in ["sonarr.http", "cross-seed.http", "autobrr.http"] {
         replay::replay(web.port, fixture, vars.clone(), &served.file_torrent);
     }
-}
-
-fn form_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// The store's catalog and the web API's labels, to compare before and after:
