@@ -131,10 +131,19 @@ impl Engine {
         if !self.on_demand {
             return;
         }
-        self.learn_req2(&self.store.catalog().torrents().unwrap_or_default());
+        let stored = self.stored_torrents();
+        self.learn_req2(&stored);
         self.session
             .set_torrent_resolver(Some(Box::new(Resolver(Arc::downgrade(self)))));
-        tokio::spawn(announce_inactive(Arc::downgrade(self)));
+        tokio::spawn(announce_inactive(Arc::downgrade(self), stored));
+    }
+
+    /// Every torrent the catalog records (none, logged, if it cannot be listed).
+    fn stored_torrents(&self) -> Vec<InfoHash> {
+        self.store.catalog().torrents().unwrap_or_else(|err| {
+            tracing::warn!("listing the store's torrents: {err}");
+            Vec::new()
+        })
     }
 
     /// Keeps `HASH('req2', info-hash)` of every stored torrent (and lazy download),
@@ -209,19 +218,18 @@ impl librqbit::TorrentResolver for Resolver {
 /// Announces every inactive torrent that has a tracker, at most
 /// [`ANNOUNCES_PER_SECOND`], a round every [`ROUND`] or when an import asks. Ends with
 /// the engine.
-async fn announce_inactive(engine: Weak<Engine>) {
+async fn announce_inactive(engine: Weak<Engine>, first: Vec<InfoHash>) {
+    let mut first = Some(first);
     loop {
         let round = Instant::now();
         let (list, now) = {
             let Some(e) = engine.upgrade() else { return };
-            let list = match e.store.catalog().torrents() {
-                Ok(l) => l,
-                Err(err) => {
-                    tracing::warn!("listing the store's torrents to announce: {err}");
-                    Vec::new()
-                }
-            };
-            e.learn_req2(&list);
+            // The first round's list is the one the resolver just learnt from.
+            let list = first.take().unwrap_or_else(|| {
+                let list = e.stored_torrents();
+                e.learn_req2(&list);
+                list
+            });
             (list, e.announce_now.clone())
         };
         let gap = Duration::from_secs(1) / ANNOUNCES_PER_SECOND;

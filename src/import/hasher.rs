@@ -76,6 +76,13 @@ pub(super) fn open_as_seen(
     Ok((file, before))
 }
 
+/// Whether a file read whole is as it was when opened: its size and mtime.
+pub(super) fn unchanged(before: &std::fs::Metadata, after: &std::fs::Metadata) -> bool {
+    after.len() == before.len()
+        && after.mtime() == before.mtime()
+        && after.mtime_nsec() == before.mtime_nsec()
+}
+
 /// Reads `path` and stores its pieces. `expect` is the metadata seen by the walk: a
 /// file that differs from it, or changes while being read, is refused.
 pub fn store_file(
@@ -151,10 +158,7 @@ pub fn store_file(
             return Err(changed());
         }
         let after = std::fs::symlink_metadata(path).map_err(Error::io(path, "read metadata"))?;
-        if after.len() != size
-            || after.mtime() != before.mtime()
-            || after.mtime_nsec() != before.mtime_nsec()
-        {
+        if !unchanged(&before, &after) {
             return Err(changed());
         }
         Ok(StoredFile {

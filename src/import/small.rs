@@ -80,10 +80,7 @@ pub(super) fn read_small(
         (content, pieces)
     };
     let after = file.metadata().map_err(Error::io(path, "read metadata"))?;
-    if after.len() != size
-        || after.mtime() != before.mtime()
-        || after.mtime_nsec() != before.mtime_nsec()
-    {
+    if !super::hasher::unchanged(&before, &after) {
         return Err(changed());
     }
     Ok(ReadFile {
